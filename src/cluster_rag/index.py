@@ -31,6 +31,7 @@ from .errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InvalidInputError,
+    ModelMismatchError,
     NotFittedError,
     StoreConnectionError,
     StoreNotFoundError,
@@ -91,6 +92,7 @@ class ClusterIndex:
         self._active: _Active | None = None
         self._loaded = False
         self._write_lock = threading.RLock()
+        self._embedder_checked = False
 
     # construction -----------------------------------------------------------------
     @classmethod
@@ -298,18 +300,25 @@ class ClusterIndex:
             return []
         return self.add_texts([c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks])
 
+    def _embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """Embed with the index's model; the first call checks its dimension against the store."""
+        if not self._embedder_checked:
+            if self.embedder.dimension != self.store.dimension:
+                raise ModelMismatchError(
+                    f"collection {self.store.name!r} holds {self.store.dimension}-d vectors but embedder "
+                    f"{self.embedder.name!r} produces {self.embedder.dimension}-d; open it with the model "
+                    "that built it"
+                )
+            self._embedder_checked = True
+        return self.embedder.embed(texts, progress=progress)
+
     def _embed_cached(self, texts: list[str], hashes: list[str]) -> np.ndarray:
         """Vectors for texts, reusing any vector already stored for the same text and model."""
         known = self.store.vectors_by_hash(hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
         vectors = np.empty((len(texts), self.store.dimension), dtype=np.float32)
         if missing:
-            fresh = self.embedder.embed([texts[i] for i in missing], progress=self.config.progress)
-            if fresh.shape[1] != self.store.dimension:
-                raise DimensionMismatchError(
-                    f"embedder {self.embedder.name!r} returned {fresh.shape[1]}-d vectors but the "
-                    f"collection holds {self.store.dimension}-d"
-                )
+            fresh = self._embed([texts[i] for i in missing], progress=self.config.progress)
             vectors[missing] = fresh
         for i, h in enumerate(hashes):
             if h in known:
@@ -585,7 +594,9 @@ class ClusterIndex:
             n_probe: clusters searched; ``None``: the version's calibrated default,
                 which reached ``config.target_recall`` recall@10 vs exact search at fit time.
             topics: search only these topics (ids or labels) — "search within topic".
-            where: Chroma metadata filter on user metadata, e.g. ``{"source": "a.md"}``.
+            where: Chroma metadata filter on user metadata, e.g. ``{"source": "a.md"}``;
+                when fewer than ``k`` chunks of the probed clusters pass it, the search
+                widens to the next-nearest clusters until ``k`` pass or all were searched.
 
         Returns:
             Up to ``k`` hits, best first.
@@ -593,7 +604,7 @@ class ClusterIndex:
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError(f"query must be a non-blank string, got {query!r}")
         state = self._require_fitted()
-        vector = self.embedder.embed([query])[0]
+        vector = self._embed([query])[0]
         return self._search(state, vector, k, n_probe, topics, where)
 
     def search_by_vector(
@@ -629,18 +640,7 @@ class ClusterIndex:
             cands = routing.candidates(q, n_probe=probe, topics=chosen, limit=k)
             top_ids, top_scores, top_labels = list(cands.ids), cands.scores, cands.labels
         else:
-            cands = routing.candidates(q, n_probe=probe, topics=chosen)
-            keep: list[int] = []
-            window = max(4 * k, 256)
-            for start in range(0, len(cands), window):
-                part = [str(x) for x in cands.ids[start : start + window]]
-                passing = self.store.filter_ids(part, where)
-                keep.extend(start + i for i, cid in enumerate(part) if cid in passing)
-                if len(keep) >= k:
-                    break
-            sel = np.asarray(keep[:k], dtype=np.int64)
-            top_ids = [str(x) for x in cands.ids[sel]]
-            top_scores, top_labels = cands.scores[sel], cands.labels[sel]
+            top_ids, top_scores, top_labels = self._filtered(routing, q, k, probe, chosen, where)
         if not top_ids:
             return []
         got = self.store.get([str(x) for x in top_ids])
@@ -663,6 +663,37 @@ class ClusterIndex:
                 )
             )
         return hits
+
+    def _filtered(
+        self,
+        routing: RoutingIndex,
+        q: np.ndarray,
+        k: int,
+        probe: int,
+        chosen: list[int] | None,
+        where: dict[str, Any],
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Best ``k`` chunks passing ``where``; widens the probe (x2 each round) until ``k`` pass.
+
+        A selective filter may match nothing in the nearest clusters; rather than
+        return fewer hits, the search moves on to the next-nearest clusters, up to
+        all of them (or all of ``chosen``).
+        """
+        limit = routing.k if chosen is None else len(chosen)
+        while True:
+            cands = routing.candidates(q, n_probe=probe, topics=chosen)
+            keep: list[int] = []
+            window = max(4 * k, 256)
+            for start in range(0, len(cands), window):
+                part = [str(x) for x in cands.ids[start : start + window]]
+                passing = self.store.filter_ids(part, where)
+                keep.extend(start + i for i, cid in enumerate(part) if cid in passing)
+                if len(keep) >= k:
+                    break
+            if len(keep) >= k or probe >= limit or chosen is not None:
+                sel = np.asarray(keep[:k], dtype=np.int64)
+                return [str(x) for x in cands.ids[sel]], cands.scores[sel], cands.labels[sel]
+            probe = min(limit, probe * 2)
 
     def get(self, ids: Sequence[str]) -> list[Hit]:
         """Chunks by id (score 1.0), in the order given; unknown ids are skipped."""

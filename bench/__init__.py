@@ -1,0 +1,1 @@
+"""Benchmarks for cluster-rag (run `python -m bench`; not part of the test suite)."""

@@ -1,0 +1,41 @@
+"""Run the benchmarks: ``python -m bench [core|quality|labels|all] [--quick]``.
+
+Each suite is a module ``bench/<name>.py`` with ``main(quick: bool) -> str`` that
+prints its tables, writes ``bench/results/<name>.md`` (and any plots there) and
+returns the markdown. Embeddings of the datasets are cached in ``bench/.cache``
+(first run embeds on the CPU: minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SUITES = ("core", "quality", "labels")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("suite", nargs="?", default="all", choices=(*SUITES, "all"))
+    parser.add_argument("--quick", action="store_true", help="smaller samples, for a smoke run")
+    args = parser.parse_args()
+    for name in SUITES if args.suite == "all" else (args.suite,):
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bench.{name}":
+                print(f"(suite {name!r} not present yet)")
+                continue
+            raise
+        module.main(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -713,6 +713,37 @@ class ClusterIndex:
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
         ]
 
+    # framework adapters -------------------------------------------------------------
+    def as_langchain_retriever(self, **kwargs: Any) -> Any:
+        """This index as a LangChain ``BaseRetriever`` (package ``langchain-cluster-rag``).
+
+        Args:
+            **kwargs: ``langchain_cluster_rag.ClusteredRetriever`` fields: ``k``, ``n_probe``,
+                ``topics``, ``where``, ``reranker``, ``tags``, ``metadata``.
+
+        Raises:
+            MissingDependencyError: the adapter package (or langchain-core) is not installed;
+                the message gives the pip command.
+        """
+        module = _import_adapter("langchain_cluster_rag", "langchain-cluster-rag", "integrations/langchain")
+        return module.ClusteredRetriever(index=self, **kwargs)
+
+    def as_llama_index_retriever(self, **kwargs: Any) -> Any:
+        """This index as a LlamaIndex ``BaseRetriever`` (package ``llama-index-retrievers-cluster-rag``).
+
+        Args:
+            **kwargs: ``llama_index.retrievers.cluster_rag.ClusteredRetriever`` arguments:
+                ``similarity_top_k``, ``n_probe``, ``topics``, ``where``, ``filters``, ``reranker``.
+
+        Raises:
+            MissingDependencyError: the adapter package (or llama-index-core) is not installed;
+                the message gives the pip command.
+        """
+        module = _import_adapter(
+            "llama_index.retrievers.cluster_rag", "llama-index-retrievers-cluster-rag", "integrations/llama-index"
+        )
+        return module.ClusteredRetriever(index=self, **kwargs)
+
     # bookkeeping ------------------------------------------------------------------
     def __len__(self) -> int:
         return self.store.count()
@@ -779,3 +810,19 @@ def _default_ids(hashes: list[str]) -> list[str]:
 
 def _public_metadata(meta: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (meta or {}).items() if not k.startswith(RESERVED_PREFIX)}
+
+
+def _import_adapter(module: str, dist: str, source_dir: str) -> Any:
+    """Import a framework adapter package, or explain how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        from .errors import MissingDependencyError
+
+        missing = exc.name or module
+        raise MissingDependencyError(
+            f"{module!r} could not be imported ({missing!r} is not installed). Install it with: "
+            f"pip install {dist}  (from a cluster-rag source checkout: pip install -e {source_dir})"
+        ) from exc

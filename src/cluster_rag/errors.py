@@ -12,7 +12,8 @@ working for callers who do not know this package::
     │   ├── MetadataError               a value Chroma cannot store, or a reserved key
     │   ├── InvalidKError               k < 2 or k > number of chunks
     │   ├── DimensionMismatchError      vector of the wrong width
-    │   └── UnknownTopicError (KeyError) topic id or name that does not exist
+    │   ├── UnknownTopicError (KeyError) topic id or name that does not exist
+    │   └── UnknownDocumentError (KeyError) chunk id that does not exist
     ├── NotFittedError (ValueError)     search / topics before fit
     ├── ModelMismatchError (ValueError) store made with another embedding model
     ├── StoreNotFoundError (FileNotFoundError)  missing path or collection
@@ -40,6 +41,7 @@ __all__ = [
     "NotFittedError",
     "StoreConnectionError",
     "StoreNotFoundError",
+    "UnknownDocumentError",
     "UnknownTopicError",
     "UnsupportedFileError",
     "VersionError",
@@ -80,6 +82,13 @@ class DimensionMismatchError(InvalidInputError):
 
 class UnknownTopicError(InvalidInputError, KeyError):
     """A topic id or name that does not exist in the active model."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownDocumentError(InvalidInputError, KeyError):
+    """A chunk id that does not exist in the store."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""

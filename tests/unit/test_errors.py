@@ -15,6 +15,7 @@ from cluster_rag import errors
         (errors.StoreNotFoundError, FileNotFoundError),
         (errors.StoreConnectionError, ConnectionError),
         (errors.UnknownTopicError, KeyError),
+        (errors.UnknownDocumentError, KeyError),
         (errors.VersionError, LookupError),
         (errors.MissingDependencyError, ImportError),
         (errors.LabelingError, RuntimeError),

@@ -7,7 +7,7 @@ EXPECTED = {
     "EmptyTextError", "Hit", "IndexConfig", "InvalidInputError", "InvalidKError", "LabelingError",
     "LengthMismatchError", "MetadataError", "MissingDependencyError", "ModelInfo", "ModelMismatchError",
     "NotFittedError", "SentenceTransformerEmbedder", "SphericalKMeans", "StoreConnectionError",
-    "StoreNotFoundError", "Topic", "UnknownTopicError", "UnsupportedFileError", "VersionError", "__version__",
+    "StoreNotFoundError", "Topic", "UnknownDocumentError", "UnknownTopicError", "UnsupportedFileError", "VersionError", "__version__",
 }
 
 

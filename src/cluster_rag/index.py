@@ -740,7 +740,9 @@ class ClusterIndex:
                 the message gives the pip command.
         """
         module = _import_adapter(
-            "llama_index.retrievers.cluster_rag", "llama-index-retrievers-cluster-rag", "integrations/llama-index"
+            "llama_index.retrievers.cluster_rag",
+            "llama-index-retrievers-cluster-rag",
+            "integrations/llama-index",
         )
         return module.ClusteredRetriever(index=self, **kwargs)
 

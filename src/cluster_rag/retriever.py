@@ -78,7 +78,8 @@ def _check_n_probe(n_probe: Any) -> int | None:
         return None
     if isinstance(n_probe, bool) or not isinstance(n_probe, (int, np.integer)) or n_probe < 1:
         raise InvalidInputError(
-            f"n_probe={n_probe!r} must be a positive int (clusters searched) or None for the calibrated default"
+            f"n_probe={n_probe!r} must be a positive int (clusters searched), "
+            "or None for the calibrated default"
         )
     return int(n_probe)
 
@@ -150,7 +151,10 @@ class ClusteredRetriever:
             )
         self.index = index
         self.defaults = RetrieveOptions(
-            k=_check_k(k), n_probe=_check_n_probe(n_probe), topics=_check_topics(topics), where=_check_where(where)
+            k=_check_k(k),
+            n_probe=_check_n_probe(n_probe),
+            topics=_check_topics(topics),
+            where=_check_where(where),
         )
         self.reranker = reranker
         self.fetch_k = None if fetch_k is None else _check_k(fetch_k, "fetch_k")
@@ -242,7 +246,7 @@ class MMRReranker:
         if len(hits) < 2:
             return list(hits)
         got = self.index.store.get([h.id for h in hits], include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"]))
+        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
         kept = [h for h in hits if h.id in by_id]
         vectors = np.asarray([by_id[h.id] for h in kept], dtype=np.float32)
         relevance = np.asarray([h.score for h in kept], dtype=np.float32)

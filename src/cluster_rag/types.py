@@ -63,6 +63,8 @@ class Topic:
         description: one sentence, empty when no labeler wrote one.
         pinned: ``True`` when a person fixed the label; relabeling keeps it.
         label_source: who wrote the label: ``"keywords"``, ``"llm"``, ``"fallback"`` or ``"human"``.
+        label_key: cache key of the label (labeler + model + prompt version + cluster
+            content); ``""`` when the label must be redone on the next labeling run.
     """
 
     id: int
@@ -73,6 +75,7 @@ class Topic:
     description: str = ""
     pinned: bool = False
     label_source: str = "keywords"
+    label_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -169,6 +169,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nNext: cluster-rag search --path {args.path} \"your question\"")
 
 
+def cmd_mcp(args: argparse.Namespace) -> None:
+    from .mcp_server import build_server
+
+    index = _open(args, create=False)
+    info = index.model_info  # no cluster model: exit 2 now, not on the first tool call
+    server = build_server(index)  # MissingDependencyError names the pip line
+    print(f"cluster-rag: serving {index.location} (model version {info.version}, k={info.k}) over MCP "
+          "stdio", file=sys.stderr)
+    server.run("stdio")
+
+
 # parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -218,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "ingest the shipped Banking77 sample, cluster it, show topics and searches")
     p.add_argument("--k", type=int, default=None)
     p.set_defaults(path=os.environ.get("CLUSTER_RAG_PATH", "./cluster-rag-demo"))
+
+    p = add("mcp", cmd_mcp, "serve list_topics / search_within_topic / get_document over MCP (stdio)")
+    p.set_defaults(quiet=True)  # stdout carries the protocol: no progress bars, ever
     return parser
 
 

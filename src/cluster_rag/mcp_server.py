@@ -1,0 +1,133 @@
+"""The agent tools of :mod:`cluster_rag.tools` over the Model Context Protocol (stdio).
+
+Built on the official ``mcp`` Python SDK (2.x: the high-level server class is
+``mcp.server.mcpserver.MCPServer``, formerly ``FastMCP``). The three tools are
+marked read-only (``ToolAnnotations(read_only_hint=True)``) and return the same
+JSON text as :meth:`TopicTools.call <cluster_rag.tools.TopicTools.call>`; a failed
+call (unknown topic or id, bad arguments) is an ``is_error`` result whose text
+tells the model how to fix it.
+
+Run it with ``cluster-rag mcp --path ./kb`` (or ``--chroma-url URL``), or::
+
+    from cluster_rag.mcp_server import serve
+    serve(ClusterIndex.open("./kb", create=False))
+
+``mcp`` is an optional dependency: ``pip install "cluster-rag[mcp]"``.
+"""
+
+# No ``from __future__ import annotations`` here: the SDK builds each tool's
+# argument model from the closures' annotations at registration time, and those
+# must be real objects (``Annotated[..., Field(...)]``), not strings.
+
+import functools
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from .errors import ClusterRagError, missing_dependency
+from .tools import TOOL_NAMES, TopicTools
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from .index import ClusterIndex
+
+__all__ = ["build_server", "serve"]
+
+INSTRUCTIONS = (
+    "Browse a knowledge base by topic. Call list_topics (with a query to rank topics) to see what it "
+    "covers, search_within_topic to find chunks inside one topic, and get_document for a chunk's full "
+    "text with the chunks around it. Every tool is read-only."
+)
+
+
+def _import_mcp() -> Any:
+    try:
+        from mcp.server import mcpserver
+    except ImportError as exc:  # mcp missing, or a 1.x SDK without MCPServer
+        raise missing_dependency("mcp", '"cluster-rag[mcp]"  (needs mcp>=2)') from exc
+    return mcpserver
+
+
+def build_server(
+    index: "ClusterIndex",
+    *,
+    tools: TopicTools | None = None,
+    name: str = "cluster-rag",
+) -> "MCPServer[Any]":
+    """An ``MCPServer`` exposing ``list_topics``, ``search_within_topic`` and ``get_document``.
+
+    Args:
+        index: a fitted index.
+        tools: the :class:`TopicTools` to serve (to change the result limits);
+            default ``TopicTools(index)``.
+        name: server name shown to clients.
+
+    Raises:
+        MissingDependencyError: ``mcp`` (2.x) is not installed.
+    """
+    mcpserver = _import_mcp()
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+    from pydantic import Field
+
+    from . import __version__
+
+    topic_tools = tools or TopicTools(index)
+    server: MCPServer[Any] = mcpserver.MCPServer(
+        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
+    )
+    read_only = ToolAnnotations(
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
+    described = topic_tools.parameter_descriptions
+
+    async def run(tool: str, **arguments: Any) -> str:
+        import anyio.to_thread
+
+        work = functools.partial(topic_tools.invoke, tool, arguments)
+        try:
+            result = await anyio.to_thread.run_sync(work)
+        except ClusterRagError as exc:
+            raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+        return json.dumps(result, ensure_ascii=False, default=str)
+
+    async def list_topics(
+        query: Annotated[str | None, Field(description=described("list_topics")["query"])] = None,
+        limit: Annotated[int | None, Field(ge=1, description=described("list_topics")["limit"])] = 20,
+    ) -> str:
+        return await run("list_topics", query=query, limit=limit)
+
+    async def search_within_topic(
+        query: Annotated[str, Field(min_length=1, description=described("search_within_topic")["query"])],
+        topic: Annotated[
+            int | str,
+            Field(description="A topic id (e.g. 3) or a topic name from list_topics."),
+        ],
+        k: Annotated[int | None, Field(ge=1, description=described("search_within_topic")["k"])] = 5,
+    ) -> str:
+        return await run("search_within_topic", query=query, topic=topic, k=k)
+
+    async def get_document(
+        id: Annotated[str, Field(min_length=1, description=described("get_document")["id"])],  # noqa: A002
+    ) -> str:
+        return await run("get_document", id=id)
+
+    for fn in (list_topics, search_within_topic, get_document):
+        assert fn.__name__ in TOOL_NAMES
+        server.add_tool(
+            fn,
+            name=fn.__name__,
+            title=fn.__name__.replace("_", " ").capitalize(),
+            description=topic_tools.description(fn.__name__),
+            annotations=read_only,
+            structured_output=False,
+        )
+    return server
+
+
+def serve(index: "ClusterIndex", *, tools: TopicTools | None = None) -> None:
+    """Serve the tools over stdio until the client closes the connection (blocks).
+
+    Nothing but protocol messages may reach stdout while it runs; logs go to stderr.
+    """
+    build_server(index, tools=tools).run("stdio")

@@ -124,7 +124,8 @@ def test_in_a_rag_chain_with_a_fake_chat_model(demo_index: ClusterIndex) -> None
         [("human", "Answer from the context.\nContext:\n{context}\nQuestion: {question}")]
     )
     llm = FakeListChatModel(responses=["Cards usually arrive within a week."])
-    chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | llm | StrOutputParser()
+    inputs = {"context": retriever | format_docs, "question": RunnablePassthrough()}
+    chain = inputs | prompt | llm | StrOutputParser()
     rec = Recorder()
     answer = chain.invoke(QUERY, config={"callbacks": [rec]})
     assert answer == "Cards usually arrive within a week."

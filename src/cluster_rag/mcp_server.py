@@ -20,6 +20,7 @@ Run it with ``cluster-rag mcp --path ./kb`` (or ``--chroma-url URL``), or::
 # must be real objects (``Annotated[..., Field(...)]``), not strings.
 
 import functools
+import importlib
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,10 +43,9 @@ INSTRUCTIONS = (
 
 def _import_mcp() -> Any:
     try:
-        from mcp.server import mcpserver
+        return importlib.import_module("mcp.server.mcpserver")
     except ImportError as exc:  # mcp missing, or a 1.x SDK without MCPServer
         raise missing_dependency("mcp", '"cluster-rag[mcp]"  (needs mcp>=2)') from exc
-    return mcpserver
 
 
 def build_server(

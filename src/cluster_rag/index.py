@@ -13,7 +13,7 @@ import difflib
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,14 +31,17 @@ from .errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InvalidInputError,
+    LabelingError,
     ModelMismatchError,
     NotFittedError,
     StoreConnectionError,
     StoreNotFoundError,
     UnknownTopicError,
+    VersionError,
 )
 from .ingest import load_chunks
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
+from .labeling.base import Labeler, LabelReport, TopicLabelStatus
 from .routing import RoutingIndex, choose_n_probe, probe_recall_curve
 from .store import RESERVED_PREFIX, ChromaStore, version_key
 from .store.chroma_store import HASH_KEY
@@ -745,6 +748,192 @@ class ClusterIndex:
             "integrations/llama-index",
         )
         return module.ClusteredRetriever(index=self, **kwargs)
+
+    # labels -----------------------------------------------------------------------
+    def label(
+        self,
+        labeler: Labeler | None = None,
+        *,
+        force: bool = False,
+        n_representatives: int = 5,
+        n_siblings: int = 5,
+    ) -> LabelReport:
+        """Name the active version's topics and store the names with that version.
+
+        Each topic's labeler input is its c-TF-IDF keywords, ``n_representatives``
+        chunks near the centroid (diversified with MMR) and the current labels of its
+        ``n_siblings`` nearest topics. A label is cached under a key of labeler + model
+        + prompt version + that content: topics whose key is unchanged (in this version
+        or another kept one) keep their label without any call. Pinned topics (see
+        :meth:`rename_topic`) are never relabeled; their names are reserved.
+        Fallback labels are not cached: the next run tries those topics again.
+
+        Args:
+            labeler: :class:`~cluster_rag.labeling.KeywordLabeler` (default) or
+                :class:`~cluster_rag.labeling.OpenAILabeler`, or anything with
+                ``cache_id`` and ``label(requests, reserved=, progress=)``.
+            force: relabel every unpinned topic, ignoring the cache.
+            n_representatives: representative chunks per topic.
+            n_siblings: nearest topics whose labels are shown.
+
+        Returns:
+            Per-topic status (ok / repaired / fallback / cached / pinned) and tokens used.
+
+        Raises:
+            NotFittedError: no model yet.
+            LabelingError: the labeler broke its contract or the server refused the key/model.
+        """
+        from .labeling import KeywordLabeler
+        from .labeling.base import label_key
+        from .labeling.plan import apply_result, build_requests, cache_of
+
+        labeler = KeywordLabeler() if labeler is None else labeler
+        if not isinstance(labeler, Labeler):
+            raise InvalidInputError(
+                f"labeler {type(labeler).__name__} lacks cache_id / label(requests, reserved=, progress=); "
+                "use KeywordLabeler() or OpenAILabeler(client=..., model=...)"
+            )
+        for name, value, low in (("n_representatives", n_representatives, 1), ("n_siblings", n_siblings, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidInputError(f"{name}={value!r} must be an int >= {low}")
+        state = self._require_fitted()
+        version = state.info.version
+        topics = self.topics()
+        requests = build_requests(
+            topics,
+            state.routing.centroids,
+            state.routing.members,
+            self._texts_by_id,
+            n_representatives=n_representatives,
+            n_siblings=n_siblings,
+        )
+        keys = {r.topic_id: label_key(labeler.cache_id, r) for r in requests}
+        older = []
+        for v in self.store.versions():
+            payload = self.store.load_model(v) if v != version else None
+            if payload is not None:
+                older.append([Topic.from_dict(t) for t in payload.get("topics", [])])
+        cache = cache_of([state.topics, *older])
+        cached = {}
+        if not force:
+            cached = {t.id: cache[keys[t.id]] for t in topics if not t.pinned and keys[t.id] in cache}
+        todo = [r for r, t in zip(requests, topics, strict=True) if not t.pinned and t.id not in cached]
+        reserved = [t.label for t in topics if t.pinned] + [c.label for c in cached.values()]
+        results = labeler.label(todo, reserved=reserved, progress=self.config.progress) if todo else []
+        if [r.topic_id for r in results] != [r.topic_id for r in todo]:
+            raise LabelingError(
+                f"labeler {labeler.cache_id!r} returned {len(results)} results for {len(todo)} requests "
+                "(or out of order); it must return one result per request, in order"
+            )
+        by_id = {r.topic_id: r for r in results}
+
+        def relabel(t: Topic) -> Topic:
+            if t.pinned:
+                return t
+            if t.id in cached:
+                hit = cached[t.id]
+                return replace(
+                    t,
+                    label=hit.label,
+                    description=hit.description,
+                    label_source=hit.source,
+                    label_key=keys[t.id],
+                )
+            return apply_result(t, by_id[t.id], keys[t.id]) if t.id in by_id else t
+
+        stored = self._store_topics(version, relabel)
+        statuses = []
+        for t in stored:
+            res = by_id.get(t.id)
+            if t.pinned or res is None:
+                status, error = ("pinned" if t.pinned else "cached"), None
+            else:
+                status, error = res.status, res.error
+            statuses.append(TopicLabelStatus(t.id, status, t.label, t.description, error))
+        return LabelReport(
+            version=version,
+            labeler=labeler.cache_id,
+            topics=statuses,
+            prompt_tokens=sum(r.prompt_tokens for r in results),
+            completion_tokens=sum(r.completion_tokens for r in results),
+            calls=sum(r.calls for r in results),
+        )
+
+    def rename_topic(self, topic: int | str, name: str, *, description: str | None = None) -> Topic:
+        """Give a topic a human label and pin it: :meth:`label` never overwrites it.
+
+        Args:
+            topic: topic id or current label.
+            name: the new label; unique among the topics (case-insensitive), not a bare number.
+            description: new one-sentence description; ``None`` keeps the current one.
+
+        Returns:
+            The renamed topic.
+
+        Raises:
+            InvalidInputError: blank, too long, numeric or already used name.
+            UnknownTopicError: no such topic.
+        """
+        from .labeling.base import normalize_name
+
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"name={name!r} must be a non-blank string")
+        name = " ".join(name.split())
+        if len(name) > 120 or name.isdigit():
+            raise InvalidInputError(
+                f"name {name!r} must be at most 120 characters and not a bare number (numbers are topic ids)"
+            )
+        if description is not None and not isinstance(description, str):
+            raise InvalidInputError(f"description={description!r} must be a string or None")
+        with self._write_lock:
+            state = self._require_fitted()
+            tid = self._resolve_topics(state, [topic])[0]
+            for other in state.topics:
+                if other.id != tid and normalize_name(other.label) == normalize_name(name):
+                    raise InvalidInputError(
+                        f"topic {other.id} is already named {other.label!r}; pick another name for topic "
+                        f"{tid} or rename topic {other.id} first"
+                    )
+
+            def pin(t: Topic) -> Topic:
+                if t.id != tid:
+                    return t
+                desc = t.description if description is None else " ".join(description.split())
+                return replace(
+                    t, label=name, description=desc, pinned=True, label_source="human", label_key=""
+                )
+
+            self._store_topics(state.info.version, pin)
+        return self.topic(tid)
+
+    def unpin_topic(self, topic: int | str) -> Topic:
+        """Release a pinned label: the next :meth:`label` run may rename the topic."""
+        with self._write_lock:
+            state = self._require_fitted()
+            tid = self._resolve_topics(state, [topic])[0]
+            self._store_topics(
+                state.info.version, lambda t: replace(t, pinned=False, label_key="") if t.id == tid else t
+            )
+        return self.topic(tid)
+
+    def _texts_by_id(self, ids: list[str]) -> dict[str, str]:
+        got = self.store.get(ids, include=["documents"])
+        return {cid: text or "" for cid, text in zip(got["ids"], got["documents"], strict=True)}
+
+    def _store_topics(self, version: int, change: Callable[[Topic], Topic]) -> list[Topic]:
+        """Apply ``change`` to the stored topics of ``version`` (re-read now, so labels written
+        meanwhile by another process survive), save them and swap the active snapshot."""
+        with self._write_lock:
+            payload = self.store.load_model(version)
+            if payload is None:
+                raise VersionError(f"model version {version} was deleted meanwhile; refit or relabel")
+            topics = [change(Topic.from_dict(t)) for t in payload["topics"]]
+            payload["topics"] = [t.to_dict() for t in topics]
+            self.store.update_model(version, payload)
+            active = self._active
+            if active is not None and active.info.version == version:
+                self._active = replace(active, topics=tuple(topics))
+            return topics
 
     # bookkeeping ------------------------------------------------------------------
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ __all__ = ["ctfidf_keywords", "keyword_label", "representative_indices"]
 _CONTRACTIONS = {
     "dont", "im", "ive", "cant", "doesnt", "didnt", "isnt", "wont", "youre", "thats", "whats",
     "hasnt", "havent", "ill", "id", "arent", "wasnt", "couldnt", "shouldnt", "wouldnt", "theres",
-    "lets", "hes", "shes", "theyre", "weve", "youve", "ive", "ok",
+    "lets", "hes", "shes", "theyre", "weve", "youve", "ok",
 }
 
 
@@ -56,7 +56,7 @@ def ctfidf_keywords(
     stop_words = _stop_words()
     docs = [""] * k
     grouped: list[list[str]] = [[] for _ in range(k)]
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=True):
         grouped[int(label)].append(text)
     docs = [" ".join(g) for g in grouped]
     vectorizer = CountVectorizer(

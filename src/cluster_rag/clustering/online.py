@@ -1,0 +1,107 @@
+"""Online centroid updates: MiniBatchKMeans ``partial_fit`` semantics on the unit sphere.
+
+scikit-learn's ``MiniBatchKMeans.partial_fit`` assigns a batch to the current
+centroids, then moves each centroid to the running mean of every row it has
+absorbed: with ``n_c`` rows so far and ``b`` new ones, ``c <- c * n_c / (n_c + b) +
+sum(batch rows) / (n_c + b)`` (a per-row learning rate ``1 / count``). Old rows are
+not reassigned.
+
+On the sphere the centroid is the *normalized* mean, which forgets the mean's
+length; :class:`OnlineState` keeps it (``norms``) with the counts, so the update
+below is the exact spherical mean of all members, ``normalize(sum of members)``,
+not an approximation. sklearn's random reassignment of starved centroids is not
+done: the topics of a fitted version keep their meaning until the next refit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OnlineState", "initial_state", "partial_fit_step"]
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """Per-cluster statistics that make centroid updates exact running means.
+
+    Attributes:
+        counts: ``(k,)`` float64 rows absorbed by each cluster (fit members + folded adds).
+        norms: ``(k,)`` float64 length of each cluster's mean member vector (in ``[0, 1]``).
+        updates: number of batches folded in since the fit.
+        folded: rows folded in since the fit.
+    """
+
+    counts: np.ndarray
+    norms: np.ndarray
+    updates: int = 0
+    folded: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "counts": [float(c) for c in self.counts],
+            "norms": [float(n) for n in self.norms],
+            "updates": int(self.updates),
+            "folded": int(self.folded),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OnlineState:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            counts=np.asarray(data["counts"], dtype=np.float64),
+            norms=np.asarray(data["norms"], dtype=np.float64),
+            updates=int(data.get("updates", 0)),
+            folded=int(data.get("folded", 0)),
+        )
+
+
+def initial_state(vectors: np.ndarray, labels: np.ndarray, k: int) -> OnlineState:
+    """Statistics of a fit.
+
+    Args:
+        vectors: ``(n, d)`` float32, L2-normalized.
+        labels: ``(n,)`` int cluster of each row in ``[0, k)``.
+        k: number of clusters.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.zeros((k, vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, vectors.astype(np.float64))
+    norms = np.linalg.norm(sums, axis=1) / np.maximum(counts, 1.0)
+    return OnlineState(counts=counts, norms=norms)
+
+
+def partial_fit_step(
+    centroids: np.ndarray, state: OnlineState, vectors: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, OnlineState]:
+    """Fold a batch into the centroids of the clusters it was assigned to.
+
+    Args:
+        centroids: ``(k, d)`` float32, L2-normalized; not modified.
+        state: statistics before the batch.
+        vectors: ``(b, d)`` float32, L2-normalized.
+        labels: ``(b,)`` int nearest centroid of each row (assigned before the update).
+
+    Returns:
+        New centroids ``(k, d)`` float32 L2-normalized (untouched clusters are bit-identical)
+        and the new state.
+    """
+    k = len(centroids)
+    labels = np.asarray(labels, dtype=np.int64)
+    batch = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.zeros_like(centroids, dtype=np.float64)
+    np.add.at(sums, labels, np.asarray(vectors, dtype=np.float64))
+    touched = batch > 0
+    total = centroids.astype(np.float64) * (state.norms * state.counts)[:, None] + sums
+    counts = state.counts + batch
+    length = np.linalg.norm(total, axis=1)
+    out = np.array(centroids, dtype=np.float32, copy=True)
+    ok = touched & (length > 0)
+    out[ok] = (total[ok] / length[ok, None]).astype(np.float32)
+    norms = state.norms.copy()
+    norms[ok] = length[ok] / counts[ok]
+    return out, OnlineState(counts, norms, state.updates + 1, state.folded + int(len(labels)))

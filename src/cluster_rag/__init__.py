@@ -29,6 +29,7 @@ from .errors import (
     VersionError,
 )
 from .index import ClusterIndex
+from .labeling import KeywordLabeler, Labeler, LabelReport, LabelRequest, LabelResult, OpenAILabeler
 from .types import Chunk, Hit, ModelInfo, Topic
 
 __version__ = "0.1.0"
@@ -45,6 +46,11 @@ __all__ = [
     "IndexConfig",
     "InvalidInputError",
     "InvalidKError",
+    "KeywordLabeler",
+    "LabelReport",
+    "LabelRequest",
+    "LabelResult",
+    "Labeler",
     "LabelingError",
     "LengthMismatchError",
     "MetadataError",
@@ -52,6 +58,7 @@ __all__ = [
     "ModelInfo",
     "ModelMismatchError",
     "NotFittedError",
+    "OpenAILabeler",
     "SentenceTransformerEmbedder",
     "SphericalKMeans",
     "StoreConnectionError",

@@ -6,7 +6,8 @@ EXPECTED = {
     "Chunk", "ClusterIndex", "ClusterRagError", "DimensionMismatchError", "DuplicateIdError", "Embedder",
     "EmptyTextError", "Hit", "IndexConfig", "InvalidInputError", "InvalidKError", "LabelingError",
     "LengthMismatchError", "MetadataError", "MissingDependencyError", "ModelInfo", "ModelMismatchError",
-    "NotFittedError", "SentenceTransformerEmbedder", "SphericalKMeans", "StoreConnectionError",
+    "NotFittedError", "SentenceTransformerEmbedder", "KeywordLabeler", "LabelReport", "LabelRequest",
+    "LabelResult", "Labeler", "OpenAILabeler", "SphericalKMeans", "StoreConnectionError",
     "StoreNotFoundError", "Topic", "UnknownDocumentError", "UnknownTopicError", "UnsupportedFileError", "VersionError", "__version__",
 }
 

@@ -101,7 +101,7 @@ def build_server(
         query: Annotated[str, Field(min_length=1, description=described("search_within_topic")["query"])],
         topic: Annotated[
             int | str,
-            Field(description="A topic id (e.g. 3) or a topic name from list_topics."),
+            Field(description=described("search_within_topic")["topic"]),
         ],
         k: Annotated[int | None, Field(ge=1, description=described("search_within_topic")["k"])] = 5,
     ) -> str:

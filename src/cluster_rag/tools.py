@@ -101,8 +101,7 @@ def _specs(max_k: int, max_topics: int) -> dict[str, _Spec]:
             "metadata). Use a topic id or name from list_topics; an unknown name returns the closest names.",
             (
                 _Param("query", ("string",), "What to search for, in natural language."),
-                _Param("topic", ("string",), 'A topic id as a string (e.g. "3") or a topic name from '
-                       "list_topics."),
+                _Param("topic", ("string",), "A topic id (e.g. 3) or a topic name from list_topics."),
                 _Param("k", ("integer", "null"), f"Number of chunks to return, 1 to {max_k} (null: 5)."),
             ),
         ),

@@ -1,4 +1,4 @@
-"""cluster_rag.tools: the three agent tools, their OpenAI schemas and dispatch (fake embedder, real Chroma)."""
+"""cluster_rag.tools: the agent tools, their OpenAI schemas and dispatch (fake embedder, real Chroma)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""cluster-rag's agent tools as LangChain ``StructuredTool``s.
+
+The tools themselves live in :mod:`cluster_rag.tools` (one definition for every
+framework); this module only gives each one a pydantic ``args_schema`` and wraps
+it. Every tool returns the JSON text of
+:meth:`TopicTools.call <cluster_rag.tools.TopicTools.call>`; a failed call
+(unknown topic or id, arguments that fail the schema) returns
+``{"error": ..., "error_type": ..., "tool": ...}`` instead of raising, so an
+agent loop keeps going and the model can correct itself.
+
+Example:
+    .. code-block:: python
+
+        from langchain_cluster_rag import make_tools
+
+        tools = make_tools(index)            # list_topics, search_within_topic, get_document
+        model = chat_model.bind_tools(tools)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cluster_rag import ClusterIndex
+from cluster_rag.tools import TOOL_NAMES, TopicTools
+
+__all__ = ["ClusterRagToolkit", "make_tools"]
+
+
+def _schemas(tools: TopicTools) -> dict[str, type[BaseModel]]:
+    """One pydantic model per tool; descriptions come from the core definition."""
+    lt = tools.parameter_descriptions("list_topics")
+    st = tools.parameter_descriptions("search_within_topic")
+    gd = tools.parameter_descriptions("get_document")
+    closed = ConfigDict(extra="forbid")
+
+    class ListTopicsInput(BaseModel):
+        model_config = closed
+        query: str | None = Field(default=None, description=lt["query"])
+        limit: int | None = Field(default=20, ge=1, description=lt["limit"])
+
+    class SearchWithinTopicInput(BaseModel):
+        model_config = closed
+        query: str = Field(min_length=1, description=st["query"])
+        topic: int | str = Field(description=st["topic"])
+        k: int | None = Field(default=5, ge=1, description=st["k"])
+
+    class GetDocumentInput(BaseModel):
+        model_config = closed
+        id: str = Field(min_length=1, description=gd["id"])
+
+    return {
+        "list_topics": ListTopicsInput,
+        "search_within_topic": SearchWithinTopicInput,
+        "get_document": GetDocumentInput,
+    }
+
+
+def _validation_error(name: str) -> Any:
+    def handle(error: ValidationError) -> str:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()
+        )
+        return json.dumps({"error": f"invalid arguments: {problems}", "error_type": "ValidationError",
+                           "tool": name})
+
+    return handle
+
+
+def make_tools(index: ClusterIndex | TopicTools, **limits: Any) -> list[BaseTool]:
+    """``list_topics``, ``search_within_topic`` and ``get_document`` as ``StructuredTool``s.
+
+    Args:
+        index: a fitted :class:`~cluster_rag.ClusterIndex`, or a ready
+            :class:`~cluster_rag.tools.TopicTools`.
+        **limits: :class:`~cluster_rag.tools.TopicTools` limits (``max_k``,
+            ``max_chars``, ``neighbours``, …); only with an index.
+
+    Returns:
+        Three tools returning JSON text, in :data:`~cluster_rag.tools.TOOL_NAMES` order.
+    """
+    if isinstance(index, TopicTools):
+        if limits:
+            raise TypeError(f"limits {sorted(limits)} apply only with an index; set them on TopicTools")
+        tools = index
+    else:
+        tools = TopicTools(index, **limits)
+    schemas = _schemas(tools)
+    out: list[BaseTool] = []
+    for name in TOOL_NAMES:
+
+        def run(_name: str = name, **kwargs: Any) -> str:
+            return tools.call(_name, kwargs)
+
+        out.append(
+            StructuredTool.from_function(
+                func=run,
+                name=name,
+                description=tools.description(name),
+                args_schema=schemas[name],
+                handle_validation_error=_validation_error(name),
+            )
+        )
+    return out
+
+
+class ClusterRagToolkit(BaseToolkit):
+    """The three cluster-rag tools as a LangChain toolkit.
+
+    Args:
+        index: a fitted :class:`~cluster_rag.ClusterIndex`.
+        limits: :class:`~cluster_rag.tools.TopicTools` limits, e.g. ``{"max_k": 10}``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: ClusterIndex
+    limits: dict[str, Any] = Field(default_factory=dict)
+
+    def get_tools(self) -> list[BaseTool]:
+        return make_tools(self.index, **self.limits)

@@ -42,7 +42,7 @@ from .errors import (
 from .ingest import load_chunks
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .labeling.base import Labeler, LabelReport, TopicLabelStatus
-from .routing import RoutingIndex, choose_n_probe, probe_recall_curve
+from .routing import RoutingIndex, calibrate
 from .store import RESERVED_PREFIX, ChromaStore, version_key
 from .store.chroma_store import HASH_KEY
 from .types import Hit, ModelInfo, Topic
@@ -424,10 +424,16 @@ class ClusterIndex:
                 vectors = np.concatenate([vectors, extra])
                 labels = np.concatenate([labels, extra_labels])
         topics = self._describe(ids, vectors, centroids, labels, progress)
-        curve = probe_recall_curve(
-            vectors, labels, centroids, n_queries=self.config.calibration_queries, seed=self.config.seed
+        # default route: per-query centroid score gap calibrated on chunks as pseudo-queries
+        # (a fixed n_probe calibrated that way under-probes real questions; see routing.py)
+        cal = calibrate(
+            vectors,
+            labels,
+            centroids,
+            target=self.config.target_recall,
+            n_queries=self.config.calibration_queries,
+            seed=self.config.seed,
         )
-        n_probe = choose_n_probe(curve, self.config.target_recall)
         info = ModelInfo(
             version=version,
             k=k,
@@ -435,12 +441,17 @@ class ClusterIndex:
             engine=engine,
             seed=self.config.seed,
             inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
-            n_probe=n_probe,
-            calibrated_recall=float(curve[n_probe - 1]),
+            n_probe=cal.n_probe,
+            calibrated_recall=cal.recall,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             embedding_model=self.store.model_name,
+            probe_gap=cal.gap,
         )
-        payload = {"info": info.to_dict(), "topics": [t.to_dict() for t in topics], "recall_curve": curve.tolist()}
+        payload = {
+            "info": info.to_dict(),
+            "topics": [t.to_dict() for t in topics],
+            "recall_curve": cal.curve.tolist(),
+        }
         self.store.save_model(version, payload, centroids)
         self.store.set_active(version)  # the atomic switch
         self._active = _Active(info, tuple(topics), RoutingIndex(centroids, ids, vectors, labels))
@@ -638,7 +649,8 @@ class ClusterIndex:
         routing = state.routing
         q = routing.check_query(vector)
         chosen = self._resolve_topics(state, list(topics)) if topics is not None else None
-        probe = n_probe or state.info.n_probe
+        gap = state.info.probe_gap if n_probe is None and chosen is None else None
+        probe = n_probe or (routing.probe_count(q, gap) if gap is not None else state.info.n_probe)
         if where is None:
             cands = routing.candidates(q, n_probe=probe, topics=chosen, limit=k)
             top_ids, top_scores, top_labels = list(cands.ids), cands.scores, cands.labels

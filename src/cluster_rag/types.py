@@ -99,10 +99,15 @@ class ModelInfo:
         engine: clustering engine used (``"sklearn"``, ``"minibatch"``, ``"faiss"`` or a class name).
         seed: random seed of the fit.
         inertia: sum over chunks of ``1 - cos(chunk, centroid)``.
-        n_probe: default number of clusters searched per query, calibrated at fit time.
-        calibrated_recall: recall@10 against exact search measured for that ``n_probe``.
+        n_probe: typical (median) number of clusters the default route searches per
+            query, calibrated at fit time; the fixed count used when ``probe_gap`` is ``None``.
+        calibrated_recall: recall@10 against exact search the default route reached
+            on the calibration sample.
         created_at: ISO-8601 UTC timestamp.
         embedding_model: name of the embedding model the vectors came from.
+        probe_gap: the default route searches every cluster whose centroid similarity
+            to the query is within ``probe_gap`` of the best one (per-query adaptive);
+            ``None`` in versions written before it existed (fixed ``n_probe``).
     """
 
     version: int
@@ -115,6 +120,7 @@ class ModelInfo:
     calibrated_recall: float
     created_at: str
     embedding_model: str
+    probe_gap: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

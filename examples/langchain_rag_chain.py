@@ -48,7 +48,9 @@ def build_demo_index(path: Path) -> ClusterIndex:
     sample = resources.files("cluster_rag") / "data" / "banking77_sample.jsonl"
     rows = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines() if line.strip()]
     index = ClusterIndex.open(path, config=IndexConfig.from_env(progress=False))
-    index.add_texts([r["text"] for r in rows], [{"intent": r["label"]} for r in rows], [r["id"] for r in rows])
+    index.add_texts(
+        [r["text"] for r in rows], [{"intent": r["label"]} for r in rows], [r["id"] for r in rows]
+    )
     index.fit(k=20)
     return index
 
@@ -62,7 +64,9 @@ def openai_compatible_chat(base_url: str, model: str, api_key: str) -> Runnable[
     try:
         from openai import OpenAI
     except ImportError:
-        sys.exit("--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')")
+        sys.exit(
+            "--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')"
+        )
     client = OpenAI(base_url=base_url, api_key=api_key)
 
     def chat(prompt: PromptValue) -> AIMessage:
@@ -114,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Sources:")
     for doc in result["docs"]:
         meta = doc.metadata
-        print(f"  {doc.id}  score={meta['score']:.3f}  topic={meta['topic_id']} ({meta['topic_label']})  "
-              f"{doc.page_content[:70]}")
+        print(
+            f"  {doc.id}  score={meta['score']:.3f}  topic={meta['topic_id']} ({meta['topic_label']})  "
+            f"{doc.page_content[:70]}"
+        )
     print(f"Answer: {result['answer']}")
     return 0
 

@@ -25,7 +25,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.llms import LLM, CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata, MockLLM
+from llama_index.core.llms import (
+    LLM,
+    CompletionResponse,
+    CompletionResponseGen,
+    CustomLLM,
+    LLMMetadata,
+    MockLLM,
+)
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.query_engine import RetrieverQueryEngine
 
@@ -37,7 +44,9 @@ def build_demo_index(path: Path) -> ClusterIndex:
     sample = resources.files("cluster_rag") / "data" / "banking77_sample.jsonl"
     rows = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines() if line.strip()]
     index = ClusterIndex.open(path, config=IndexConfig.from_env(progress=False))
-    index.add_texts([r["text"] for r in rows], [{"intent": r["label"]} for r in rows], [r["id"] for r in rows])
+    index.add_texts(
+        [r["text"] for r in rows], [{"intent": r["label"]} for r in rows], [r["id"] for r in rows]
+    )
     index.fit(k=20)
     return index
 
@@ -56,12 +65,16 @@ class OpenAICompatibleLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name=self.model, context_window=self.context_window, num_output=self.num_output)
+        return LLMMetadata(
+            model_name=self.model, context_window=self.context_window, num_output=self.num_output
+        )
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         reply = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": prompt}], temperature=0,
+            model=self.model,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0,
             max_tokens=self.num_output,
         )
         return CompletionResponse(text=reply.choices[0].message.content or "")
@@ -76,7 +89,9 @@ def openai_compatible_llm(base_url: str, model: str, api_key: str) -> LLM:
     try:
         from openai import OpenAI
     except ImportError:
-        sys.exit("--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')")
+        sys.exit(
+            "--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')"
+        )
     return OpenAICompatibleLLM(model=model, client=OpenAI(base_url=base_url, api_key=api_key))
 
 
@@ -108,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Sources:")
     for nws in response.source_nodes:
         meta = nws.node.metadata
-        print(f"  {nws.node.node_id}  score={nws.score:.3f}  topic={meta['topic_id']} ({meta['topic_label']})  "
-              f"{nws.node.get_content()[:70]}")
+        print(
+            f"  {nws.node.node_id}  score={nws.score:.3f}  topic={meta['topic_id']} ({meta['topic_label']})  "
+            f"{nws.node.get_content()[:70]}"
+        )
     if not args.base_url:
         print("Answer (MockLLM echoes its prompt; pass --base-url and --model for a real answer):")
     else:

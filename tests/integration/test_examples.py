@@ -41,11 +41,21 @@ class ChatEndpoint:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                endpoint.requests.append({"path": self.path, "auth": self.headers.get("authorization"), **body})
+                endpoint.requests.append(
+                    {"path": self.path, "auth": self.headers.get("authorization"), **body}
+                )
                 payload = {
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": ANSWER}}],
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": ANSWER},
+                        }
+                    ],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }
                 data = json.dumps(payload).encode()
@@ -83,7 +93,11 @@ def kb(demo_index_path: Path, tmp_path: Path) -> Path:
 def run_example(name: str, *args: str) -> str:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -104,8 +118,19 @@ def test_langchain_example_offline_builds_the_demo_and_runs_the_chain() -> None:
 
 def test_langchain_example_against_openai_compatible_endpoint(kb: Path, chat_endpoint: ChatEndpoint) -> None:
     out = run_example(
-        "langchain_rag_chain.py", "--path", str(kb), "--k", "2", "--question", "How do I unblock my PIN?",
-        "--base-url", chat_endpoint.url, "--model", "tiny-chat", "--api-key", "sk-test",
+        "langchain_rag_chain.py",
+        "--path",
+        str(kb),
+        "--k",
+        "2",
+        "--question",
+        "How do I unblock my PIN?",
+        "--base-url",
+        chat_endpoint.url,
+        "--model",
+        "tiny-chat",
+        "--api-key",
+        "sk-test",
     )
     assert f"Answer: {ANSWER}" in out
     [request] = chat_endpoint.requests
@@ -129,10 +154,21 @@ def test_llama_index_example_offline_with_mock_llm(kb: Path) -> None:
     assert all(t[:40] in answer for t in texts)
 
 
-def test_llama_index_example_against_openai_compatible_endpoint(kb: Path, chat_endpoint: ChatEndpoint) -> None:
+def test_llama_index_example_against_openai_compatible_endpoint(
+    kb: Path, chat_endpoint: ChatEndpoint
+) -> None:
     out = run_example(
-        "llama_index_query_engine.py", "--path", str(kb), "--k", "2", "--question", "How do I unblock my PIN?",
-        "--base-url", chat_endpoint.url, "--model", "tiny-chat",
+        "llama_index_query_engine.py",
+        "--path",
+        str(kb),
+        "--k",
+        "2",
+        "--question",
+        "How do I unblock my PIN?",
+        "--base-url",
+        chat_endpoint.url,
+        "--model",
+        "tiny-chat",
     )
     assert out.rstrip().endswith(ANSWER)
     [request] = chat_endpoint.requests
@@ -146,6 +182,9 @@ def test_examples_reject_base_url_without_model() -> None:
     for name in ("langchain_rag_chain.py", "llama_index_query_engine.py"):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "examples" / name), "--base-url", "http://127.0.0.1:9/v1"],
-            capture_output=True, text=True, env=ENV, timeout=120,
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
         )
         assert proc.returncode == 2 and "--base-url needs --model" in proc.stderr

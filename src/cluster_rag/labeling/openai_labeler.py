@@ -15,9 +15,10 @@ label, flagged ``"fallback"``. Only errors no cluster can recover from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -98,7 +99,26 @@ class _Run:
     mode: str
     is_async: bool
     sem: asyncio.Semaphore
+    settled: bool  # the response format is known to work (a request succeeded with it)
+    probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     fatal: BaseException | None = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A concurrency slot; until one request has succeeded, requests go one at a time
+        so that a server rejecting the response format is probed once, not by every request."""
+        held = False
+        if not self.settled:
+            await self.probe_lock.acquire()
+            held = not self.settled
+            if not held:
+                self.probe_lock.release()
+        try:
+            async with self.sem:
+                yield
+        finally:
+            if held:
+                self.probe_lock.release()
 
 
 @dataclass
@@ -216,8 +236,9 @@ class OpenAILabeler:
         progress: bool = False,
     ) -> list[LabelResult]:
         """Label clusters (blocking); see :meth:`alabel`."""
+        is_async = self._client_is_async(_import_openai())
         coro = self.alabel(requests, reserved=reserved, progress=progress)
-        if not self._client_is_async(_import_openai()):
+        if not is_async:
             return run_sync(coro)
         with self._loop_lock:
             if self._loop is None:
@@ -250,6 +271,7 @@ class OpenAILabeler:
             mode="json_schema" if self.response_format == "auto" else self.response_format,
             is_async=is_async,
             sem=asyncio.Semaphore(self.concurrency),
+            settled=self.response_format != "auto",
         )
         client = self.client
         if hasattr(client, "with_options"):  # our retries are the only ones
@@ -406,7 +428,8 @@ class OpenAILabeler:
                 raise _Failed("skipped: the run stopped on a fatal error")
             mode = run.mode
             try:
-                async with run.sem:
+                async with run.slot():
+                    mode = run.mode
                     out.calls += 1
                     resp = await self._create(
                         client,
@@ -418,6 +441,7 @@ class OpenAILabeler:
                         timeout=self.timeout,
                         **self._format_kwargs(mode),
                     )
+                    run.settled = True
             except openai.APIStatusError as exc:
                 status = int(exc.status_code)
                 text = str(exc)

@@ -38,7 +38,11 @@ class IndexConfig:
             exact nDCG@10 on SciFact's real questions (``python -m bench core``).
         calibration_queries: number of chunks used as pseudo-queries for that calibration.
         keep_versions: cluster-model versions kept; older ones are pruned on refit.
+            Pruning drops a version's centroids, payload and ``cr_v<N>`` keys, never chunks.
         progress: show progress bars on long work.
+        update_centroids: default of ``add_texts(update_centroids=...)``: fold chunks
+            added after a fit into the active version's centroids online
+            (MiniBatchKMeans ``partial_fit`` semantics, see :mod:`cluster_rag.clustering.online`).
     """
 
     collection: str = DEFAULT_COLLECTION
@@ -51,6 +55,7 @@ class IndexConfig:
     calibration_queries: int = 300
     keep_versions: int = 3
     progress: bool = True
+    update_centroids: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -5,17 +5,30 @@ topics → routed search, delegating each step to its module. State that readers
 use (the active model version, its topics and its :class:`RoutingIndex`) lives in
 one immutable :class:`_Active` snapshot swapped by reference, so a search never
 mixes two versions.
+
+Topic ids are stable across refits (see :mod:`cluster_rag.versioning`) and need
+not run from 0 to k-1; the :class:`RoutingIndex` and the chunks' ``cr_v<N>`` keys
+work in cluster *positions*. ``_Active.topics[pos].id`` maps a position to its id;
+translation happens only at this class's boundary (hits, topics, ``topics=``).
+
+Writes and crashes: a refit writes every assignment, then the centroids and the
+payload, and only then switches the ``active`` record; a process killed at any
+point before the switch leaves the previous version active and complete. Nothing
+here deletes chunks except :meth:`ClusterIndex.delete`; pruning old versions
+drops their centroids, payload and assignment keys only.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,7 +38,9 @@ from tqdm.auto import tqdm
 
 from ._validate import check_ids, check_metadatas, check_texts
 from .clustering import SphericalKMeans, assign, fit_any, validate_k
+from .clustering.online import OnlineState, initial_state, partial_fit_step
 from .config import IndexConfig
+from .drift import Baseline, DriftReport, DriftThresholds, compare, compute_baseline
 from .embedding import Embedder, SentenceTransformerEmbedder, content_hash, normalize
 from .errors import (
     DimensionMismatchError,
@@ -36,6 +51,7 @@ from .errors import (
     NotFittedError,
     StoreConnectionError,
     StoreNotFoundError,
+    UnknownDocumentError,
     UnknownTopicError,
     VersionError,
 )
@@ -43,9 +59,10 @@ from .ingest import load_chunks
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .labeling.base import Labeler, LabelReport, TopicLabelStatus
 from .routing import RoutingIndex, calibrate
-from .store import RESERVED_PREFIX, ChromaStore, version_key
+from .store import RESERVED_PREFIX, ChromaStore, added_key, version_key
 from .store.chroma_store import HASH_KEY
 from .types import Hit, ModelInfo, Topic
+from .versioning import RefitReport, TopicMatching, match_topics
 
 __all__ = ["ClusterIndex", "default_k"]
 
@@ -62,11 +79,55 @@ def default_k(n_chunks: int) -> int:
     return max(2, min(n_chunks, round(math.sqrt(n_chunks))))
 
 
+class _AddedLog:
+    """Ids of chunks added since the fit: an append-only list shared by the successive
+    snapshots of one version (appends happen under the write lock); each snapshot
+    sees its own prefix, so extending it is O(batch) and never changes older snapshots."""
+
+    __slots__ = ("_ids", "_n")
+
+    def __init__(self, ids: list[str] | None = None) -> None:
+        self._ids: list[str] = ids if ids is not None else []
+        self._n = len(self._ids)
+
+    def extended(self, ids: Sequence[str]) -> _AddedLog:
+        base = self._ids if self._n == len(self._ids) else self._ids[: self._n]
+        base.extend(ids)
+        return _AddedLog(base)
+
+    def ids(self) -> list[str]:
+        return self._ids[: self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+
 @dataclass(frozen=True)
 class _Active:
     info: ModelInfo
-    topics: tuple[Topic, ...]
+    topics: tuple[Topic, ...]  # by cluster position; topics[pos].id is the stable id
     routing: RoutingIndex
+    added: _AddedLog = field(default_factory=_AddedLog)
+    baseline: Baseline | None = None  # drift baseline of the fit (None: written before it existed)
+    online: OnlineState | None = None  # partial_fit statistics
+    next_topic_id: int = 0
+
+    @cached_property
+    def position_of(self) -> dict[int, int]:
+        """Stable topic id -> cluster position in :attr:`routing`."""
+        return {t.id: pos for pos, t in enumerate(self.topics)}
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """The version active when a refit started, as topic matching needs it."""
+
+    version: int
+    topics: list[Topic]
+    centroids: np.ndarray
+    labels: np.ndarray  # position of each chunk of the refit, in its order
+    fitted: np.ndarray  # bool: the chunk was one the previous version was fitted on (not added since)
+    next_topic_id: int
 
 
 def _chroma_settings() -> Any:
@@ -200,16 +261,23 @@ class ClusterIndex:
         texts: Iterable[str],
         metadatas: Sequence[dict[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        *,
+        update_centroids: bool | None = None,
     ) -> list[str]:
         """Embed and store texts, one chunk each; all or nothing.
 
         After :meth:`fit`, new chunks join their nearest cluster at once and are
-        searchable immediately.
+        searchable immediately. They are marked as added since the fit, which
+        :meth:`drift` compares with the fit's baseline.
 
         Args:
             texts: non-blank strings.
             metadatas: one dict (or ``None``) per text; values str/int/float/bool or lists of them.
             ids: one unique id per text; default: a hash of the text (repeats numbered).
+            update_centroids: also move the active version's centroids toward the new
+                chunks (MiniBatchKMeans ``partial_fit`` semantics: exact running mean,
+                learning rate 1/count); ``None``: ``config.update_centroids``. The
+                version is updated in place (same number): centroids, then counts.
 
         Returns:
             The ids written, in input order.
@@ -221,6 +289,7 @@ class ClusterIndex:
         items = check_texts(texts)
         metas = check_metadatas(metadatas, len(items))
         given = check_ids(ids, len(items))
+        fold = self._check_fold(update_centroids)
         if not items:
             return []
         hashes = [content_hash(t) for t in items]
@@ -234,7 +303,7 @@ class ClusterIndex:
                     "chunks first (nothing was written)"
                 )
             vectors = self._embed_cached(items, hashes)
-            return self._write(chunk_ids, items, vectors, metas, hashes)
+            return self._write(chunk_ids, items, vectors, metas, hashes, fold)
 
     def add_embeddings(
         self,
@@ -242,6 +311,8 @@ class ClusterIndex:
         embeddings: np.ndarray,
         metadatas: Sequence[dict[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        *,
+        update_centroids: bool | None = None,
     ) -> list[str]:
         """Store chunks whose vectors you computed with the index's model.
 
@@ -254,6 +325,7 @@ class ClusterIndex:
         items = check_texts(texts)
         metas = check_metadatas(metadatas, len(items))
         given = check_ids(ids, len(items))
+        fold = self._check_fold(update_centroids)
         vectors = np.asarray(embeddings, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(items), self.store.dimension):
             raise DimensionMismatchError(
@@ -270,7 +342,7 @@ class ClusterIndex:
                 raise DuplicateIdError(
                     f"{len(clash)} id(s) already stored, e.g. {sorted(clash)[:5]}; nothing was written"
                 )
-            return self._write(chunk_ids, items, normalize(vectors), metas, hashes)
+            return self._write(chunk_ids, items, normalize(vectors), metas, hashes, fold)
 
     def ingest_files(
         self,
@@ -335,18 +407,56 @@ class ClusterIndex:
         vectors: np.ndarray,
         metas: list[dict[str, Any]],
         hashes: list[str],
+        fold: bool = False,
     ) -> list[str]:
         active = self._state()
-        rows = [{**m, HASH_KEY: h} for m, h in zip(metas, hashes)]
-        labels = None
-        if active is not None:
-            labels, _ = assign(vectors, active.routing.centroids)
-            key = version_key(active.info.version)
-            rows = [{**r, key: int(c)} for r, c in zip(rows, labels)]
+        if (active.info.version if active else None) != self.store.active_version():
+            self.refresh()  # another process refit or rolled back: assign to what is active now
+            active = self._active
+        rows = [{**m, HASH_KEY: h} for m, h in zip(metas, hashes, strict=True)]
+        if active is None:
+            self.store.add(ids, texts, vectors, rows)
+            return ids
+        version = active.info.version
+        labels, _ = assign(vectors, active.routing.centroids)
+        key, mark = version_key(version), added_key(version)
+        rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, labels, strict=True)]
         self.store.add(ids, texts, vectors, rows)
-        if active is not None and labels is not None:
-            self._active = replace(active, routing=active.routing.with_added(ids, vectors, labels))
+        routing = active.routing.with_added(ids, vectors, labels)
+        online = active.online
+        if fold:
+            routing, online = self._fold(active, routing, vectors, labels)
+        self._active = replace(active, routing=routing, added=active.added.extended(ids), online=online)
         return ids
+
+    def _check_fold(self, update_centroids: bool | None) -> bool:
+        if update_centroids is None:
+            return bool(self.config.update_centroids)
+        if not isinstance(update_centroids, bool):
+            raise InvalidInputError(f"update_centroids={update_centroids!r} must be True, False or None")
+        return update_centroids
+
+    def _fold(
+        self, active: _Active, routing: RoutingIndex, vectors: np.ndarray, labels: np.ndarray
+    ) -> tuple[RoutingIndex, OnlineState]:
+        """Move the active version's centroids toward ``vectors`` ``(b, d)`` and persist them in place.
+
+        The touched centroid rows are written first (one upsert while k <= the store's batch
+        size), then the counts in the payload; a crash between leaves moved centroids with old
+        counts, which only changes the weight of later updates.
+        """
+        version = active.info.version
+        online = active.online or initial_state(routing.vectors(), routing.labels(), routing.k)
+        centroids, online = partial_fit_step(routing.centroids, online, vectors, labels)
+        touched = np.unique(np.asarray(labels, dtype=np.int64))
+        self.store.save_centroids(version, touched.tolist(), centroids[touched])
+        payload = self.store.load_model(version)
+        if payload is not None:
+            payload["online"] = online.to_dict()
+            self.store.update_model(version, payload)
+        moved = copy.copy(routing)  # same blocks, new centroids: a new snapshot, readers keep theirs
+        moved.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        return moved, online
 
     # clustering -------------------------------------------------------------------
     def fit(
@@ -356,8 +466,15 @@ class ClusterIndex:
         engine: str = "auto",
         clusterer: Any = None,
         n_init: int | None = None,
+        matching: TopicMatching | None = None,
     ) -> ModelInfo:
         """Cluster every stored chunk and make the result the new active model version.
+
+        The switch is atomic: the new version becomes active only after its centroids
+        and every chunk's assignment are written, so readers (and a process killed
+        mid-refit) see the previous version until then. Topics matched to the previous
+        version's keep their id and label (:mod:`cluster_rag.versioning`); see
+        :meth:`refit_report` for what was new, merged, split or gone.
 
         Args:
             k: number of clusters; ``None``: :func:`default_k` (``round(sqrt(n))``).
@@ -366,6 +483,7 @@ class ClusterIndex:
             clusterer: any scikit-learn-style estimator with ``fit`` and
                 ``cluster_centers_``/``labels_``/``predict``; overrides ``k`` and ``engine``.
             n_init: k-means restarts (``None``: engine default).
+            matching: thresholds of topic matching against the previous version.
 
         Returns:
             The new version's :class:`ModelInfo`.
@@ -373,8 +491,10 @@ class ClusterIndex:
         Raises:
             InvalidKError: ``k < 2`` or ``k`` > number of chunks.
         """
+        if matching is not None and not isinstance(matching, TopicMatching):
+            raise InvalidInputError(f"matching={matching!r} must be a TopicMatching or None")
         with self._write_lock:
-            ids, vectors, _ = self.store.load_all()
+            ids, vectors, metas = self.store.load_all()
             n = len(ids)
             if n < 2:
                 raise NotFittedError(
@@ -390,7 +510,8 @@ class ClusterIndex:
                     k, engine=engine, random_state=self.config.seed, n_init=n_init, progress=self.config.progress
                 ).fit(vectors)
                 centroids, labels, engine_used = km.cluster_centers_, km.labels_, km.engine_
-            return self._commit_version(ids, vectors, centroids, labels, engine_used)
+            previous = self._previous(vectors, metas)
+            return self._commit_version(ids, vectors, centroids, labels, engine_used, previous, matching)
 
     def _commit_version(
         self,
@@ -399,11 +520,14 @@ class ClusterIndex:
         centroids: np.ndarray,
         labels: np.ndarray,
         engine: str,
+        previous: _Previous | None = None,
+        matching: TopicMatching | None = None,
     ) -> ModelInfo:
         k = len(centroids)
         versions = self.store.versions()
         version = (max(versions) + 1) if versions else 1
         sims = np.einsum("ij,ij->i", vectors, centroids[labels])
+        n_fit = len(ids)
         progress = self.config.progress
         self.store.write_assignments(version, ids, labels)
         # chunks added by another process while we fitted: assign them before switching
@@ -419,11 +543,30 @@ class ClusterIndex:
             if extra_ids:
                 extra = np.stack(extra_vecs)
                 extra_labels, _ = assign(extra, centroids)
-                self.store.write_assignments(version, extra_ids, extra_labels)
+                self.store.write_assignments(version, extra_ids, extra_labels, added=True)
                 ids = ids + extra_ids
                 vectors = np.concatenate([vectors, extra])
                 labels = np.concatenate([labels, extra_labels])
         topics = self._describe(ids, vectors, centroids, labels, progress)
+        refit: RefitReport | None = None
+        next_topic_id = k
+        if previous is not None:
+            # merges/splits/overlap are judged on the chunks the previous version was fitted on:
+            # chunks added since were forced into their nearest topic, new topics hide among them
+            fitted = previous.fitted
+            topics, refit, next_topic_id = match_topics(
+                previous.topics,
+                previous.centroids,
+                previous.labels[fitted],
+                topics,
+                centroids,
+                labels[:n_fit][fitted],
+                next_topic_id=previous.next_topic_id,
+                previous_version=previous.version,
+                matching=matching,
+            )
+        baseline = compute_baseline(sims, labels[:n_fit], k)
+        online = initial_state(vectors[:n_fit], labels[:n_fit], k)
         # default route: per-query centroid score gap calibrated on chunks as pseudo-queries
         # (a fixed n_probe calibrated that way under-probes real questions; see routing.py)
         cal = calibrate(
@@ -452,9 +595,23 @@ class ClusterIndex:
             "topics": [t.to_dict() for t in topics],
             "recall_curve": cal.curve.tolist(),
         }
+        payload.update(
+            baseline=baseline.to_dict(),
+            online=online.to_dict(),
+            next_topic_id=next_topic_id,
+            refit=refit.to_dict() if refit is not None else None,
+        )
         self.store.save_model(version, payload, centroids)
         self.store.set_active(version)  # the atomic switch
-        self._active = _Active(info, tuple(topics), RoutingIndex(centroids, ids, vectors, labels))
+        self._active = _Active(
+            info,
+            tuple(topics),
+            RoutingIndex(centroids, ids, vectors, labels),
+            added=_AddedLog(list(ids[n_fit:])),
+            baseline=baseline,
+            online=online,
+            next_topic_id=next_topic_id,
+        )
         self._loaded = True
         self._prune()
         return info
@@ -521,13 +678,35 @@ class ClusterIndex:
         info = ModelInfo.from_dict(payload["info"])
         topics = tuple(Topic.from_dict(t) for t in payload["topics"])
         centroids = self.store.load_centroids(version, info.k)
-        key = version_key(version)
+        key, mark = version_key(version), added_key(version)
         ids, vectors, metas = self.store.load_all()
-        labels = np.array([m.get(key, -1) for m in metas], dtype=np.int64)
-        missing = labels < 0
-        if missing.any():  # chunks written without this version's key: assign now
-            labels[missing] = assign(vectors[missing], centroids)[0]
-        return _Active(info, topics, RoutingIndex(centroids, ids, vectors, labels))
+        labels = _positions_of(version, metas, vectors, centroids)
+        # added since the fit: marked at add time, or written without this version's key
+        # (by a process still on an older version)
+        added = [cid for cid, m in zip(ids, metas, strict=True) if mark in m or key not in m]
+        return _Active(
+            info,
+            topics,
+            RoutingIndex(centroids, ids, vectors, labels),
+            added=_AddedLog(added),
+            baseline=Baseline.from_dict(payload["baseline"]) if payload.get("baseline") else None,
+            online=OnlineState.from_dict(payload["online"]) if payload.get("online") else None,
+            next_topic_id=_next_topic_id(payload, topics),
+        )
+
+    def _previous(self, vectors: np.ndarray, metas: list[dict[str, Any]]) -> _Previous | None:
+        """The active version with each chunk's position in it, for topic matching."""
+        version = self.store.active_version()
+        payload = self.store.load_model(version) if version is not None else None
+        if version is None or payload is None:
+            return None
+        info = ModelInfo.from_dict(payload["info"])
+        topics = [Topic.from_dict(t) for t in payload["topics"]]
+        centroids = self.store.load_centroids(version, info.k)
+        labels = _positions_of(version, metas, vectors, centroids)
+        key, mark = version_key(version), added_key(version)
+        fitted = np.fromiter((key in m and mark not in m for m in metas), dtype=bool, count=len(metas))
+        return _Previous(version, topics, centroids, labels, fitted, _next_topic_id(payload, topics))
 
     def refresh(self) -> None:
         """Re-read the active version from Chroma (after another process wrote to it)."""
@@ -555,24 +734,31 @@ class ClusterIndex:
 
     def topics(self) -> list[Topic]:
         """Topics of the active model version, by id; sizes include chunks added since the fit."""
-        state = self._require_fitted()
+        return self._sized_topics(self._require_fitted())
+
+    def _sized_topics(self, state: _Active) -> list[Topic]:
         sizes = state.routing.sizes()
-        return [replace(t, size=int(sizes[t.id])) for t in state.topics]
+        return [replace(t, size=int(sizes[pos])) for pos, t in enumerate(state.topics)]
 
     def topic(self, topic: int | str) -> Topic:
         """One topic by id or (case-insensitive) label."""
         state = self._require_fitted()
-        return self.topics()[self._resolve_topics(state, [topic])[0]]
+        return self._sized_topics(state)[state.position_of[self._resolve_topics(state, [topic])[0]]]
 
     def _resolve_topics(self, state: _Active, topics: Sequence[int | str]) -> list[int]:
+        """Topic ids (stable, as in :class:`Topic`) of ids or labels; raises on unknown ones."""
         out: list[int] = []
         by_label = {t.label.casefold(): t.id for t in state.topics if t.label}
         for item in topics:
             if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-                if not 0 <= int(item) < state.info.k:
-                    raise UnknownTopicError(
-                        f"topic {item} does not exist; topic ids run from 0 to {state.info.k - 1}"
+                if int(item) not in state.position_of:
+                    known = sorted(state.position_of)
+                    span = (
+                        f"topic ids run from 0 to {len(known) - 1}"
+                        if known == list(range(len(known)))
+                        else f"topic ids are {known[:30]}{' ...' if len(known) > 30 else ''}"
                     )
+                    raise UnknownTopicError(f"topic {item} does not exist; {span} (see `cluster-rag topics`)")
                 out.append(int(item))
                 continue
             if isinstance(item, str):
@@ -648,7 +834,9 @@ class ClusterIndex:
             raise InvalidInputError(f"n_probe={n_probe!r} must be a positive int or None")
         routing = state.routing
         q = routing.check_query(vector)
-        chosen = self._resolve_topics(state, list(topics)) if topics is not None else None
+        chosen = None
+        if topics is not None:
+            chosen = [state.position_of[t] for t in self._resolve_topics(state, list(topics))]
         gap = state.info.probe_gap if n_probe is None and chosen is None else None
         probe = n_probe or (routing.probe_count(q, gap) if gap is not None else state.info.n_probe)
         if where is None:
@@ -660,7 +848,6 @@ class ClusterIndex:
             return []
         got = self.store.get([str(x) for x in top_ids])
         found = dict(zip(got["ids"], zip(got["documents"], got["metadatas"])))
-        labels_by_topic = {t.id: t.label for t in state.topics}
         hits: list[Hit] = []
         for cid, score, label in zip(top_ids, top_scores, top_labels):
             record = found.get(str(cid))
@@ -672,9 +859,10 @@ class ClusterIndex:
                     id=str(cid),
                     text=text or "",
                     score=float(score),
-                    topic_id=int(label),
+                    topic_id=state.topics[int(label)].id,
                     metadata=_public_metadata(meta),
-                    topic_label=labels_by_topic.get(int(label)),
+                    topic_label=state.topics[int(label)].label,
+                    model_version=state.info.version,
                 )
             )
         return hits
@@ -714,19 +902,23 @@ class ClusterIndex:
         """Chunks by id (score 1.0), in the order given; unknown ids are skipped."""
         state = self._require_fitted()
         got = self.store.get(list(ids))
-        label_of = dict(zip(state.routing.ids(), state.routing.labels()))
-        labels_by_topic = {t.id: t.label for t in state.topics}
-        return [
-            Hit(
-                id=cid,
-                text=text or "",
-                score=1.0,
-                topic_id=int(label_of.get(cid, -1)),
-                metadata=_public_metadata(meta),
-                topic_label=labels_by_topic.get(int(label_of.get(cid, -1))),
+        pos_of = dict(zip(state.routing.ids(), state.routing.labels(), strict=True))
+        out: list[Hit] = []
+        for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+            pos = int(pos_of.get(cid, -1))
+            topic = state.topics[pos] if pos >= 0 else None
+            out.append(
+                Hit(
+                    id=cid,
+                    text=text or "",
+                    score=1.0,
+                    topic_id=topic.id if topic is not None else -1,
+                    metadata=_public_metadata(meta),
+                    topic_label=topic.label if topic is not None else None,
+                    model_version=state.info.version,
+                )
             )
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
-        ]
+        return out
 
     # framework adapters -------------------------------------------------------------
     def as_langchain_retriever(self, **kwargs: Any) -> Any:
@@ -810,15 +1002,16 @@ class ClusterIndex:
                 raise InvalidInputError(f"{name}={value!r} must be an int >= {low}")
         state = self._require_fitted()
         version = state.info.version
-        topics = self.topics()
-        requests = build_requests(
-            topics,
+        topics = self._sized_topics(state)
+        requests = build_requests(  # routing is positional: build with positions, then map to ids
+            [replace(t, id=pos) for pos, t in enumerate(topics)],
             state.routing.centroids,
             state.routing.members,
             self._texts_by_id,
             n_representatives=n_representatives,
             n_siblings=n_siblings,
         )
+        requests = [replace(r, topic_id=t.id) for r, t in zip(requests, topics, strict=True)]
         keys = {r.topic_id: label_key(labeler.cache_id, r) for r in requests}
         older = []
         for v in self.store.versions():
@@ -947,6 +1140,146 @@ class ClusterIndex:
                 self._active = replace(active, topics=tuple(topics))
             return topics
 
+    # living index -------------------------------------------------------------------
+    def drift(self, thresholds: DriftThresholds | None = None) -> DriftReport:
+        """Compare the chunks added since the active version was fitted with its baseline.
+
+        Args:
+            thresholds: when to recommend ``"partial_update"`` or ``"refit"``
+                (default :class:`~cluster_rag.drift.DriftThresholds`).
+
+        Returns:
+            Outlier share beyond the fit's p95 distance, inertia per chunk, Jensen-Shannon
+            divergence of topic sizes, per-topic growth and a recommendation.
+        """
+        if thresholds is not None and not isinstance(thresholds, DriftThresholds):
+            raise InvalidInputError(f"thresholds={thresholds!r} must be a DriftThresholds or None")
+        state = self._require_fitted()
+        _, vectors, _ = self._stored(state.added.ids(), with_metadata=False)
+        centroids = state.routing.centroids
+        labels, sims = assign(vectors, centroids) if len(vectors) else (np.zeros(0, np.int64), np.zeros(0))
+        baseline = state.baseline or self._legacy_baseline(state)
+        return compare(
+            sims,
+            labels,
+            baseline,
+            [t.id for t in state.topics],
+            version=state.info.version,
+            thresholds=thresholds,
+        )
+
+    def partial_fit(self) -> int:
+        """Fold every chunk added since the fit and not folded yet into the active centroids.
+
+        What :meth:`drift` recommends as ``"partial_update"``: the same online update as
+        ``add_texts(update_centroids=True)``, applied afterwards. Chunks keep their topic.
+
+        Returns:
+            Number of chunks folded in.
+        """
+        with self._write_lock:
+            state = self._require_fitted()
+            version = state.info.version
+            key, mark = version_key(version), added_key(version)
+            ids, vectors, metas = self._stored(state.added.ids(), with_metadata=True)
+            todo = [i for i, m in enumerate(metas) if m.get(mark) != 2]
+            if not todo:
+                return 0
+            ids = [ids[i] for i in todo]
+            vectors = vectors[todo]
+            nearest = assign(vectors, state.routing.centroids)[0]
+            labels = np.array(
+                [int(metas[i].get(key, nearest[j])) for j, i in enumerate(todo)], dtype=np.int64
+            )
+            routing, online = self._fold(state, state.routing, vectors, labels)
+            self.store.update_metadata(ids, [{key: int(c), mark: 2} for c in labels])
+            self._active = replace(state, routing=routing, online=online)
+            return len(ids)
+
+    def refit_report(self, version: int | None = None) -> RefitReport | None:
+        """What the refit that made ``version`` (default: the active one) changed.
+
+        Returns:
+            Topics kept (with similarity, overlap, relabeled), new, merged, split and gone;
+            ``None`` for a first fit or a version written before reports existed.
+
+        Raises:
+            VersionError: no such version is kept.
+        """
+        if version is None:
+            version = self._require_fitted().info.version
+        payload = self.store.load_model(int(version))
+        if payload is None:
+            raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+        data = payload.get("refit")
+        return RefitReport.from_dict(data) if data else None
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete chunks by id, from Chroma and from the active snapshot; all or nothing.
+
+        The only call that deletes chunks (refits and pruning never do).
+
+        Returns:
+            Number of chunks deleted.
+
+        Raises:
+            UnknownDocumentError: an id is not stored (nothing was deleted).
+        """
+        if isinstance(ids, str):
+            raise InvalidInputError(
+                f"ids must be a list of chunk ids, got the string {ids!r}; wrap it in a list"
+            )
+        wanted = list(dict.fromkeys(ids))
+        for cid in wanted:
+            if not isinstance(cid, str) or not cid:
+                raise InvalidInputError(f"chunk id {cid!r} must be a non-empty string")
+        if not wanted:
+            return 0
+        with self._write_lock:
+            missing = sorted(set(wanted) - self.store.existing_ids(wanted))
+            if missing:
+                raise UnknownDocumentError(
+                    f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; nothing was deleted"
+                )
+            self.store.delete(wanted)
+            state = self._active
+            if state is not None:
+                gone = set(wanted)
+                r = state.routing
+                all_ids = r.ids()
+                keep = np.fromiter((cid not in gone for cid in all_ids), dtype=bool, count=len(all_ids))
+                routing = RoutingIndex(r.centroids, all_ids[keep], r.vectors()[keep], r.labels()[keep])
+                self._active = replace(state, routing=routing)
+            return len(wanted)
+
+    def _stored(
+        self, ids: list[str], *, with_metadata: bool
+    ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Ids still stored among ``ids``, their vectors ``(m, d)`` float32 and (optionally) metadata."""
+        include = ["embeddings", "metadatas"] if with_metadata else ["embeddings"]
+        out_ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        for start in range(0, len(ids), self.store.batch_size):
+            got = self.store.get(ids[start : start + self.store.batch_size], include=include)
+            if not got["ids"]:
+                continue
+            out_ids.extend(got["ids"])
+            vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+            if with_metadata:
+                metas.extend(m or {} for m in got["metadatas"])
+        vectors = np.concatenate(vecs) if vecs else np.zeros((0, self.store.dimension), np.float32)
+        return out_ids, vectors, metas
+
+    def _legacy_baseline(self, state: _Active) -> Baseline:
+        """Baseline of a version stored before baselines were: its non-added chunks."""
+        added = set(state.added.ids())
+        r = state.routing
+        keep = np.fromiter((cid not in added for cid in r.ids()), dtype=bool, count=len(r))
+        vectors, labels = r.vectors()[keep], r.labels()[keep]
+        sims = np.einsum("ij,ij->i", vectors, r.centroids[labels])
+        return compute_baseline(sims, labels, r.k)
+
     # bookkeeping ------------------------------------------------------------------
     def __len__(self) -> int:
         return self.store.count()
@@ -997,6 +1330,7 @@ class ClusterIndex:
                 engine=state.info.engine,
                 fitted_at=state.info.created_at,
                 chunks_at_fit=state.info.n_chunks,
+                added_since_fit=len(state.added),
             )
         return out
 
@@ -1009,6 +1343,25 @@ def _default_ids(hashes: list[str]) -> list[str]:
         seen[h] = n + 1
         out.append(h[:24] if n == 0 else f"{h[:24]}-{n}")
     return out
+
+
+def _positions_of(
+    version: int, metas: list[dict[str, Any]], vectors: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
+    """Cluster position of each chunk in ``version`` (``(n,)`` int64): its ``cr_v<N>`` key, or
+    the nearest centroid for chunks written without it."""
+    key = version_key(version)
+    labels = np.array([m.get(key, -1) for m in metas], dtype=np.int64)
+    missing = labels < 0
+    if missing.any():
+        labels[missing] = assign(vectors[missing], centroids)[0]
+    return labels
+
+
+def _next_topic_id(payload: dict[str, Any], topics: Sequence[Topic]) -> int:
+    """Smallest topic id never used (payloads before stable ids: max id + 1)."""
+    used = max((t.id for t in topics), default=-1) + 1
+    return max(int(payload.get("next_topic_id", 0)), used)
 
 
 def _public_metadata(meta: dict[str, Any] | None) -> dict[str, Any]:

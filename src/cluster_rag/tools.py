@@ -260,15 +260,17 @@ class TopicTools:
         if query is not None and query.strip():
             vector = self.index._embed([query])[0]
             sims = state.routing.centroids @ state.routing.check_query(vector)  # (k,) cosine per topic
-            order = sorted(range(len(topics)), key=lambda i: (-float(sims[topics[i].id]), topics[i].id))
+            order = sorted(range(len(topics)), key=lambda i: (-float(sims[i]), topics[i].id))
             scores = sims
         else:
-            order = sorted(range(len(topics)), key=lambda i: (-int(sizes[topics[i].id]), topics[i].id))
+            order = sorted(range(len(topics)), key=lambda i: (-int(sizes[i]), topics[i].id))
         rows = []
+        # sims / sizes are by cluster position (= index in state.topics); topic ids are stable
+        # across refits and need not equal positions
         for i in order[:limit]:
-            row = self._topic_row(topics[i], int(sizes[topics[i].id]))
+            row = self._topic_row(topics[i], int(sizes[i]))
             if scores is not None:
-                row["score"] = round(float(scores[topics[i].id]), 4)
+                row["score"] = round(float(scores[i]), 4)
             rows.append(row)
         out: dict[str, Any] = {"topics": rows, "total_topics": len(topics), "returned": len(rows)}
         if note:

@@ -33,9 +33,12 @@ class Hit:
         id: chunk id.
         text: chunk text.
         score: cosine similarity in [-1, 1] between query and chunk (higher is closer).
-        topic_id: cluster id of the chunk in the active model version.
+        topic_id: stable topic id of the chunk in the model version that answered
+            (ids survive refits, so they need not run from 0 to k - 1).
         metadata: the chunk's user metadata (reserved ``cr_*`` keys removed).
         topic_label: the topic's label when the model has one, else ``None``.
+        model_version: the model version that answered; every hit of one search
+            comes from the same version, even while a refit switches versions.
     """
 
     id: str
@@ -44,6 +47,7 @@ class Hit:
     topic_id: int
     metadata: Metadata = field(default_factory=dict)
     topic_label: str | None = None
+    model_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -55,7 +59,8 @@ class Topic:
     """One cluster of the active model, as shown to people and agents.
 
     Attributes:
-        id: cluster id, ``0 <= id < k``.
+        id: stable topic id: ``0 .. k-1`` after the first fit; a refit keeps the id of
+            every topic it matches and gives new topics ids never used before.
         size: number of chunks assigned to it.
         keywords: c-TF-IDF keywords, most distinctive first.
         representative_ids: ids of the chunks nearest the centroid, nearest first.

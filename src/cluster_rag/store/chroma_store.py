@@ -6,8 +6,10 @@ second process or machine can open it without any sidecar file):
 
 ``NAME``
     one record per chunk: text, vector (cosine space), user metadata, plus reserved
-    keys ``cr_hash`` (SHA-256 of the text: the embedding cache key) and ``cr_v<N>``
-    (the chunk's cluster in model version ``N``). Collection metadata records the
+    keys ``cr_hash`` (SHA-256 of the text: the embedding cache key), ``cr_v<N>``
+    (the chunk's cluster position in model version ``N``) and ``cr_added_v<N>`` (the
+    chunk was added after version ``N`` was fitted: 1, and already folded into its
+    centroids by an online update: 2). Collection metadata records the
     embedding model name and dimension, checked on every open.
 ``NAME__centroids``
     one record per (version, cluster), id ``v<N>:<cluster>``, vector = centroid.
@@ -34,7 +36,7 @@ from ..errors import (
     VersionError,
 )
 
-__all__ = ["RESERVED_PREFIX", "ChromaStore", "version_key"]
+__all__ = ["RESERVED_PREFIX", "ChromaStore", "added_key", "version_key"]
 
 RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
@@ -45,6 +47,11 @@ _SCHEMA = 1
 def version_key(version: int) -> str:
     """Chunk-metadata key holding the cluster of model ``version``."""
     return f"{RESERVED_PREFIX}v{version}"
+
+
+def added_key(version: int) -> str:
+    """Chunk-metadata key marking a chunk added after model ``version`` was fitted."""
+    return f"{RESERVED_PREFIX}added_v{version}"
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -178,12 +185,15 @@ class ChromaStore:
             self.chunks.delete(ids=list(ids[start : start + self.batch_size]))
 
     def iter_all(
-        self, include: Sequence[str] = ("embeddings", "metadatas"), page: int = 5000
+        self,
+        include: Sequence[str] = ("embeddings", "metadatas"),
+        page: int = 5000,
+        where: dict[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every chunk, in pages of ``page`` records (Chroma ``get`` result dicts)."""
+        """Every chunk (matching ``where``), in pages of ``page`` records (Chroma ``get`` result dicts)."""
         offset = 0
         while True:
-            got = self.chunks.get(include=list(include), limit=page, offset=offset)
+            got = self.chunks.get(include=list(include), limit=page, offset=offset, where=where)
             if not got["ids"]:
                 return
             yield got
@@ -219,23 +229,36 @@ class ChromaStore:
             passing.update(got["ids"])
         return passing
 
-    def write_assignments(self, version: int, ids: Sequence[str], labels: np.ndarray) -> None:
-        """Set ``cr_v<version>`` on every given chunk (batched metadata merge)."""
-        key = version_key(version)
+    def write_assignments(
+        self, version: int, ids: Sequence[str], labels: np.ndarray, *, added: bool = False
+    ) -> None:
+        """Set ``cr_v<version>`` on every given chunk (batched metadata merge).
+
+        ``added=False`` (chunks the version was fitted on) also clears ``cr_added_v<version>``
+        left by an interrupted earlier attempt at the same version; ``added=True`` sets it to 1.
+        """
+        key, mark = version_key(version), added_key(version)
         for start in range(0, len(ids), self.batch_size):
             stop = start + self.batch_size
             self.chunks.update(
                 ids=list(ids[start:stop]),
-                metadatas=[{key: int(c)} for c in labels[start:stop]],
+                metadatas=[{key: int(c), mark: 1 if added else None} for c in labels[start:stop]],
             )
 
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        """Merge ``metadatas`` into the stored metadata of ``ids`` (a ``None`` value removes a key)."""
+        for start in range(0, len(ids), self.batch_size):
+            stop = start + self.batch_size
+            self.chunks.update(ids=list(ids[start:stop]), metadatas=[dict(m) for m in metadatas[start:stop]])
+
     def drop_assignments(self, version: int) -> None:
-        """Remove ``cr_v<version>`` from every chunk (used when pruning old versions)."""
-        key = version_key(version)
+        """Remove ``cr_v<version>`` and ``cr_added_v<version>`` from every chunk (pruning old versions)."""
+        keys = (version_key(version), added_key(version))
         for got in self.iter_all(include=["metadatas"]):
-            ids = [cid for cid, m in zip(got["ids"], got["metadatas"]) if m and key in m]
+            metas = got["metadatas"]
+            ids = [cid for cid, m in zip(got["ids"], metas, strict=True) if m and any(k in m for k in keys)]
             if ids:
-                self.chunks.update(ids=ids, metadatas=[{key: None} for _ in ids])
+                self.chunks.update(ids=ids, metadatas=[dict.fromkeys(keys) for _ in ids])
 
     # model versions ------------------------------------------------------------------
     def active_version(self) -> int | None:
@@ -267,6 +290,22 @@ class ChromaStore:
                 metadatas=[{"version": int(version), "cluster": c} for c in range(start, min(stop, len(ids)))],
             )
         self.update_model(version, payload)
+
+    def save_centroids(self, version: int, clusters: Sequence[int], centroids: np.ndarray) -> None:
+        """Overwrite some centroids of a stored version in place (online updates).
+
+        Args:
+            clusters: positions to overwrite.
+            centroids: ``(len(clusters), d)`` float32, L2-normalized.
+        """
+        rows = [int(c) for c in clusters]
+        for start in range(0, len(rows), self.batch_size):
+            part = rows[start : start + self.batch_size]
+            self.centroids.upsert(
+                ids=[f"v{version}:{c}" for c in part],
+                embeddings=np.asarray(centroids[start : start + len(part)], dtype=np.float32),
+                metadatas=[{"version": int(version), "cluster": c} for c in part],
+            )
 
     def update_model(self, version: int, payload: dict[str, Any]) -> None:
         """Replace the JSON payload of a version (labels, topics)."""

@@ -113,7 +113,7 @@ def _to_core_options(options: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(
             "pass either where= (a Chroma filter dict) or filters= (MetadataFilters), not both"
         )
-    core = {key: options[key] for key in ("n_probe", "topics", "where") if key in options}
+    core: dict[str, Any] = {key: options[key] for key in ("n_probe", "topics", "where") if key in options}
     if "similarity_top_k" in options:
         core["k"] = options["similarity_top_k"]
     if options.get("filters") is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import IndexConfig
-from .errors import ClusterRagError
+from .errors import ClusterRagError, InvalidInputError, missing_dependency
 from .index import ClusterIndex
 
 __all__ = ["main"]
@@ -73,10 +73,21 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _topics_text(index: ClusterIndex) -> tuple[list[dict[str, Any]], str]:
     topics = index.topics()
+    sourced = any(t.label_source != "keywords" for t in topics)  # who named them, once an LLM/person did
+    described = any(t.description for t in topics)
+    headers = ["id", "size", "label"] + ["source"] * sourced + ["description"] * described
     rows = [
-        [t.id, t.size, _short(t.label, 40), _short(", ".join(t.keywords[:6]), 60)] for t in topics
+        [
+            t.id,
+            t.size,
+            _short(t.label, 40),
+            *([t.label_source + (" (pinned)" if t.pinned else "")] if sourced else []),
+            *([_short(t.description, 60)] if described else []),
+            _short(", ".join(t.keywords[:6]), 60),
+        ]
+        for t in topics
     ]
-    return [t.to_dict() for t in topics], _table(rows, ["id", "size", "label", "keywords"])
+    return [t.to_dict() for t in topics], _table(rows, [*headers, "keywords"])
 
 
 def _hits_text(hits: Sequence[Any]) -> str:
@@ -109,6 +120,70 @@ def cmd_topics(args: argparse.Namespace) -> None:
     index = _open(args, create=False)
     data, text = _topics_text(index)
     _emit(args, data, text)
+
+
+def _labeler(args: argparse.Namespace) -> Any:
+    """KeywordLabeler, or an OpenAILabeler on the client the flags describe (key from OPENAI_API_KEY)."""
+    from .labeling import KeywordLabeler, OpenAILabeler
+
+    if not args.llm_base_url and not args.llm_model:
+        return KeywordLabeler()
+    if not args.llm_model:
+        raise InvalidInputError(
+            f"--llm-base-url {args.llm_base_url} needs --llm-model NAME (a model that server serves)"
+        )
+    try:
+        from openai import OpenAI
+    except ImportError:
+        raise missing_dependency("openai", '"cluster-rag[openai]"') from None
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key:
+        if not args.llm_base_url:
+            raise InvalidInputError(
+                "OPENAI_API_KEY is not set; export it, or pass --llm-base-url for a local server"
+            )
+        key = "no-key"  # local OpenAI-compatible servers (llama.cpp, vLLM, Ollama) ignore it
+    client = OpenAI(base_url=args.llm_base_url or None, api_key=key)
+    return OpenAILabeler(
+        client,
+        args.llm_model,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        max_tokens=args.max_tokens,
+    )
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    index = _open(args, create=False)
+    report = index.label(_labeler(args), force=args.force)
+    rows = [[s.topic_id, s.status, _short(s.label, 40), _short(s.error or "", 70)] for s in report.topics]
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+    summary = (
+        f"model version {report.version}, labeler {report.labeler}: {counts}; {report.calls} requests, "
+        f"{report.prompt_tokens} prompt + {report.completion_tokens} completion tokens"
+    )
+    _emit(args, report.to_dict(), _table(rows, ["id", "status", "label", "note"]) + "\n\n" + summary)
+    fallback = report.counts()["fallback"]
+    if fallback:
+        print(
+            f"cluster-rag: warning: {fallback} topic(s) kept their keyword label (fallback); "
+            "run `cluster-rag label` again to retry them",
+            file=sys.stderr,
+        )
+
+
+def cmd_rename(args: argparse.Namespace) -> None:
+    index = _open(args, create=False)
+    if args.unpin:
+        topic = index.unpin_topic(args.topic)
+        text = f"topic {topic.id} ({topic.label!r}) is unpinned; `cluster-rag label` may rename it"
+    else:
+        if args.name is None:
+            raise InvalidInputError('rename needs a NAME, e.g. `cluster-rag rename 3 "Card delivery"`')
+        topic = index.rename_topic(args.topic, args.name, description=args.description)
+        text = f"topic {topic.id} is now {topic.label!r} (pinned: `cluster-rag label` keeps it)"
+    _emit(args, topic.to_dict(), text)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -212,7 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=None, help="number of topics (default round(sqrt(n)))")
     p.add_argument("--engine", default="auto", choices=["auto", "sklearn", "minibatch", "faiss"])
 
-    add("topics", cmd_topics, "list topics with size, label and keywords")
+    add("topics", cmd_topics, "list topics with size, label, description and keywords")
+
+    p = add("label", cmd_label, "name topics: keyword labels, or an LLM behind any OpenAI-compatible server")
+    p.add_argument("--llm-base-url", default=None,
+                   help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key: $OPENAI_API_KEY)")
+    p.add_argument("--llm-model", default=None, help="model name; without --llm-base-url: OpenAI's API")
+    p.add_argument("--force", action="store_true", help="relabel unchanged topics too (pinned ones stay)")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--max-retries", type=int, default=3, help="retries on timeouts, 429 and 5xx (default 3)")
+    p.add_argument("--max-tokens", type=int, default=200, help="completion tokens per answer (default 200)")
+
+    p = add("rename", cmd_rename, "give a topic a name of your own and pin it (relabeling keeps it)")
+    p.add_argument("topic", help="topic id or current label")
+    p.add_argument("name", nargs="?", default=None, help="the new label")
+    p.add_argument("--description", default=None, help="one sentence (default: keep the current one)")
+    p.add_argument("--unpin", action="store_true", help="release the pin instead (keeps the name)")
 
     p = add("search", cmd_search, "routed semantic search")
     p.add_argument("query")

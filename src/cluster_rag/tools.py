@@ -43,12 +43,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .embedding import normalize
 from .errors import ClusterRagError, InvalidInputError, UnknownDocumentError, UnknownTopicError
 
 if TYPE_CHECKING:
@@ -254,23 +255,56 @@ class TopicTools:
             raise InvalidInputError(f"query={query!r} must be a string or null")
         limit, note = self._cap("limit", 20 if limit is None else limit, self.max_topics)
         state = self.index._require_fitted()
-        topics = list(state.topics)
-        sizes = state.routing.sizes()
-        scores: np.ndarray | None = None
         if query is not None and query.strip():
             vector = self.index._embed([query])[0]
             sims = state.routing.centroids @ state.routing.check_query(vector)  # (k,) cosine per topic
+            return self._ranked(state, sims, limit, note)
+        return self._ranked(state, None, limit, note)
+
+    def list_topics_batch(self, queries: Sequence[str], limit: int | None = 1) -> list[dict[str, Any]]:
+        """:meth:`list_topics` for many queries with one embedding batch (routing a stream of texts).
+
+        Not one of the agent tools; ``limit=1`` gives each query's nearest topic.
+
+        Args:
+            queries: non-blank texts.
+            limit: topics per query, ``>= 1``; capped at ``max_topics``.
+
+        Returns:
+            One :meth:`list_topics` result per query, in order.
+
+        Raises:
+            InvalidInputError: a query is not a non-blank str; ``limit`` not a positive int.
+        """
+        if isinstance(queries, str):
+            raise InvalidInputError("queries must be a list of strings, got a single str; wrap it in a list")
+        items = list(queries)
+        for i, q in enumerate(items):
+            if not isinstance(q, str) or not q.strip():
+                raise InvalidInputError(f"queries[{i}]={q!r} must be a non-blank string")
+        limit, note = self._cap("limit", 1 if limit is None else limit, self.max_topics)
+        if not items:
+            return []
+        state = self.index._require_fitted()
+        vectors = normalize(self.index._embed(items))  # (n, d) float32, L2-normalized
+        sims = vectors @ state.routing.centroids.T  # (n, k) cosine per query and topic
+        return [self._ranked(state, row, limit, note) for row in sims]
+
+    def _ranked(self, state: Any, sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
+        """Topics ordered by ``sims`` ``(k,)`` (by cluster position) or, when ``None``, by size."""
+        # sims / sizes are by cluster position (= index in state.topics); topic ids are stable
+        # across refits and need not equal positions
+        topics = list(state.topics)
+        sizes = state.routing.sizes()
+        if sims is not None:
             order = sorted(range(len(topics)), key=lambda i: (-float(sims[i]), topics[i].id))
-            scores = sims
         else:
             order = sorted(range(len(topics)), key=lambda i: (-int(sizes[i]), topics[i].id))
         rows = []
-        # sims / sizes are by cluster position (= index in state.topics); topic ids are stable
-        # across refits and need not equal positions
         for i in order[:limit]:
             row = self._topic_row(topics[i], int(sizes[i]))
-            if scores is not None:
-                row["score"] = round(float(scores[i]), 4)
+            if sims is not None:
+                row["score"] = round(float(sims[i]), 4)
             rows.append(row)
         out: dict[str, Any] = {"topics": rows, "total_topics": len(topics), "returned": len(rows)}
         if note:

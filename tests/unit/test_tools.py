@@ -94,6 +94,24 @@ def test_list_topics_by_size_and_by_query(index: ClusterIndex) -> None:
     assert tools.list_topics("   ")["topics"] == plain["topics"]  # blank query: same as none
 
 
+def test_list_topics_batch_matches_one_by_one(index: ClusterIndex) -> None:
+    tools = TopicTools(index)
+    queries = ["rocket launch to mars", "pizza with garlic", "puppy at the vet"]
+    batch = tools.list_topics_batch(queries, limit=2)
+    single = [tools.list_topics(q, limit=2) for q in queries]
+    assert [[t["id"] for t in b["topics"]] for b in batch] == [[t["id"] for t in s["topics"]] for s in single]
+    for b, s in zip(batch, single, strict=True):
+        assert [t["score"] for t in b["topics"]] == pytest.approx([t["score"] for t in s["topics"]], abs=1e-3)
+    assert [b["topics"][0]["id"] for b in tools.list_topics_batch(queries)] == [
+        topic_of(index, name) for name in ("space", "food", "pets")
+    ]
+    assert tools.list_topics_batch([]) == []
+    with pytest.raises(InvalidInputError, match="single str"):
+        tools.list_topics_batch("rocket")
+    with pytest.raises(InvalidInputError, match=r"queries\[1\]"):
+        tools.list_topics_batch(["rocket", " "])
+
+
 def test_list_topics_caps_and_rejects(index: ClusterIndex) -> None:
     tools = TopicTools(index, max_topics=2)
     capped = tools.list_topics(limit=50)
@@ -109,7 +127,7 @@ def test_list_topics_caps_and_rejects(index: ClusterIndex) -> None:
 def test_search_within_topic_by_id_name_and_digit_string(index: ClusterIndex) -> None:
     tools = TopicTools(index)
     food = topic_of(index, "food")
-    name = index.topics()[food].label
+    name = index.topic(food).label
     by_id = tools.search_within_topic("rocket moon", food, k=4)
     assert by_id["topic"]["id"] == food and by_id["topic"]["name"] == name
     assert len(by_id["hits"]) == 4

@@ -107,13 +107,64 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 def cmd_cluster(args: argparse.Namespace) -> None:
     index = _open(args, create=False)
+    if args.partial:
+        folded = index.partial_fit()
+        model = index.model_info
+        _emit(
+            args,
+            {"folded": folded, "version": model.version},
+            f"folded {folded} chunks added since the fit into the centroids of model version "
+            f"{model.version} (updated in place; topics and ids unchanged)",
+        )
+        return
     info = index.fit(k=args.k, engine=args.engine)
-    _emit(
-        args,
-        info.to_dict(),
+    report = index.refit_report()
+    text = (
         f"model version {info.version}: k={info.k} over {info.n_chunks} chunks ({info.engine}), "
-        f"default n_probe={info.n_probe} (recall@10 {info.calibrated_recall:.3f} vs exact on a sample)",
+        f"default n_probe={info.n_probe} (recall@10 {info.calibrated_recall:.3f} vs exact on a sample)"
     )
+    if report is not None:
+        text += f"\ntopics vs version {report.previous_version}: {report.summary()}"
+        if report.relabeled:
+            text += f"\nrelabeled (content changed): {report.relabeled}"
+    _emit(args, {**info.to_dict(), "refit": report.to_dict() if report else None}, text)
+
+
+def cmd_drift(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from .drift import DriftThresholds
+
+    index = _open(args, create=False)
+    names = [f.name for f in fields(DriftThresholds)]
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    report = index.drift(DriftThresholds(**given))
+    th = report.thresholds
+    labels = {t.id: t.label for t in index.topics()}
+    lines = [
+        f"model version {report.version}: {report.n_added} chunks added since the fit "
+        f"({report.n_fit} fitted)",
+        f"  outlier share      {report.outlier_share:.3f}  beyond the fit's p95 distance "
+        f"{report.p95_distance:.3f} (partial >= {th.partial_outlier_share}, "
+        f"refit >= {th.refit_outlier_share})",
+        f"  inertia per chunk  {report.inertia_per_chunk_added:.3f} vs {report.inertia_per_chunk_fit:.3f} "
+        f"at fit, ratio {report.inertia_ratio:.2f} (partial >= {th.partial_inertia_ratio}, "
+        f"refit >= {th.refit_inertia_ratio})",
+        f"  size JS divergence {report.js_divergence:.4f} "
+        f"(partial >= {th.partial_js}, refit >= {th.refit_js})",
+        f"recommendation: {report.recommendation} ({'; '.join(report.reasons)})",
+    ]
+    hint = {"refit": "cluster-rag cluster", "partial_update": "cluster-rag cluster --partial"}
+    if report.recommendation in hint:
+        lines.append(f"next: {hint[report.recommendation]}")
+    grown = sorted((g for g in report.growth if g.added), key=lambda g: (-g.growth, g.topic_id))[:10]
+    if grown:
+        rows = [
+            [g.topic_id, _short(labels.get(g.topic_id, ""), 40), g.size_at_fit, g.added, f"{g.growth:.2f}"]
+            for g in grown
+        ]
+        lines += ["", _table(rows, ["id", "label", "size at fit", "added", "growth"])]
+    _emit(args, report.to_dict(), "\n".join(lines))
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
@@ -286,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cluster", cmd_cluster, "fit K-Means and make it the active model version")
     p.add_argument("--k", type=int, default=None, help="number of topics (default round(sqrt(n)))")
     p.add_argument("--engine", default="auto", choices=["auto", "sklearn", "minibatch", "faiss"])
+    p.add_argument("--partial", action="store_true",
+                   help="no refit: fold chunks added since the fit into the active centroids (online update)")
+
+    p = add("drift", cmd_drift, "compare chunks added since the fit with the fit's baseline; recommend "
+            "ok / partial update / refit")
+    from dataclasses import fields
+
+    from .drift import DriftThresholds
+
+    for f in fields(DriftThresholds):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+                       help=f"threshold (default {f.default}; see cluster_rag.drift.DriftThresholds)")
 
     add("topics", cmd_topics, "list topics with size, label, description and keywords")
 

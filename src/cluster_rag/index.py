@@ -565,6 +565,25 @@ class ClusterIndex:
                 previous_version=previous.version,
                 matching=matching,
             )
+        baseline = compute_baseline(vectors[:n_fit], labels[:n_fit], k)
+        online = initial_state(vectors[:n_fit], labels[:n_fit], k)
+        refit: RefitReport | None = None
+        next_topic_id = k
+        if previous is not None:
+            # merges/splits/overlap are judged on the chunks the previous version was fitted on:
+            # chunks added since were forced into their nearest topic, new topics hide among them
+            fitted = previous.fitted
+            topics, refit, next_topic_id = match_topics(
+                previous.topics,
+                previous.centroids,
+                previous.labels[fitted],
+                topics,
+                centroids,
+                labels[:n_fit][fitted],
+                next_topic_id=previous.next_topic_id,
+                previous_version=previous.version,
+                matching=matching,
+            )
         baseline = compute_baseline(sims, labels[:n_fit], k)
         online = initial_state(vectors[:n_fit], labels[:n_fit], k)
         # default route: per-query centroid score gap calibrated on chunks as pseudo-queries
@@ -1279,6 +1298,144 @@ class ClusterIndex:
         vectors, labels = r.vectors()[keep], r.labels()[keep]
         sims = np.einsum("ij,ij->i", vectors, r.centroids[labels])
         return compute_baseline(sims, labels, r.k)
+
+    # living index -------------------------------------------------------------------
+    def drift(self, thresholds: DriftThresholds | None = None) -> DriftReport:
+        """Compare the chunks added since the active version was fitted with its baseline.
+
+        Args:
+            thresholds: when to recommend ``"partial_update"`` or ``"refit"``
+                (default :class:`~cluster_rag.drift.DriftThresholds`).
+
+        Returns:
+            Outlier share beyond the fit's p95 distance, inertia per chunk, Jensen-Shannon
+            divergence of topic sizes, per-topic growth and a recommendation.
+        """
+        if thresholds is not None and not isinstance(thresholds, DriftThresholds):
+            raise InvalidInputError(f"thresholds={thresholds!r} must be a DriftThresholds or None")
+        state = self._require_fitted()
+        _, vectors, _ = self._stored(state.added.ids(), with_metadata=False)
+        centroids = state.routing.centroids
+        labels, sims = assign(vectors, centroids) if len(vectors) else (np.zeros(0, np.int64), np.zeros(0))
+        baseline = state.baseline or self._legacy_baseline(state)
+        return compare(
+            sims,
+            labels,
+            baseline,
+            [t.id for t in state.topics],
+            version=state.info.version,
+            thresholds=thresholds,
+        )
+
+    def partial_fit(self) -> int:
+        """Fold every chunk added since the fit and not folded yet into the active centroids.
+
+        What :meth:`drift` recommends as ``"partial_update"``: the same online update as
+        ``add_texts(update_centroids=True)``, applied afterwards. Chunks keep their topic.
+
+        Returns:
+            Number of chunks folded in.
+        """
+        with self._write_lock:
+            state = self._require_fitted()
+            version = state.info.version
+            key, mark = version_key(version), added_key(version)
+            ids, vectors, metas = self._stored(state.added.ids(), with_metadata=True)
+            todo = [i for i, m in enumerate(metas) if m.get(mark) != 2]
+            if not todo:
+                return 0
+            ids = [ids[i] for i in todo]
+            vectors = vectors[todo]
+            nearest = assign(vectors, state.routing.centroids)[0]
+            labels = np.array(
+                [int(metas[i].get(key, nearest[j])) for j, i in enumerate(todo)], dtype=np.int64
+            )
+            routing, online = self._fold(state, state.routing, vectors, labels)
+            self.store.update_metadata(ids, [{key: int(c), mark: 2} for c in labels])
+            self._active = replace(state, routing=routing, online=online)
+            return len(ids)
+
+    def refit_report(self, version: int | None = None) -> RefitReport | None:
+        """What the refit that made ``version`` (default: the active one) changed.
+
+        Returns:
+            Topics kept (with similarity, overlap, relabeled), new, merged, split and gone;
+            ``None`` for a first fit or a version written before reports existed.
+
+        Raises:
+            VersionError: no such version is kept.
+        """
+        if version is None:
+            version = self._require_fitted().info.version
+        payload = self.store.load_model(int(version))
+        if payload is None:
+            raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+        data = payload.get("refit")
+        return RefitReport.from_dict(data) if data else None
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete chunks by id, from Chroma and from the active snapshot; all or nothing.
+
+        The only call that deletes chunks (refits and pruning never do).
+
+        Returns:
+            Number of chunks deleted.
+
+        Raises:
+            UnknownDocumentError: an id is not stored (nothing was deleted).
+        """
+        if isinstance(ids, str):
+            raise InvalidInputError(
+                f"ids must be a list of chunk ids, got the string {ids!r}; wrap it in a list"
+            )
+        wanted = list(dict.fromkeys(ids))
+        for cid in wanted:
+            if not isinstance(cid, str) or not cid:
+                raise InvalidInputError(f"chunk id {cid!r} must be a non-empty string")
+        if not wanted:
+            return 0
+        with self._write_lock:
+            missing = sorted(set(wanted) - self.store.existing_ids(wanted))
+            if missing:
+                raise UnknownDocumentError(
+                    f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; nothing was deleted"
+                )
+            self.store.delete(wanted)
+            state = self._active
+            if state is not None:
+                gone = set(wanted)
+                r = state.routing
+                all_ids = r.ids()
+                keep = np.fromiter((cid not in gone for cid in all_ids), dtype=bool, count=len(all_ids))
+                routing = RoutingIndex(r.centroids, all_ids[keep], r.vectors()[keep], r.labels()[keep])
+                self._active = replace(state, routing=routing)
+            return len(wanted)
+
+    def _stored(
+        self, ids: list[str], *, with_metadata: bool
+    ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Ids still stored among ``ids``, their vectors ``(m, d)`` float32 and (optionally) metadata."""
+        include = ["embeddings", "metadatas"] if with_metadata else ["embeddings"]
+        out_ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        for start in range(0, len(ids), self.store.batch_size):
+            got = self.store.get(ids[start : start + self.store.batch_size], include=include)
+            if not got["ids"]:
+                continue
+            out_ids.extend(got["ids"])
+            vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+            if with_metadata:
+                metas.extend(m or {} for m in got["metadatas"])
+        vectors = np.concatenate(vecs) if vecs else np.zeros((0, self.store.dimension), np.float32)
+        return out_ids, vectors, metas
+
+    def _legacy_baseline(self, state: _Active) -> Baseline:
+        """Baseline of a version stored before baselines were: its non-added chunks."""
+        added = set(state.added.ids())
+        r = state.routing
+        keep = np.fromiter((cid not in added for cid in r.ids()), dtype=bool, count=len(r))
+        return compute_baseline(r.vectors()[keep], r.labels()[keep], r.k)
 
     # bookkeeping ------------------------------------------------------------------
     def __len__(self) -> int:

@@ -89,7 +89,9 @@ def test_non_contiguous_ids_at_the_boundary(index: ClusterIndex) -> None:
     by_label = index.search("guitar", k=3, topics=[index.topic(music).label])
     assert {h.topic_id for h in by_label} == {music}
     assert index.topic(music).size == 30
-    with pytest.raises(UnknownTopicError, match=re.escape(f"topic {space} does not exist; topic ids are {ids}")):
+    with pytest.raises(
+        UnknownTopicError, match=re.escape(f"topic {space} does not exist; topic ids are {ids}")
+    ):
         index.search("rocket", topics=[space])
     routed = index.search("pizza garlic oven", k=3)
     assert {h.topic_id for h in routed} <= set(ids) and routed[0].topic_label

@@ -150,13 +150,27 @@ def test_js_divergence_bounds() -> None:
     assert js_divergence(np.array([1, 0]), np.array([0, 1])) == pytest.approx(1.0)
 
 
+def test_baseline_distances_are_leave_one_out() -> None:
+    rng = np.random.default_rng(0)
+    x = unit(rng.normal(size=(31, 6)))
+    labels = np.array([0] * 20 + [1] * 10 + [2])  # cluster 2 is a singleton: left out
+    base = compute_baseline(x, labels, 3)
+    expected = []
+    for i in range(30):
+        others = [j for j in range(30) if labels[j] == labels[i] and j != i]
+        centroid = unit(x[others].astype(np.float64).sum(axis=0))
+        expected.append(1 - float(x[i] @ centroid))
+    assert base.sizes == [20, 10, 1] and base.n_chunks == 31
+    assert base.mean_distance == pytest.approx(np.mean(expected), rel=1e-5)
+    assert base.p95_distance == pytest.approx(np.quantile(expected, 0.95), rel=1e-5)
+    in_sample = 1 - np.einsum("ij,ij->i", x[:30], spherical_means(x, labels, 3)[labels[:30]])
+    assert base.mean_distance > in_sample.mean()  # in-sample distances are optimistic
+
+
 def test_compare_flags_far_data_and_not_near_data() -> None:
     rng = np.random.default_rng(0)
-    fit_sims = rng.uniform(0.6, 0.9, size=1000)
-    labels = rng.integers(0, 4, size=1000)
-    base = compute_baseline(fit_sims, labels, 4)
-    assert base.n_chunks == 1000 and sum(base.sizes) == 1000
-    assert base.p95_distance == pytest.approx(np.quantile(1 - fit_sims, 0.95))
+    fit_dist = 1 - rng.uniform(0.6, 0.9, size=1000)
+    base = Baseline(1000, [250] * 4, float(fit_dist.mean()), float(np.quantile(fit_dist, 0.95)))
     near = compare(rng.uniform(0.6, 0.9, 200), rng.integers(0, 4, 200), base, [3, 5, 8, 9], version=2)
     assert near.recommendation == "ok" and not near.drifted and near.outlier_share < 0.15
     assert [g.topic_id for g in near.growth] == [3, 5, 8, 9] and sum(g.added for g in near.growth) == 200

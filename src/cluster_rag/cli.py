@@ -121,7 +121,8 @@ def cmd_cluster(args: argparse.Namespace) -> None:
     report = index.refit_report()
     text = (
         f"model version {info.version}: k={info.k} over {info.n_chunks} chunks ({info.engine}), "
-        f"default n_probe={info.n_probe} (recall@10 {info.calibrated_recall:.3f} vs exact on a sample)"
+        f"default route: clusters within {info.probe_gap or 0:.3f} of the best centroid score, "
+        f"~{info.n_probe} per query (recall@10 {info.calibrated_recall:.3f} vs exact on a sample)"
     )
     if report is not None:
         text += f"\ntopics vs version {report.previous_version}: {report.summary()}"

@@ -1324,6 +1324,7 @@ class ClusterIndex:
                 active_version=state.info.version,
                 k=state.info.k,
                 n_probe=state.info.n_probe,
+                probe_gap=state.info.probe_gap,
                 calibrated_recall=round(state.info.calibrated_recall, 4),
                 engine=state.info.engine,
                 fitted_at=state.info.created_at,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .clustering import SphericalKMeans
 from .config import IndexConfig
+from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import (
     ClusterRagError,
@@ -31,6 +32,7 @@ from .errors import (
 from .index import ClusterIndex
 from .labeling import KeywordLabeler, Labeler, LabelReport, LabelRequest, LabelResult, OpenAILabeler
 from .types import Chunk, Hit, ModelInfo, Topic
+from .versioning import RefitReport, TopicMatching
 
 __version__ = "0.1.0"
 
@@ -39,6 +41,8 @@ __all__ = [
     "ClusterIndex",
     "ClusterRagError",
     "DimensionMismatchError",
+    "DriftReport",
+    "DriftThresholds",
     "DuplicateIdError",
     "Embedder",
     "EmptyTextError",
@@ -59,11 +63,13 @@ __all__ = [
     "ModelMismatchError",
     "NotFittedError",
     "OpenAILabeler",
+    "RefitReport",
     "SentenceTransformerEmbedder",
     "SphericalKMeans",
     "StoreConnectionError",
     "StoreNotFoundError",
     "Topic",
+    "TopicMatching",
     "UnknownDocumentError",
     "UnknownTopicError",
     "UnsupportedFileError",

@@ -8,7 +8,8 @@ EXPECTED = {
     "LengthMismatchError", "MetadataError", "MissingDependencyError", "ModelInfo", "ModelMismatchError",
     "NotFittedError", "SentenceTransformerEmbedder", "KeywordLabeler", "LabelReport", "LabelRequest",
     "LabelResult", "Labeler", "OpenAILabeler", "SphericalKMeans", "StoreConnectionError",
-    "StoreNotFoundError", "Topic", "UnknownDocumentError", "UnknownTopicError", "UnsupportedFileError", "VersionError", "__version__",
+    "StoreNotFoundError", "Topic", "UnknownDocumentError",
+    "DriftReport", "DriftThresholds", "RefitReport", "TopicMatching", "UnknownTopicError", "UnsupportedFileError", "VersionError", "__version__",
 }
 
 

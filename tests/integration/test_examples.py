@@ -1,12 +1,15 @@
 """examples/langchain_rag_chain.py and examples/llama_index_query_engine.py, run as users run them.
 
-Offline (the frameworks' fake/mock LLMs) and against an OpenAI-compatible chat
-endpoint: a real HTTP server on 127.0.0.1 that records each request and answers
-with a fixed completion, so the examples' real ``openai`` client path is exercised.
+Offline (the frameworks' fake/mock LLMs) each runs as a subprocess, exactly as a
+user starts it. Against an OpenAI-compatible chat endpoint (a real HTTP server on
+127.0.0.1 that records each request and answers with a fixed completion, so the
+examples' real ``openai`` client path is exercised) each runs in-process through its
+``main(argv)``, which spares a second torch start-up per example.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -103,6 +106,17 @@ def run_example(name: str, *args: str) -> str:
     return proc.stdout
 
 
+def run_example_in_process(name: str, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    spec = importlib.util.spec_from_file_location(f"example_{Path(name).stem}", ROOT / "examples" / name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic models in the example resolve their annotations here
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    assert module.main(list(args)) == 0
+    return capsys.readouterr().out
+
+
 def sources(stdout: str) -> list[str]:
     block = stdout.split("Sources:\n", 1)[1].split("\nAnswer", 1)[0]
     return [line.split()[0] for line in block.splitlines()]
@@ -116,9 +130,12 @@ def test_langchain_example_offline_builds_the_demo_and_runs_the_chain() -> None:
     assert re.search(r"score=0\.\d{3}  topic=\d+ \(.+\)", out)
 
 
-def test_langchain_example_against_openai_compatible_endpoint(kb: Path, chat_endpoint: ChatEndpoint) -> None:
-    out = run_example(
+def test_langchain_example_against_openai_compatible_endpoint(
+    kb: Path, chat_endpoint: ChatEndpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_example_in_process(
         "langchain_rag_chain.py",
+        capsys,
         "--path",
         str(kb),
         "--k",
@@ -155,10 +172,11 @@ def test_llama_index_example_offline_with_mock_llm(kb: Path) -> None:
 
 
 def test_llama_index_example_against_openai_compatible_endpoint(
-    kb: Path, chat_endpoint: ChatEndpoint
+    kb: Path, chat_endpoint: ChatEndpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = run_example(
+    out = run_example_in_process(
         "llama_index_query_engine.py",
+        capsys,
         "--path",
         str(kb),
         "--k",

@@ -31,8 +31,9 @@ def hit_to_document(hit: Hit) -> Document:
     """One hit as a ``Document``.
 
     ``Document.id`` is the stable chunk id; metadata is the chunk's own metadata plus
-    ``chunk_id``, ``score`` (cosine similarity), ``topic_id`` and ``topic_label``
-    (these four win over user keys of the same name).
+    ``chunk_id``, ``score`` (cosine similarity), ``topic_id``, ``topic_label`` and
+    ``model_version`` (the cluster-model version that answered); these win over user
+    keys of the same name.
     """
     metadata = {
         **hit.metadata,
@@ -40,6 +41,7 @@ def hit_to_document(hit: Hit) -> Document:
         "score": hit.score,
         "topic_id": hit.topic_id,
         "topic_label": hit.topic_label,
+        "model_version": hit.model_version,
     }
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
 

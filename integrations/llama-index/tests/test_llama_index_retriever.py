@@ -53,15 +53,28 @@ def events() -> Iterator[RetrievalEvents]:
 
 
 def test_hit_to_node_keeps_ids_scores_and_topics() -> None:
-    hit = Hit(id="faq.md#3", text="Cards arrive in 5 days.", score=0.81, topic_id=4,
-              metadata={"source": "faq.md"}, topic_label="card / arrive")
+    hit = Hit(
+        id="faq.md#3",
+        text="Cards arrive in 5 days.",
+        score=0.81,
+        topic_id=4,
+        model_version=2,
+        metadata={"source": "faq.md"},
+        topic_label="card / arrive",
+    )
     nws = hit_to_node(hit)
     assert nws.node.node_id == "faq.md#3" and nws.score == 0.81 and nws.node.get_content() == hit.text
-    assert nws.node.metadata == {"source": "faq.md", "chunk_id": "faq.md#3", "score": 0.81, "topic_id": 4,
-                                 "topic_label": "card / arrive"}
+    assert nws.node.metadata == {
+        "source": "faq.md",
+        "chunk_id": "faq.md#3",
+        "score": 0.81,
+        "topic_id": 4,
+        "topic_label": "card / arrive",
+        "model_version": 2,
+    }
     llm_text = nws.node.get_content(MetadataMode.LLM)
     assert "topic_label: card / arrive" in llm_text and "source: faq.md" in llm_text
-    assert "score" not in llm_text and "chunk_id" not in llm_text
+    assert "score" not in llm_text and "chunk_id" not in llm_text and "model_version" not in llm_text
 
 
 def test_filters_to_where() -> None:
@@ -69,8 +82,10 @@ def test_filters_to_where() -> None:
         filters=[
             MetadataFilter(key="label", value="card_arrival"),
             MetadataFilters(
-                filters=[MetadataFilter(key="year", value=2020, operator=">="),
-                         MetadataFilter(key="lang", value=["en", "de"], operator="in")],
+                filters=[
+                    MetadataFilter(key="year", value=2020, operator=">="),
+                    MetadataFilter(key="lang", value=["en", "de"], operator="in"),
+                ],
                 condition="or",
             ),
         ]
@@ -85,9 +100,9 @@ def test_filters_to_where() -> None:
         "a": {"$ne": 1}
     }
     with pytest.raises(InvalidInputError, match="operator 'text_match' on key 'label' is not supported"):
-        filters_to_where(MetadataFilters(
-            filters=[MetadataFilter(key="label", value="x", operator="text_match")]
-        ))
+        filters_to_where(
+            MetadataFilters(filters=[MetadataFilter(key="label", value="x", operator="text_match")])
+        )
     with pytest.raises(InvalidInputError, match="condition 'not'"):
         filters_to_where(MetadataFilters(filters=[MetadataFilter(key="a", value=1)] * 2, condition="not"))
     with pytest.raises(InvalidInputError, match="no conditions"):
@@ -102,6 +117,7 @@ def test_retrieve_maps_hits_and_per_call_options(demo_index: ClusterIndex) -> No
     assert [n.node.node_id for n in nodes] == [h.id for h in hits]
     assert [n.score for n in nodes] == pytest.approx([h.score for h in hits])  # cosine similarity
     assert all(n.node.metadata["topic_label"] for n in nodes)
+    assert {n.node.metadata["model_version"] for n in nodes} == {demo_index.model_info.version}
     other = next(t for t in demo_index.topics() if t.id != nodes[0].node.metadata["topic_id"])
     within = retriever.retrieve(QUERY, similarity_top_k=3, topics=[other.id])
     assert len(within) == 3 and all(n.node.metadata["topic_id"] == other.id for n in within)
@@ -119,8 +135,11 @@ def test_bad_options_raise_typed_errors(demo_index: ClusterIndex) -> None:
     with pytest.raises(InvalidInputError, match="k=0"):
         ClusteredRetriever(index=demo_index, similarity_top_k=0)
     with pytest.raises(InvalidInputError, match="not both"):
-        ClusteredRetriever(index=demo_index, where={"label": "x"},
-                           filters=MetadataFilters(filters=[MetadataFilter(key="label", value="x")]))
+        ClusteredRetriever(
+            index=demo_index,
+            where={"label": "x"},
+            filters=MetadataFilters(filters=[MetadataFilter(key="label", value="x")]),
+        )
     with pytest.raises(InvalidInputError, match="index must be a cluster_rag.ClusterIndex"):
         ClusteredRetriever(index=None)  # type: ignore[arg-type]
     retriever = ClusteredRetriever(index=demo_index)

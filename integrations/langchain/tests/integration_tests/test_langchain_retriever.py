@@ -50,12 +50,25 @@ class AsyncRecorder(AsyncCallbackHandler):
 
 
 def test_hit_to_document_keeps_ids_scores_and_topics() -> None:
-    hit = Hit(id="faq.md#3", text="Cards arrive in 5 days.", score=0.81, topic_id=4,
-              metadata={"source": "faq.md", "score": "user"}, topic_label="card / arrive")
+    hit = Hit(
+        id="faq.md#3",
+        text="Cards arrive in 5 days.",
+        score=0.81,
+        topic_id=4,
+        model_version=2,
+        metadata={"source": "faq.md", "score": "user"},
+        topic_label="card / arrive",
+    )
     doc = hit_to_document(hit)
     assert doc.id == "faq.md#3" and doc.page_content == "Cards arrive in 5 days."
-    assert doc.metadata == {"source": "faq.md", "chunk_id": "faq.md#3", "score": 0.81, "topic_id": 4,
-                            "topic_label": "card / arrive"}
+    assert doc.metadata == {
+        "source": "faq.md",
+        "chunk_id": "faq.md#3",
+        "score": 0.81,
+        "topic_id": 4,
+        "topic_label": "card / arrive",
+        "model_version": 2,
+    }
 
 
 def test_invoke_maps_hits_and_per_call_options(demo_index: ClusterIndex) -> None:
@@ -66,6 +79,7 @@ def test_invoke_maps_hits_and_per_call_options(demo_index: ClusterIndex) -> None
     assert [d.id for d in docs] == [h.id for h in hits]
     assert [d.metadata["score"] for d in docs] == pytest.approx([h.score for h in hits])
     assert all(d.metadata["chunk_id"] == d.id and d.metadata["topic_label"] for d in docs)
+    assert {d.metadata["model_version"] for d in docs} == {demo_index.model_info.version}
     assert sum(d.metadata["label"] == "card_arrival" for d in docs) >= 3
     # per call: k, topics, where (and LangChain's own verbose kwarg is tolerated)
     other = next(t for t in demo_index.topics() if t.id != docs[0].metadata["topic_id"])

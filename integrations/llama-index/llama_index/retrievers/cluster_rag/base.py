@@ -27,7 +27,7 @@ from cluster_rag.retriever import Reranker
 __all__ = ["ClusteredRetriever", "filters_to_where", "hit_to_node"]
 
 #: Metadata keys added to every node; kept out of the text the LLM and embedders see.
-_BOOKKEEPING = ["chunk_id", "score", "topic_id"]
+_BOOKKEEPING = ["chunk_id", "score", "topic_id", "model_version"]
 _OPERATORS = {
     FilterOperator.EQ: "$eq",
     FilterOperator.NE: "$ne",
@@ -47,8 +47,9 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
     """One hit as a ``NodeWithScore``.
 
     The node id is the stable chunk id and the score the cosine similarity. Metadata is
-    the chunk's own plus ``chunk_id``, ``score``, ``topic_id`` and ``topic_label`` (these
-    win over user keys of the same name); all but ``topic_label`` are hidden from the LLM.
+    the chunk's own plus ``chunk_id``, ``score``, ``topic_id``, ``topic_label`` and
+    ``model_version`` (these win over user keys of the same name); of those, only
+    ``topic_label`` is shown to the LLM.
     """
     metadata = {
         **hit.metadata,
@@ -56,6 +57,7 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
         "score": hit.score,
         "topic_id": hit.topic_id,
         "topic_label": hit.topic_label,
+        "model_version": hit.model_version,
     }
     node = TextNode(
         id_=hit.id,

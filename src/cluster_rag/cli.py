@@ -220,7 +220,7 @@ def cmd_label(args: argparse.Namespace) -> None:
     if fallback:
         print(
             f"cluster-rag: warning: {fallback} topic(s) kept their keyword label (fallback); "
-            "run `cluster-rag label` again to retry them",
+            "`cluster-rag label --force` retries them, `cluster-rag rename` names them by hand",
             file=sys.stderr,
         )
 

@@ -970,7 +970,9 @@ class ClusterIndex:
         + prompt version + that content: topics whose key is unchanged (in this version
         or another kept one) keep their label without any call. Pinned topics (see
         :meth:`rename_topic`) are never relabeled; their names are reserved.
-        Fallback labels are not cached: the next run tries those topics again.
+        Fallback labels are cached like the others (the same cluster and model give the
+        same junk), except those caused by timeouts or server errors, which the next
+        run retries; ``force=True`` redoes them all.
 
         Args:
             labeler: :class:`~cluster_rag.labeling.KeywordLabeler` (default) or
@@ -1051,10 +1053,12 @@ class ClusterIndex:
         for t in stored:
             res = by_id.get(t.id)
             if t.pinned or res is None:
-                status, error = ("pinned" if t.pinned else "cached"), None
+                status = "pinned" if t.pinned else "cached"
+                statuses.append(TopicLabelStatus(t.id, status, t.label, t.description))
             else:
-                status, error = res.status, res.error
-            statuses.append(TopicLabelStatus(t.id, status, t.label, t.description, error))
+                statuses.append(
+                    TopicLabelStatus(t.id, res.status, t.label, t.description, res.error, res.transient)
+                )
         return LabelReport(
             version=version,
             labeler=labeler.cache_id,

@@ -82,7 +82,8 @@ def test_label_flag_errors(cli: Any, demo_index: ClusterIndex) -> None:
     assert code == 2 and "needs --llm-model" in err
     code, _, err = cli("label", *kb, "--llm-model", "gpt-4o-mini")
     assert code == 2 and "OPENAI_API_KEY is not set" in err
-    code, _, err = cli("label", *kb, "--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m", "--concurrency=0")
+    nowhere = ["--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"]
+    code, _, err = cli("label", *kb, *nowhere, "--concurrency=0")
     assert code == 2 and "concurrency=0" in err
     code, _, err = cli("rename", *kb, "3")
     assert code == 2 and "rename needs a NAME" in err

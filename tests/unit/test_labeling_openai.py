@@ -118,10 +118,13 @@ def test_junk_twice_falls_back_to_the_keyword_label(llm: ScriptedLLM, index: Clu
     topic = index.topics()[pets.topic_id]
     assert topic.label == keyword_labels[pets.topic_id] and topic.label_source == "fallback"
     assert len(llm.requests_for("note pets")) == 2  # one answer, one repair, no more
-    # fallbacks are not cached: the next run asks again for that cluster only
+    # the same cluster and model give the same junk: cached like any label; --force asks again
     llm.script = good
     again = index.label(labeler(llm))
-    assert again.counts()["cached"] == 3 and again.counts()["ok"] == 1 and again.calls == 1
+    assert again.counts()["cached"] == 4 and again.calls == 0
+    assert index.topics()[pets.topic_id].label_source == "fallback"
+    forced = index.label(labeler(llm), force=True)
+    assert forced.counts()["ok"] == 4 and index.topics()[pets.topic_id].label == "Pet care"
 
 
 def test_too_long_and_placeholder_names_are_repaired(llm: ScriptedLLM, index: ClusterIndex) -> None:
@@ -168,6 +171,22 @@ def test_duplicate_names_keep_the_first_and_repair_the_rest(llm: ScriptedLLM, in
     assert len({t.label.casefold() for t in index.topics()}) == 4
 
 
+def test_copying_another_clusters_keyword_label_is_a_duplicate(llm: ScriptedLLM, index: ClusterIndex) -> None:
+    space_label = next(t.label for t in index.topics() if "note space" in t.keywords)
+
+    def script(body: dict[str, Any], n: int) -> Reply:  # weak models copy the sibling names they see
+        if topic_of(body) == "pets":
+            return Reply(answer(space_label.upper()))
+        return good(body, n)
+
+    llm.script = script
+    report = index.label(labeler(llm))
+    pets = status_of(report, index, "pets")
+    assert pets.status == "fallback" and "duplicate name" in (pets.error or "")
+    assert "already used by another group" in llm.requests_for("note pets")[1]["messages"][-1]["content"]
+    assert len({t.label.casefold() for t in index.topics()}) == 4
+
+
 def test_slow_answers_time_out_retry_and_fall_back(llm: ScriptedLLM, index: ClusterIndex) -> None:
     def script(body: dict[str, Any], n: int) -> Reply:
         return Reply(answer("Too late"), delay=2.0) if topic_of(body) == "space" else good(body, n)
@@ -178,6 +197,11 @@ def test_slow_answers_time_out_retry_and_fall_back(llm: ScriptedLLM, index: Clus
     assert space.status == "fallback" and "timed out after 2 attempt(s)" in (space.error or "")
     assert len(llm.requests_for("space")) == 2
     assert report.counts()["ok"] == 3
+    # a transport failure is not the cluster's fault: the next run retries that cluster only
+    llm.script = good
+    again = index.label(labeler(llm))
+    assert again.counts() == {"ok": 1, "repaired": 0, "fallback": 0, "cached": 3, "pinned": 0}
+    assert again.calls == 1 and index.topics()[space.topic_id].label == "Space flight"
 
 
 def test_server_errors_are_retried_with_backoff(llm: ScriptedLLM, index: ClusterIndex) -> None:

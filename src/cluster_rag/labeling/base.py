@@ -67,6 +67,8 @@ class LabelResult:
         status: ``"ok"``, ``"repaired"`` or ``"fallback"``.
         source: ``"keywords"``, ``"llm"`` or ``"fallback"`` (stored as ``Topic.label_source``).
         error: why the labeler fell back or needed a repair, else ``None``.
+        transient: the fallback came from the transport (timeouts, 5xx, connection errors
+            after the retries), not from the answers: it is not cached, the next run retries it.
         prompt_tokens: prompt tokens spent on this cluster (from the server's ``usage``).
         completion_tokens: completion tokens spent on this cluster.
         calls: requests sent for this cluster (retries and repairs included).
@@ -79,6 +81,7 @@ class LabelResult:
     status: str = "ok"
     source: str = "keywords"
     error: str | None = None
+    transient: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
@@ -121,13 +124,18 @@ class Labeler(Protocol):
 
 @dataclass(frozen=True)
 class TopicLabelStatus:
-    """How one topic got its label in a :meth:`ClusterIndex.label` run."""
+    """How one topic got its label in a :meth:`ClusterIndex.label` run.
+
+    ``transient`` marks a fallback caused by timeouts or server errors: not cached,
+    the next run retries it.
+    """
 
     topic_id: int
     status: str
     label: str
     description: str = ""
     error: str | None = None
+    transient: bool = False
 
 
 @dataclass(frozen=True)

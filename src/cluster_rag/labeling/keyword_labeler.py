@@ -8,7 +8,19 @@ from ..errors import InvalidInputError
 from .base import LabelRequest, LabelResult, normalize_name
 from .keywords import keyword_label
 
-__all__ = ["KeywordLabeler"]
+__all__ = ["KeywordLabeler", "distinct_keyword_label"]
+
+
+def distinct_keyword_label(request: LabelRequest, taken: Collection[str], n: int = 3) -> str:
+    """The keyword label of ``request``, with more keywords (then the topic id) until its
+    :func:`normalize_name` form is not in ``taken`` (a set of normalized names)."""
+    name = keyword_label(request.keywords, n)
+    while normalize_name(name) in taken and n < len(request.keywords):
+        n += 1
+        name = keyword_label(request.keywords, n)
+    if normalize_name(name) in taken:
+        name = f"{name} ({request.topic_id})"
+    return name
 
 
 class KeywordLabeler:
@@ -41,13 +53,7 @@ class KeywordLabeler:
         taken = {normalize_name(r) for r in reserved}
         out: list[LabelResult] = []
         for req in requests:
-            n = self.n_keywords
-            name = keyword_label(req.keywords, n)
-            while normalize_name(name) in taken and n < len(req.keywords):
-                n += 1
-                name = keyword_label(req.keywords, n)
-            if normalize_name(name) in taken:
-                name = f"{name} ({req.topic_id})"
+            name = distinct_keyword_label(req, taken, self.n_keywords)
             taken.add(normalize_name(name))
             out.append(
                 LabelResult(

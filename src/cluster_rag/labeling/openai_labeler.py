@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, LabelingError, missing_dependency
 from .base import LabelRequest, LabelResult, normalize_name
+from .keyword_labeler import distinct_keyword_label
 from .prompt import (
     PROMPT_VERSION,
     TokenCounter,
@@ -133,6 +134,8 @@ class _Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     history: list[str] = field(default_factory=list)
+    fallback_name: str = ""
+    transient: bool = False  # failed in transport (timeout, 5xx, connection), not on content
 
 
 class OpenAILabeler:
@@ -320,7 +323,7 @@ class OpenAILabeler:
                 if problem is not None:
                     out.error = f"invalid answer after one repair: {problem}"
         except _Failed as exc:
-            out.answer, out.error = None, str(exc)
+            out.answer, out.error, out.transient = None, str(exc), True
         except _Fatal as exc:
             out.answer, out.error = None, str(exc)
             run.fatal = run.fatal or exc
@@ -329,18 +332,29 @@ class OpenAILabeler:
     async def _resolve_duplicates(
         self, openai: Any, client: Any, run: _Run, outcomes: list[_Outcome], reserved: Collection[str]
     ) -> None:
-        """Keep the first (lowest topic id) claimant of each name; repair the others once."""
+        """Make every name distinct, deterministically (in topic-id order, whatever order answers came in).
+
+        A name clashes with a reserved name, with a name kept by a lower topic id, or with
+        another cluster's keyword label (weak models copy the sibling names they are shown).
+        The first claimant keeps a name; the others get their one repair, if still unused,
+        else fall back. Fallback keyword labels are then made distinct too.
+        """
         taken = {normalize_name(n) for n in reserved}
-        taken |= {normalize_name(o.request.keyword_label) for o in outcomes if o.answer is None}
-        dupes: list[_Outcome] = []
-        for o in sorted(outcomes, key=lambda o: o.request.topic_id):
-            if o.answer is None:
-                continue
+        keyword_names = {o.request.topic_id: normalize_name(o.request.keyword_label) for o in outcomes}
+
+        def clashes(o: _Outcome) -> bool:
             key = normalize_name(o.answer.name)
-            if key in taken:
-                dupes.append(o)
-            else:
-                taken.add(key)
+            others = (v for t, v in keyword_names.items() if t != o.request.topic_id)
+            return key in taken or key in set(others)
+
+        ordered = sorted(outcomes, key=lambda o: o.request.topic_id)
+        dupes: list[_Outcome] = []
+        for o in ordered:
+            if o.answer is not None:
+                if clashes(o):
+                    dupes.append(o)
+                else:
+                    taken.add(normalize_name(o.answer.name))
         display = {o.answer.name for o in outcomes if o.answer is not None} | set(reserved)
 
         async def repair(o: _Outcome) -> None:
@@ -356,21 +370,24 @@ class OpenAILabeler:
                 again = repair_messages(o.messages, o.raw, problem, avoid)
                 o.raw = await self._ask(openai, client, run, o, again)
             except (_Failed, _Fatal) as exc:
-                o.answer, o.error = None, str(exc)
+                o.answer, o.error, o.transient = None, str(exc), True
                 return
             o.answer, bad = parse_answer(o.raw)
             if bad is not None:
                 o.error = f"invalid answer after one repair: {bad}"
 
         await asyncio.gather(*(repair(o) for o in dupes))
-        for o in sorted(dupes, key=lambda o: o.request.topic_id):
+        for o in dupes:  # still in topic-id order
             if o.answer is None:
                 continue
-            key = normalize_name(o.answer.name)
-            if key in taken:
+            if clashes(o):
                 o.answer, o.error = None, f"duplicate name {o.answer.name!r} after one repair"
             else:
-                taken.add(key)
+                taken.add(normalize_name(o.answer.name))
+        for o in ordered:
+            if o.answer is None:
+                o.fallback_name = distinct_keyword_label(o.request, taken)
+                taken.add(normalize_name(o.fallback_name))
 
     def _result(self, o: _Outcome) -> LabelResult:
         req = o.request
@@ -382,11 +399,12 @@ class OpenAILabeler:
         if o.answer is None:
             return LabelResult(
                 topic_id=req.topic_id,
-                name=req.keyword_label,
+                name=o.fallback_name or req.keyword_label,
                 keywords=list(req.keywords),
                 status="fallback",
                 source="fallback",
                 error=o.error or "no answer",
+                transient=o.transient,
                 **tokens,
             )
         return LabelResult(

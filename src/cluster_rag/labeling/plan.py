@@ -87,16 +87,16 @@ def apply_result(topic: Topic, result: LabelResult, key: str) -> Topic:
         label=result.name,
         description=result.description,
         label_source=result.source,
-        label_key=key if result.status in ("ok", "repaired") else "",
+        label_key="" if result.transient else key,
     )
 
 
 def cache_of(topic_lists: Sequence[Sequence[Topic]]) -> dict[str, CachedLabel]:
-    """Reusable labels by key, from the topics of any kept model version (fallbacks excluded)."""
+    """Reusable labels by key, from the topics of any kept model version."""
     out: dict[str, CachedLabel] = {}
     for topics in topic_lists:
         for t in topics:
-            if t.label_key and t.label_source in ("llm", "keywords") and not t.pinned:
+            if t.label_key and t.label_source in ("llm", "keywords", "fallback") and not t.pinned:
                 out.setdefault(t.label_key, CachedLabel(t.label, t.description, t.label_source))
     return out
 

@@ -47,6 +47,8 @@ __all__ = [
 #: Appended rows are kept in a small side block and merged into the sorted blocks
 #: once they exceed this share of the base (amortized O(1) per added row).
 _MERGE_SHARE = 0.1
+#: Scores held at once by the calibration (float32 entries: 16M = 64 MB).
+_SCORE_BLOCK = 1 << 24
 
 
 class Candidates:
@@ -399,9 +401,13 @@ def _pseudo_queries(
     picks = rng.choice(n, size=min(n_queries, n), replace=False)
     top = min(top_k, n - 1)
     queries = vectors[picks]
-    sims = queries @ vectors.T
-    sims[np.arange(len(picks)), picks] = -np.inf
-    neighbours = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+    neighbours = np.empty((len(picks), top), dtype=np.int64)
+    step = max(1, _SCORE_BLOCK // n)  # bound the (step, n) score block's memory
+    for start in range(0, len(picks), step):
+        rows = slice(start, start + step)
+        sims = queries[rows] @ vectors.T
+        sims[np.arange(sims.shape[0]), picks[rows]] = -np.inf
+        neighbours[rows] = np.argpartition(-sims, top - 1, axis=1)[:, :top]
     return queries, picks, neighbours
 
 

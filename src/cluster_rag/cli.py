@@ -307,6 +307,98 @@ def cmd_mcp(args: argparse.Namespace) -> None:
     server.run("stdio")
 
 
+def _k_arg(value: str) -> int | str:
+    """``--k``: an int, or ``auto`` (sweep k and take the recommended one)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k {value!r} must be an int or 'auto'") from None
+
+
+def cmd_choose_k(args: argparse.Namespace) -> None:
+    from .clustering.choose_k import KSweep, sweep_k
+
+    index = _open(args, create=False)
+    _, vectors, _ = index.store.load_all()
+    sweep = sweep_k(
+        vectors,
+        args.min,
+        args.max,
+        n_points=args.points,
+        sample=args.sample,
+        random_state=index.config.seed,
+        progress=not args.quiet,
+    )
+    data = sweep.to_dict()
+    if args.png:
+        from .plots import plot_choose_k
+
+        title = f"choose k: {index.location or index.store.name}"
+        data["png"] = str(plot_choose_k(sweep, args.png, title=title))
+    text = _table(sweep.rows(), KSweep.HEADERS)
+    text += (
+        f"\n\nrecommended k = {sweep.recommended} (knee {sweep.knee}, "
+        f"best silhouette {sweep.best_silhouette}; "
+        f"{sweep.n_sample} rows sampled, silhouette on {sweep.n_silhouette})\nrule: {sweep.rule}"
+    )
+    if args.png:
+        text += f"\nplot: {data['png']}"
+    text += f"\nnext: cluster-rag cluster --path {args.path} --k {sweep.recommended}"
+    _emit(args, data, text)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate, load_qrels, load_queries
+
+    if (args.queries is None) != (args.qrels is None):
+        raise InvalidInputError("pass --queries FILE and --qrels FILE together")
+    index = _open(args, create=False)
+    queries = load_queries(args.queries) if args.queries else None
+    qrels = load_qrels(args.qrels) if args.qrels else None
+    result = evaluate(index, label_field=args.label_field, queries=queries, qrels=qrels)
+    data = result.to_dict()
+    s = result.sizes
+    parts = [
+        f"model version {result.version}: k={result.k}, {result.n_chunks} chunks",
+        _table(
+            [[s.min, f"{s.median:g}", s.max, f"{s.mean:.1f}", f"{s.std:.1f}", s.empty,
+              f"{s.inertia:.2f}" if s.inertia is not None else "-",
+              f"{s.mean_similarity:.4f}" if s.mean_similarity is not None else "-"]],
+            ["min size", "median", "max", "mean", "std", "empty", "inertia", "mean cos to centroid"],
+        ),
+    ]
+    if result.labels is not None:
+        lab = result.labels
+        parts.append(
+            f"labels from metadata {result.label_field!r}: {lab.n_rows} chunks, {lab.n_classes} classes\n"
+            + _table(
+                [[f"{lab.v_measure:.4f}", f"{lab.homogeneity:.4f}", f"{lab.completeness:.4f}",
+                  f"{lab.nmi:.4f}", f"{lab.ari:.4f}", f"{lab.purity:.4f}"]],
+                ["V-measure", "homogeneity", "completeness", "NMI", "ARI", "purity"],
+            )
+        )
+    if result.retrieval is not None:
+        r = result.retrieval
+        metrics = [m for m in r.exact]
+        rows = [["exact", *(f"{r.exact[m]:.4f}" for m in metrics), f"{result.k}", "1.000"]]
+        rows.append([f"routed ({r.route})", *(f"{r.routed[m]:.4f}" for m in metrics),
+                     f"{r.routed['n_probe']:.1f}", f"{r.routed['searched']:.3f}"])
+        headers = ["search", *metrics, "clusters", "searched"]
+        parts.append(f"retrieval over {r.n_queries} queries\n" + _table(rows, headers))
+        curve = [[int(c["n_probe"]), f"{c['recall@10']:.4f}", f"{c['ndcg@10']:.4f}", f"{c['overlap@10']:.4f}",
+                  f"{c['searched']:.3f}"] for c in r.curve]
+        headers = ["n_probe", "recall@10", "ndcg@10", "overlap@10 vs exact", "searched"]
+        parts.append("n_probe curve\n" + _table(curve, headers))
+    if args.png:
+        from .plots import plot_sizes
+
+        data["png"] = str(plot_sizes(s.sizes, args.png, title=f"cluster sizes, version {result.version}"))
+        parts.append(f"plot: {data['png']}")
+    _emit(args, data, "\n\n".join(parts))
+
+
 # parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -336,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help="JSONL key / CSV column with the text")
 
     p = add("cluster", cmd_cluster, "fit K-Means and make it the active model version")
-    p.add_argument("--k", type=int, default=None, help="number of topics (default round(sqrt(n)))")
+    p.add_argument("--k", type=_k_arg, default=None,
+                   help="number of topics, or 'auto' to sweep k and take the recommended one "
+                   "(default round(sqrt(n)))")
     p.add_argument("--engine", default="auto", choices=["auto", "sklearn", "minibatch", "faiss"])
     p.add_argument("--partial", action="store_true",
                    help="no refit: fold chunks added since the fit into the active centroids (online update)")
@@ -384,6 +478,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "ingest the shipped Banking77 sample, cluster it, show topics and searches")
     p.add_argument("--k", type=int, default=None)
     p.set_defaults(path=os.environ.get("CLUSTER_RAG_PATH", "./cluster-rag-demo"))
+
+    p = add("choose-k", cmd_choose_k, "sweep k on a sample: inertia knee, silhouette, Davies-Bouldin, "
+            "Calinski-Harabasz; recommend a k")
+    p.add_argument("--min", type=int, default=5, help="smallest k (default 5)")
+    p.add_argument("--max", type=int, default=200, help="largest k (default 200)")
+    p.add_argument("--points", type=int, default=16, help="ks swept, geometric grid (default 16)")
+    p.add_argument("--sample", type=int, default=10_000, help="rows fitted per k (default 10000)")
+    p.add_argument("--png", default=None, help="write the four curves to this PNG (needs cluster-rag[plot])")
+
+    p = add("eval", cmd_eval, "measure the active model: sizes and inertia; V-measure/NMI/ARI/purity against "
+            "a metadata label; recall@k and nDCG@10 of routed vs exact search given queries and qrels")
+    p.add_argument("--label-field", default=None, help="metadata key holding a gold label, e.g. label")
+    p.add_argument("--queries", default=None,
+                   help="queries: JSONL {id, text} or TSV/CSV with id,text columns")
+    p.add_argument("--qrels", default=None, help="judgments: TSV with query_id, doc_id, score (BEIR) or TREC")
+    p.add_argument("--png", default=None, help="write the cluster size distribution to this PNG")
 
     p = add("mcp", cmd_mcp, "serve list_topics / search_within_topic / get_document over MCP (stdio)")
     p.set_defaults(quiet=True)  # stdout carries the protocol: no progress bars, ever

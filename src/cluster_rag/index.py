@@ -461,12 +461,13 @@ class ClusterIndex:
     # clustering -------------------------------------------------------------------
     def fit(
         self,
-        k: int | None = None,
+        k: int | str | None = None,
         *,
         engine: str = "auto",
         clusterer: Any = None,
         n_init: int | None = None,
         matching: TopicMatching | None = None,
+        reduce_dim: int | None = None,
     ) -> ModelInfo:
         """Cluster every stored chunk and make the result the new active model version.
 
@@ -477,13 +478,18 @@ class ClusterIndex:
         :meth:`refit_report` for what was new, merged, split or gone.
 
         Args:
-            k: number of clusters; ``None``: :func:`default_k` (``round(sqrt(n))``).
+            k: number of clusters; ``None``: :func:`default_k` (``round(sqrt(n))``);
+                ``"auto"``: sweep k on a sample of the stored vectors and take the
+                recommended one (:func:`~cluster_rag.clustering.choose_k.auto_k`; the
+                sweep is recorded under ``"choose_k"`` in the version's payload).
             engine: ``"auto"``, ``"sklearn"``, ``"minibatch"`` or ``"faiss"`` (see
                 :class:`~cluster_rag.clustering.SphericalKMeans`).
             clusterer: any scikit-learn-style estimator with ``fit`` and
                 ``cluster_centers_``/``labels_``/``predict``; overrides ``k`` and ``engine``.
             n_init: k-means restarts (``None``: engine default).
             matching: thresholds of topic matching against the previous version.
+            reduce_dim: find the clusters in this many PCA components (centroids stay
+                in the original space); ``None``: no PCA.
 
         Returns:
             The new version's :class:`ModelInfo`.
@@ -500,18 +506,29 @@ class ClusterIndex:
                 raise NotFittedError(
                     f"the collection {self.store.name!r} holds {n} chunk(s); add at least 2 before fit"
                 )
+            sweep = None
             if clusterer is not None:
                 centroids, labels = fit_any(clusterer, vectors)
                 engine_used = type(clusterer).__name__
             else:
+                if isinstance(k, str) and k == "auto":  # other strings: validate_k names them
+                    from .clustering.choose_k import auto_k
+
+                    sweep = auto_k(vectors, random_state=self.config.seed, progress=self.config.progress)
+                    k = sweep.recommended
                 k = default_k(n) if k is None else k
                 validate_k(k, n)
                 km = SphericalKMeans(
-                    k, engine=engine, random_state=self.config.seed, n_init=n_init, progress=self.config.progress
+                    k, engine=engine, random_state=self.config.seed, n_init=n_init,
+                    progress=self.config.progress, reduce_dim=reduce_dim,
                 ).fit(vectors)
                 centroids, labels, engine_used = km.cluster_centers_, km.labels_, km.engine_
             previous = self._previous(vectors, metas)
-            return self._commit_version(ids, vectors, centroids, labels, engine_used, previous, matching)
+            info = self._commit_version(ids, vectors, centroids, labels, engine_used, previous, matching)
+            if sweep is not None:  # record how k was chosen next to the version it made
+                payload = self.store.load_model(info.version) or {}
+                self.store.update_model(info.version, {**payload, "choose_k": sweep.to_dict()})
+            return info
 
     def _commit_version(
         self,

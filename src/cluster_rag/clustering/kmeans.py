@@ -11,6 +11,23 @@ parameters, ``fit`` returns ``self`` and sets attributes ending in ``_``):
 ``"auto"`` picks sklearn below :data:`AUTO_MINIBATCH_ROWS` rows, then faiss when
 importable, else minibatch. Any estimator with ``fit`` and ``labels_`` or
 ``predict`` can stand in via :func:`fit_any`.
+
+Two optional transforms of the space the clusters are *found* in (the centroids
+always live in the original space, as normalized means of their members, so
+routing and new chunks use the original vectors):
+
+- **neighbour smoothing** (``smooth``, on by default below :data:`AUTO_SMOOTH_ROWS`
+  rows): each row is replaced by the normalized mean of itself and its ``m``
+  nearest neighbours, twice, before K-Means. Near-duplicate and same-thread texts
+  pull together and stray rows follow their neighbourhood, which K-Means alone
+  does not see. Measured (``bench/results/quality.md``): +0.02 to +0.05 V-measure on
+  20 Newsgroups and Banking77 at the same k, same routing ``n_probe``; cost one
+  exact k-NN pass, O(n^2 d), hence the row limit.
+- **PCA** (``reduce_dim``): cluster in the top principal components.
+
+With a transform, ``labels_`` are the clusters found in the transformed space;
+:meth:`SphericalKMeans.predict` (and new chunks) use the nearest centroid, which
+agrees for most but not all training rows.
 """
 
 from __future__ import annotations
@@ -23,10 +40,22 @@ from tqdm.auto import tqdm
 from ..embedding import normalize
 from ..errors import InvalidInputError, InvalidKError, NotFittedError, missing_dependency
 
-__all__ = ["AUTO_MINIBATCH_ROWS", "SphericalKMeans", "assign", "fit_any", "validate_k"]
+__all__ = [
+    "AUTO_MINIBATCH_ROWS",
+    "AUTO_SMOOTH_ROWS",
+    "SphericalKMeans",
+    "assign",
+    "fit_any",
+    "neighbour_smooth",
+    "validate_k",
+]
 
 #: Above this many rows "auto" stops using full-batch KMeans.
 AUTO_MINIBATCH_ROWS = 20_000
+#: Above this many rows ``smooth="auto"`` turns neighbour smoothing off (its k-NN pass is O(n^2 d)).
+AUTO_SMOOTH_ROWS = 50_000
+#: Neighbours averaged by ``smooth="auto"`` (capped at a fifth of the mean cluster size).
+SMOOTH_NEIGHBORS = 20
 ENGINES = ("auto", "sklearn", "minibatch", "faiss")
 
 
@@ -73,12 +102,19 @@ class SphericalKMeans:
         max_iter: Lloyd iterations (epochs for minibatch).
         batch_size: minibatch size.
         progress: show a progress bar over restarts / epochs.
+        smooth: neighbours ``m`` averaged into each row before clustering (see the
+            module docstring); ``0`` turns it off; ``"auto"``: ``min(20, n // (5 k))``
+            when ``n <= AUTO_SMOOTH_ROWS`` (off below 2), else off.
+        smooth_steps: smoothing rounds over the same neighbour lists.
+        reduce_dim: cluster in this many principal components (``None``: no PCA).
 
     Attributes:
-        cluster_centers_: ``(k, d)`` float32, L2-normalized.
-        labels_: ``(n,)`` int64 nearest centroid of each training row.
-        inertia_: sum of ``1 - cos(row, centroid)`` (float).
+        cluster_centers_: ``(k, d)`` float32, L2-normalized, in the original space.
+        labels_: ``(n,)`` int64 cluster of each training row (the nearest centroid
+            when no transform is used).
+        inertia_: sum of ``1 - cos(row, centroid of its cluster)`` (float).
         engine_: engine actually used.
+        smooth_: neighbours actually averaged (0: none).
     """
 
     def __init__(
@@ -91,6 +127,9 @@ class SphericalKMeans:
         max_iter: int = 100,
         batch_size: int = 1024,
         progress: bool = False,
+        smooth: int | str = "auto",
+        smooth_steps: int = 2,
+        reduce_dim: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.engine = engine
@@ -99,6 +138,9 @@ class SphericalKMeans:
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.progress = progress
+        self.smooth = smooth
+        self.smooth_steps = smooth_steps
+        self.reduce_dim = reduce_dim
 
     def fit(self, X: np.ndarray) -> SphericalKMeans:
         """Fit on ``X`` ``(n, d)``; rows are L2-normalized here."""
@@ -108,17 +150,31 @@ class SphericalKMeans:
         if data.ndim != 2 or len(data) == 0:
             raise InvalidInputError(f"X must be a non-empty 2-D array, got shape {data.shape}")
         validate_k(self.n_clusters, len(data))
+        self._check_transforms(data.shape[1])
         engine = self._resolve_engine(len(data))
+        space = data
+        if self.reduce_dim is not None:
+            space = _pca(data, int(self.reduce_dim), self.random_state)
+        m = self._resolve_smooth(len(data))
+        if m:
+            space = neighbour_smooth(space, m, steps=self.smooth_steps, progress=self.progress)
         if engine == "faiss":
-            centers = self._fit_faiss(data)
+            centers = self._fit_faiss(space)
         elif engine == "minibatch":
-            centers = self._fit_minibatch(data)
+            centers = self._fit_minibatch(space)
         else:
-            centers = self._fit_sklearn(data)
-        self.cluster_centers_ = normalize(centers)
-        self.labels_, sims = assign(data, self.cluster_centers_)
+            centers = self._fit_sklearn(space)
+        centers = normalize(centers)
+        if space is data:
+            self.cluster_centers_ = centers
+            self.labels_, sims = assign(data, centers)
+        else:  # clusters found in the transformed space; centroids back in the original one
+            self.labels_, _ = assign(space, centers)
+            self.cluster_centers_ = _member_means(data, self.labels_, space, centers)
+            sims = np.einsum("ij,ij->i", data, self.cluster_centers_[self.labels_])
         self.inertia_ = float(np.sum(1.0 - sims, dtype=np.float64))
         self.engine_ = engine
+        self.smooth_ = m
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -131,6 +187,28 @@ class SphericalKMeans:
                 f"X has shape {data.shape}; expected (n, {self.cluster_centers_.shape[1]})"
             )
         return assign(data, self.cluster_centers_)[0]
+
+    # transforms ----------------------------------------------------------------
+    def _check_transforms(self, dim: int) -> None:
+        if self.smooth != "auto" and not _is_int(self.smooth, 0):
+            raise InvalidInputError(
+                f"smooth={self.smooth!r} must be 'auto' or an int >= 0 (0 turns smoothing off)"
+            )
+        if not _is_int(self.smooth_steps, 1):
+            raise InvalidInputError(f"smooth_steps={self.smooth_steps!r} must be an int >= 1")
+        rd = self.reduce_dim
+        if rd is not None and not (_is_int(rd, 2) and rd < dim):
+            raise InvalidInputError(
+                f"reduce_dim={rd!r} must be an int in [2, {dim}) for {dim}-d vectors, or None for no PCA"
+            )
+
+    def _resolve_smooth(self, n_rows: int) -> int:
+        if self.smooth == "auto":
+            if n_rows > AUTO_SMOOTH_ROWS:
+                return 0
+            m = min(SMOOTH_NEIGHBORS, n_rows // (5 * self.n_clusters))
+            return m if m >= 2 else 0
+        return min(int(self.smooth), n_rows - 1)
 
     # engines -------------------------------------------------------------------
     def _resolve_engine(self, n_rows: int) -> str:
@@ -218,6 +296,68 @@ class SphericalKMeans:
                 best = (inertia, centers)
         assert best is not None
         return best[1]
+
+
+def _is_int(value: object, minimum: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= minimum)
+
+
+def neighbour_smooth(vectors: np.ndarray, m: int, *, steps: int = 2, progress: bool = False) -> np.ndarray:
+    """Replace each row by the normalized mean of itself and its ``m`` nearest neighbours.
+
+    The neighbour lists come from one exact cosine k-NN pass (chunked, O(n^2 d));
+    ``steps`` rounds of averaging reuse them (a short diffusion on the k-NN graph).
+
+    Args:
+        vectors: ``(n, d)`` float32, L2-normalized.
+        m: neighbours per row (self excluded), ``1 <= m < n``.
+        steps: averaging rounds.
+
+    Returns:
+        ``(n, d)`` float32, L2-normalized.
+    """
+    n = len(vectors)
+    m = min(m, n - 1)
+    if m < 1:
+        return vectors
+    idx = np.empty((n, m + 1), dtype=np.int64)
+    step = max(64, (1 << 24) // max(n, 1))  # ~64 MB of scores per chunk
+    for start in tqdm(range(0, n, step), desc="k-NN", disable=not progress, leave=False):
+        scores = vectors[start : start + step] @ vectors.T
+        rows = np.arange(len(scores))
+        scores[rows, start + rows] = np.inf  # self always first among the m + 1
+        idx[start : start + step] = np.argpartition(-scores, m, axis=1)[:, : m + 1]
+    out = vectors
+    for _ in range(steps):
+        out = normalize(out[idx].mean(axis=1))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _pca(data: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """Rows projected on the top ``dim`` principal components, L2-normalized ``(n, dim)`` float32."""
+    from sklearn.decomposition import PCA
+
+    reduced = PCA(n_components=dim, random_state=seed).fit_transform(data)
+    return normalize(np.asarray(reduced, dtype=np.float32))
+
+
+def _member_means(
+    data: np.ndarray, labels: np.ndarray, space: np.ndarray, space_centers: np.ndarray
+) -> np.ndarray:
+    """Normalized mean of each cluster's rows in the original space ``(k, d)`` float32.
+
+    A cluster left without members takes the original vector of the row closest
+    to its centroid in the transformed space.
+    """
+    from scipy.sparse import csr_matrix
+
+    k = len(space_centers)
+    members = csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels)))
+    sums = np.asarray(members @ data.astype(np.float64))
+    counts = np.bincount(labels, minlength=k)
+    for c in np.nonzero(counts == 0)[0]:
+        sums[c] = data[int(np.argmax(space @ space_centers[c]))]
+    return normalize(sums.astype(np.float32))
 
 
 def _kmeans_plusplus(data: np.ndarray, k: int, seed: int, sample: int = 20_000) -> np.ndarray:

@@ -667,8 +667,9 @@ def _report(r: dict[str, Any]) -> str:
         f"`python -m bench core{quick}` ({time.strftime('%Y-%m-%d')}, this 2-core shared machine, torch CPU, "
         f"chromadb embedded): {r['seconds']:.0f} s in all.\n",
         "Threads: numpy's OpenBLAS is limited to 1 thread while timing queries, and fits run with 1 "
-        "BLAS/OpenMP thread. On this shared box 2 threads spin against the other jobs (a 5k-row "
-        "matrix-vector product went from 0.1 ms to 16 ms p50, a 20k-row faiss fit from 5 s to 79 s). "
+        "BLAS/OpenMP thread. On this shared box 2 threads spin against the other jobs (measured while "
+        "writing this benchmark: a 5k-row matrix-vector product took 16 ms p50 instead of 0.1 ms, a "
+        "20k-row faiss fit 79 s instead of 5 s). "
         "Embedding (torch) keeps its default threads.\n",
         "## Targets\n",
         _md(["target", "measured", "status"], targets),

@@ -80,7 +80,7 @@ def _topics_text(index: ClusterIndex) -> tuple[list[dict[str, Any]], str]:
         [
             t.id,
             t.size,
-            _short(t.label, 40),
+            _short(t.label, 56),
             *([t.label_source + (" (pinned)" if t.pinned else "")] if sourced else []),
             *([_short(t.description, 60)] if described else []),
             _short(", ".join(t.keywords[:6]), 60),

@@ -38,7 +38,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 def test_label_rename_topics(cli: Any, llm: ScriptedLLM, demo_index: ClusterIndex) -> None:
     kb = ["--path", demo_index.location]
     code, out, _ = cli("label", *kb, "--quiet")
-    assert code == 0 and "keywords:n3:v1" in out and "20 ok" in out
+    assert code == 0 and "keywords:n5:v1" in out and "20 ok" in out
 
     llm.script = named_by_keywords
     llm_flags = ["--llm-base-url", llm.url, "--llm-model", "stub-model", "--concurrency", "2"]

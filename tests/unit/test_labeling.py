@@ -145,7 +145,7 @@ def test_keyword_labeler_keeps_names_distinct() -> None:
 # index.label: cache, pinning, contract ------------------------------------------------------------
 def test_label_caches_per_content_and_labeler(index: ClusterIndex) -> None:
     first = index.label()
-    assert first.counts()["ok"] == 4 and first.calls == 0 and first.labeler == "keywords:n3:v1"
+    assert first.counts()["ok"] == 4 and first.calls == 0 and first.labeler == "keywords:n5:v1"
     assert index.label().counts()["cached"] == 4
     counting = CountingLabeler()
     assert index.label(counting).counts()["ok"] == 4 and sorted(counting.seen) == [0, 1, 2, 3]

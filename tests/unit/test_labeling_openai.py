@@ -69,7 +69,7 @@ def test_prompt_carries_keywords_representatives_and_siblings(llm: ScriptedLLM, 
     assert "Example documents (20 in the group):\n1. " in prompt
     assert "\n3. " in prompt and "\n4. " not in prompt
     siblings = prompt.split("Similar groups already named (pick a different name): ")[1].splitlines()[0]
-    assert siblings.count(" / ") == 4 and siblings.count("; ") == 1  # two sibling keyword labels
+    assert siblings.count(" / ") == 8 and siblings.count("; ") == 1  # two sibling keyword labels
 
 
 def test_unchanged_clusters_are_cached_and_force_redoes_them(llm: ScriptedLLM, index: ClusterIndex) -> None:

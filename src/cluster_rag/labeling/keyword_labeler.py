@@ -6,12 +6,14 @@ from collections.abc import Collection, Sequence
 
 from ..errors import InvalidInputError
 from .base import LabelRequest, LabelResult, normalize_name
-from .keywords import keyword_label
+from .keywords import KEYWORDS_IN_LABEL, keyword_label
 
 __all__ = ["KeywordLabeler", "distinct_keyword_label"]
 
 
-def distinct_keyword_label(request: LabelRequest, taken: Collection[str], n: int = 3) -> str:
+def distinct_keyword_label(
+    request: LabelRequest, taken: Collection[str], n: int = KEYWORDS_IN_LABEL
+) -> str:
     """The keyword label of ``request``, with more keywords (then the topic id) until its
     :func:`normalize_name` form is not in ``taken`` (a set of normalized names)."""
     name = keyword_label(request.keywords, n)
@@ -24,7 +26,7 @@ def distinct_keyword_label(request: LabelRequest, taken: Collection[str], n: int
 
 
 class KeywordLabeler:
-    """Names each cluster after its top ``n_keywords`` keywords, e.g. ``"card / pin / atm"``.
+    """Names each cluster after its top ``n_keywords`` keywords, e.g. ``"card / pin / atm / cash / limit"``.
 
     When two clusters would get the same name, the later one takes further keywords
     until the names differ. No network, no model, deterministic.
@@ -33,7 +35,7 @@ class KeywordLabeler:
         n_keywords: keywords in a label.
     """
 
-    def __init__(self, n_keywords: int = 3) -> None:
+    def __init__(self, n_keywords: int = KEYWORDS_IN_LABEL) -> None:
         if isinstance(n_keywords, bool) or not isinstance(n_keywords, int) or n_keywords < 1:
             raise InvalidInputError(f"n_keywords={n_keywords!r} must be a positive int")
         self.n_keywords = n_keywords

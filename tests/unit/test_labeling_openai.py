@@ -6,6 +6,7 @@ without JSON-schema support) is driven over real HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,20 @@ def test_pinned_topics_are_not_sent_but_named_as_siblings(llm: ScriptedLLM, inde
     llm.script = lambda body, n: Reply(answer("Animal companions")) if first_ask(body) else good(body, n)
     again = index.label(labeler(llm), force=True)
     assert again.counts() == {"ok": 0, "repaired": 3, "fallback": 0, "cached": 0, "pinned": 1}
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_label_from_inside_a_running_event_loop(
+    llm: ScriptedLLM, index: ClusterIndex, client_kind: str
+) -> None:
+    llm.script = good
+    cls = OpenAI if client_kind == "sync" else AsyncOpenAI
+    lab = labeler(llm, client=cls(base_url=llm.url, api_key="k"))
+
+    async def inside() -> Any:  # e.g. a notebook or an async web handler calling the sync API
+        return index.label(lab)
+
+    assert asyncio.run(inside()).counts()["ok"] == 4
 
 
 def test_labeler_rejects_bad_arguments(llm: ScriptedLLM) -> None:

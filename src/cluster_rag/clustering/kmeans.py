@@ -20,14 +20,15 @@ routing and new chunks use the original vectors):
   rows): each row is replaced by the normalized mean of itself and its ``m``
   nearest neighbours, twice, before K-Means. Near-duplicate and same-thread texts
   pull together and stray rows follow their neighbourhood, which K-Means alone
-  does not see. Measured (``bench/results/quality.md``): +0.02 to +0.05 V-measure on
-  20 Newsgroups and Banking77 at the same k, same routing ``n_probe``; cost one
-  exact k-NN pass, O(n^2 d), hence the row limit.
+  does not see. Measured in ``bench/results/quality.md`` (V-measure vs gold labels on
+  20 Newsgroups and Banking77 at the same k); cost one exact k-NN pass, O(n^2 d),
+  hence the row limit.
 - **PCA** (``reduce_dim``): cluster in the top principal components.
 
-With a transform, ``labels_`` are the clusters found in the transformed space;
-:meth:`SphericalKMeans.predict` (and new chunks) use the nearest centroid, which
-agrees for most but not all training rows.
+Either way the clusters found give the centroids (normalized member means in the
+original space) and every row is then assigned to its nearest centroid, so
+``labels_`` always equals ``predict(X)``: routing, new chunks and topic membership
+follow one rule.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ class SphericalKMeans:
 
     Attributes:
         cluster_centers_: ``(k, d)`` float32, L2-normalized, in the original space.
-        labels_: ``(n,)`` int64 cluster of each training row (the nearest centroid
-            when no transform is used).
+        labels_: ``(n,)`` int64 nearest centroid of each training row.
         inertia_: sum of ``1 - cos(row, centroid of its cluster)`` (float).
         engine_: engine actually used.
         smooth_: neighbours actually averaged (0: none).
@@ -169,9 +169,9 @@ class SphericalKMeans:
             self.cluster_centers_ = centers
             self.labels_, sims = assign(data, centers)
         else:  # clusters found in the transformed space; centroids back in the original one
-            self.labels_, _ = assign(space, centers)
-            self.cluster_centers_ = _member_means(data, self.labels_, space, centers)
-            sims = np.einsum("ij,ij->i", data, self.cluster_centers_[self.labels_])
+            found, _ = assign(space, centers)
+            self.cluster_centers_ = _member_means(data, found, space, centers)
+            self.labels_, sims = assign(data, self.cluster_centers_)
         self.inertia_ = float(np.sum(1.0 - sims, dtype=np.float64))
         self.engine_ = engine
         self.smooth_ = m

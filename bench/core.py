@@ -1,7 +1,8 @@
 """Core benchmark: routed search quality and latency, end-to-end search, ingest.
 
 ``python -m bench core [--quick]`` prints markdown tables and writes
-``bench/results/core.md``. Every ratio compares figures measured in the same run.
+``bench/results/core.md`` (``--quick``: ``core.quick.md``). Every ratio compares
+figures measured in the same run.
 
 1. **SciFact routing quality** (5,183 abstracts, 300 test questions, cached
    embeddings added with ``add_embeddings``; default ``k = round(sqrt(n)) = 72``):
@@ -624,8 +625,10 @@ def main(quick: bool = False) -> str:
     }  # fmt: skip
     text = _report(r)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    # a smoke run never replaces the full results
+    target = RESULTS.with_name("core.quick.md") if quick else RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
     return text
 
 

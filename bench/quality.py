@@ -312,6 +312,64 @@ def _plots(sweeps: dict[str, KSweep], sizes: dict[str, Sequence[int]]) -> list[s
     return out
 
 
+def _findings(f1: dict, f2: dict, f3: dict, f4: dict, f5: dict, msgs: Data, bank: Data) -> list[str]:
+    """The conclusions, in words, from the figures of this run."""
+    cr, off = "cluster-rag default", "cluster-rag, smoothing off (plain spherical k-means)"
+    smooth_gain = {d.name: f2[(d.name, cr)] - f2[(d.name, off)] for d in (msgs, bank)}
+    eng = {name.split(" (")[0]: v for name, v in f4.items()}
+    pca_rows = {}
+    for (name, dim), (v, secs) in f5.items():
+        pca_rows.setdefault(name, {})[dim] = (v, secs)
+    pca_dv = [v - rows[None][0] for rows in pca_rows.values() for dim, (v, _) in rows.items() if dim is not None]
+    out = [
+        f"- **20NG subjects: the 0.50 target is missed.** cluster-rag's default reaches {f1['ours']:.4f} on all "
+        f"subjects ({f1['ours'] - f1['base']:+.4f} over the MTEB baseline re-measured on the same data, "
+        f"{f1['base']:.4f}; published {PUBLISHED_20NG} on MTEB's own subject set)"
+        + (f" and {f1['sub_ours']:.4f} MTEB-style over subsets (baseline {f1['sub_base']:.4f})" if "sub_ours" in f1
+           else "")
+        + ". Subject lines are a few words and many are generic (\"Re: Help\", \"Question\"), so at k = 20 the "
+        "embedding geometry, not the optimizer, is the limit. Variants measured while building this (not re-run "
+        "here, full 20NG subjects, 1-3 seeds): plain KMeans 0.458-0.464 (n_init 1-10), centered vectors 0.461, "
+        "PCA 32/64/128 0.454/0.470/0.462, PCA-whitened 0.39-0.43, over-cluster 100/300 + Ward merge 0.456/0.436, "
+        "spectral clustering on a 15-NN graph 0.25 (graph not connected), neighbour smoothing kept in the "
+        "smoothed space 0.484. None reached 0.50 with this model.",
+        f"- **Neighbour smoothing is why the default beats the baseline**: over plain spherical k-means it adds "
+        + ", ".join(f"{g:+.4f} V ({n})" for n, g in smooth_gain.items())
+        + ". Keeping the smoothed-space clusters as labels would add more (section 2, last rows) but breaks "
+        "'label = nearest centroid', which routed search and new chunks rely on; SciFact (section 6) shows the "
+        "shipped default routes as well as plain k-means (same nDCG@10, no more chunks searched).",
+    ]
+    if eng:
+        parts = ", ".join(f"{name} {secs:.1f} s / V {v:.4f}" for name, (secs, v) in eng.items())
+        out.append(
+            f"- **Engines** ({parts}). Full-batch sklearn KMeans is as fast as FAISS at this size with one thread and "
+            "no worse in V-measure; the MiniBatch engine is slower here (its 20 epochs run in Python) and lower; "
+            "so `auto` keeps sklearn below 20,000 rows and FAISS above (at 100k x 384, k = 316 the core study "
+            "measured FAISS 1.9 s, MiniBatch 6 s, KMeans 20 s). Smoothing's exact k-NN pass is most of the default's "
+            "fit time; `smooth='auto'` stops above 30,000 rows (O(n^2))."
+        )
+    if pca_dv:
+        out.append(
+            f"- **PCA (`reduce_dim`) does not help quality**: V-measure changes {min(pca_dv):+.4f} to "
+            f"{max(pca_dv):+.4f} across 32/64/128 components (within seed noise or worse), and fit time is "
+            "dominated by the k-NN pass, which PCA barely shortens. It stays an option, off by default."
+        )
+    rule_ok = all(f["ratio"] >= 0.95 for f in f3.values())
+    ratios = ", ".join(f"{n} {f['ratio']:.3f}x" for n, f in f3.items())
+    out.append(
+        f"- **auto-k**: the rule {'meets' if rule_ok else 'does not meet'} 0.95x on every set here "
+        f"({ratios}). Limits: the criteria measure "
+        "geometry, not the topics a reader wants; V-measure changes slowly above the true k, so the rule's "
+        "tendency to land a little above it is cheap, while Calinski-Harabasz (always the smallest k) would be "
+        "costly. See the `cluster_rag.clustering.choose_k` docstring for the rule in general terms."
+    )
+    out.append(
+        "- Timings come from a 2-core machine shared with other jobs (load 6-10 during the run): compare rows of "
+        "one table, not absolute seconds."
+    )
+    return out
+
+
 def main(quick: bool = False) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     limit = 3000 if quick else None
@@ -370,6 +428,10 @@ def _report(quick: bool, t1: str, f1: dict, t2: str, f2: dict, t3: str, f3: dict
             *[[f"auto-k {name}: V(auto k) >= 0.95 x V(true k)", f"{r:.3f}x (k={f3[name]['k']})", ok(r >= 0.95)]
               for name, r in ratios.items()],
         ]),  # fmt: skip
+        "",
+        "## Findings",
+        "",
+        *_findings(f1, f2, f3, f4, f5, msgs, bank),
         "",
         "## 1. 20 Newsgroups subject lines, MTEB protocol",
         "",

@@ -64,7 +64,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     arr = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(arr, axis=-1, keepdims=True)
     norms[norms == 0] = 1.0
-    return arr / norms
+    out: np.ndarray = arr / norms
+    return out
 
 
 def _bundled_model_path() -> Path:

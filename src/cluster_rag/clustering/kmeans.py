@@ -291,7 +291,7 @@ class SphericalKMeans:
                 max_points_per_centroid=100_000,
             )
             km.train(np.ascontiguousarray(data), init_centroids=init)
-            centers = normalize(km.centroids)
+            centers = normalize(np.asarray(km.centroids))
             _, sims = assign(data, centers)
             inertia = float(np.sum(1.0 - sims))
             if best is None or inertia < best[0]:

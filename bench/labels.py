@@ -38,11 +38,9 @@ import importlib.util
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +54,7 @@ from bench.embed_cache import cached_embeddings
 from cluster_rag import ClusterIndex, IndexConfig, KeywordLabeler, OpenAILabeler, SentenceTransformerEmbedder
 from cluster_rag.labeling.prompt import PROMPT_VERSION
 from cluster_rag.store import version_key
+from tests.loopback import serve
 
 RESULTS = Path(__file__).resolve().parent / "results" / "labels.md"
 KEYWORD_TITLES = {5: "keywords (5, default)", 3: "keywords (3)"}
@@ -219,30 +218,9 @@ def _llama_server(gguf: Path, extra: list[str]) -> Iterator[str]:
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "local",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0", *extra,
     ]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {log.read().decode(errors='replace')[-1500:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("llama_cpp.server did not start within 180 s") from None
-                time.sleep(0.5)
+    with tempfile.TemporaryDirectory() as tmp, serve(cmd, f"{url}/models", Path(tmp) / "server.log", timeout=180):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _md(headers: list[str], rows: list[list[Any]]) -> str:

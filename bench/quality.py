@@ -333,7 +333,7 @@ def _findings(f1: dict, f2: dict, f3: dict, f4: dict, f5: dict, msgs: Data, bank
         "PCA 32/64/128 0.454/0.470/0.462, PCA-whitened 0.39-0.43, over-cluster 100/300 + Ward merge 0.456/0.436, "
         "spectral clustering on a 15-NN graph 0.25 (graph not connected), neighbour smoothing kept in the "
         "smoothed space 0.484. None reached 0.50 with this model.",
-        f"- **Neighbour smoothing is why the default beats the baseline**: over plain spherical k-means it adds "
+        "- **Neighbour smoothing is why the default beats the baseline**: over plain spherical k-means it adds "
         + ", ".join(f"{g:+.4f} V ({n})" for n, g in smooth_gain.items())
         + ". Keeping the smoothed-space clusters as labels would add more (section 2, last rows) but breaks "
         "'label = nearest centroid', which routed search and new chunks rely on; SciFact (section 6) shows the "

@@ -14,10 +14,7 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -31,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder  # noqa: E402
+from tests.loopback import ServerStartError, serve  # noqa: E402
 
 SAMPLE = "banking77_sample.jsonl"
 
@@ -141,35 +139,11 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start ``chroma run`` on loopback; yield its URL; stop it at the end of the session."""
     data = tmp_path_factory.mktemp("chroma-server")
     port = _free_port()
-    log = (data / "server.log").open("wb")
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    proc = subprocess.Popen(
-        [*_chroma_executable(), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    cmd = [*_chroma_executable(), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(data / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma server did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with serve(cmd, f"{url}/api/v2/heartbeat", data / "server.log", timeout=60, env=env):
+            yield url
+    except ServerStartError as exc:
+        pytest.fail(f"chroma server: {exc}")

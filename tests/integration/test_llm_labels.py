@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 
 from cluster_rag import ClusterIndex, OpenAILabeler
 from tests.fixtures import _free_port
+from tests.loopback import ServerStartError, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,38 +44,17 @@ def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     gguf = _smollm2_gguf()
     port = _free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = log_path.open("wb")
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0",
     ]
     env = {**os.environ, "NO_PROXY": "127.0.0.1"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode} ({INSTALL}):\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with serve(cmd, f"{url}/models", log_path, timeout=120, env=env):
+            yield url
+    except ServerStartError as exc:
+        pytest.fail(f"llama_cpp.server ({INSTALL}): {exc}")
 
 
 def test_smollm2_labels_or_falls_back(smollm2_server: str, demo_index: ClusterIndex) -> None:

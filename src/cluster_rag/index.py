@@ -811,8 +811,9 @@ class ClusterIndex:
         Args:
             query: non-blank text.
             k: number of hits.
-            n_probe: clusters searched; ``None``: the version's calibrated default,
-                which reached ``config.target_recall`` recall@10 vs exact search at fit time.
+            n_probe: a fixed number of clusters to search; ``None``: the version's default
+                route, every cluster whose centroid score is within ``probe_gap`` of the
+                best (calibrated at fit time to ``config.target_recall`` recall@10 vs exact).
             topics: search only these topics (ids or labels) — "search within topic".
             where: Chroma metadata filter on user metadata, e.g. ``{"source": "a.md"}``;
                 when fewer than ``k`` chunks of the probed clusters pass it, the search

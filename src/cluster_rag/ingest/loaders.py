@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..chunk_ids import chunk_id
 from ..errors import StoreNotFoundError, UnsupportedFileError
 from ..types import Chunk
 from .chunker import chunk_text
@@ -100,7 +101,7 @@ def load_chunks(
         text = _read_text(path)
         if suffix in (".txt", ".md"):
             for i, piece in enumerate(chunk_text(text, chunk_size=chunk_size, overlap=overlap)):
-                chunks.append(Chunk(f"{source}#{i}", piece, {"source": source, "chunk_index": i}))
+                chunks.append(Chunk(chunk_id(source, i), piece, {"source": source, "chunk_index": i}))
             continue
         for line_no, record in _records(path, text, suffix, text_field):
             body = record.get(text_field)
@@ -110,7 +111,7 @@ def load_chunks(
             meta = _scalar_metadata(record, {text_field, id_field})
             pieces = chunk_text(body, chunk_size=chunk_size, overlap=overlap)
             for i, piece in enumerate(pieces):
-                cid = base if len(pieces) == 1 else f"{base}#{i}"
+                cid = base if len(pieces) == 1 else chunk_id(base, i)
                 chunks.append(Chunk(cid, piece, {**meta, "source": source, "chunk_index": i}))
     return chunks
 

@@ -190,10 +190,12 @@ async function loadVersions() {
   $("refit").textContent = v.refit ? `Last refit (from version ${v.refit.previous_version}): ${v.refit.summary}` :
     "The active version is a first fit (no refit report).";
   const verdict = el("strong", { class: `verdict-${drift.recommendation}` }, drift.recommendation);
-  $("drift").replaceChildren("Drift: ", verdict,
-    ` — ${drift.n_added} chunk(s) added since the fit of version ${drift.version}` +
-    (drift.n_added ? `, outliers ${(100 * drift.outlier_share).toFixed(0)} %, inertia ratio ${drift.inertia_ratio.toFixed(2)}` : "") +
-    (drift.reasons.length ? `. ${drift.reasons.join("; ")}` : ""));
+  const added = drift.n_added
+    ? ` — ${drift.n_added} chunk(s) added since the fit of version ${drift.version}: ` +
+      `outliers ${(100 * drift.outlier_share).toFixed(0)} %, inertia ratio ${drift.inertia_ratio.toFixed(2)}, ` +
+      `size JS divergence ${drift.js_divergence.toFixed(3)}` + (drift.reasons.length ? `. ${drift.reasons.join("; ")}` : "")
+    : ` — no chunks added since the fit of version ${drift.version}`;
+  $("drift").replaceChildren("Drift: ", verdict, added);
 }
 
 async function rollback(version) {

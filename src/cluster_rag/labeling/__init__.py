@@ -4,9 +4,12 @@ from .base import Labeler, LabelReport, LabelRequest, LabelResult, TopicLabelSta
 from .keyword_labeler import KeywordLabeler
 from .keywords import ctfidf_keywords, keyword_label, representative_indices
 from .mmr import mmr_indices
+from .names import NEAR_DUPLICATE, keyword_list_problem, similarity
 from .openai_labeler import OpenAILabeler
+from .parents import parent_requests
 
 __all__ = [
+    "NEAR_DUPLICATE",
     "KeywordLabeler",
     "LabelReport",
     "LabelRequest",
@@ -16,6 +19,9 @@ __all__ = [
     "TopicLabelStatus",
     "ctfidf_keywords",
     "keyword_label",
+    "keyword_list_problem",
     "mmr_indices",
+    "parent_requests",
     "representative_indices",
+    "similarity",
 ]

@@ -55,7 +55,7 @@ def test_unchanged_skipped_changed_replaced_gone_removed_only_with_flag(tmp_path
     removed = sync_files(index, [docs], delete_missing=True)
     assert removed.deleted == [c] and removed.deleted_sources == [(docs / "c.txt").as_posix()]
     assert sorted(_texts(index)) == sorted([a, b]) and len(index) == 2
-    assert "deleted 1 chunks (1 file(s) gone)" in removed.summary()
+    assert "added 0 chunks, updated 0, unchanged 2, deleted 1 (1 file(s) gone)" in removed.summary()
 
 
 def test_a_file_that_shrank_loses_its_extra_chunks_and_other_folders_are_untouched(tmp_path: Path) -> None:

@@ -81,11 +81,11 @@ class SyncReport:
         }
 
     def summary(self) -> str:
-        """One line, e.g. ``added 3, updated 1, unchanged 40, deleted 2 chunks``."""
+        """One line, e.g. ``added 3 chunks, updated 1, unchanged 40, deleted 2``."""
         c = self.counts()
         text = (
-            f"added {c['added']}, updated {c['updated']}, unchanged {c['unchanged']}, "
-            f"deleted {c['deleted']} chunks"
+            f"added {c['added']} {'chunk' if c['added'] == 1 else 'chunks'}, updated {c['updated']}, "
+            f"unchanged {c['unchanged']}, deleted {c['deleted']}"
         )
         if self.deleted_sources:
             text += f" ({len(self.deleted_sources)} file(s) gone)"

@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from cluster_rag import ClusterIndex, InvalidInputError, KeywordLabeler, OpenAILabeler, Topic
-from cluster_rag.labeling import LabelRequest, keyword_list_problem, parent_requests, similarity
+from cluster_rag.labeling import LabelRequest, NamedNode, keyword_list_problem, parent_requests, similarity
 from cluster_rag.labeling.base import label_key
 from cluster_rag.labeling.names import NEAR_DUPLICATE, closest_clash
 from cluster_rag.labeling.prompt import build_messages
@@ -204,6 +204,15 @@ def test_parent_requests_merge_children_contrastively() -> None:
     assert label_key("x", renamed) != label_key("x", parent_requests({10: [0, 1]}, leaves())[0])
     leaf = LabelRequest(0, 1, ["a"], ["b"])
     assert label_key("x", leaf) == label_key("x", LabelRequest(0, 1, ["a"], ["b"], children=[]))
+
+
+def test_a_higher_level_names_leaves_and_named_parents_together() -> None:
+    level1 = parent_requests({10: [0, 1], 11: [2, 3]}, leaves())
+    pairs = zip(level1, ["Pets", "Space"], strict=True)
+    named = [*leaves(), *(NamedNode(q.topic_id, q.size, n, q.keywords) for q, n in pairs)]
+    top = parent_requests({20: [10, 11], 21: [4, 5]}, named)  # a level-2 node may hold leaves directly
+    assert [r.children for r in top] == [["Pets", "Space"], ["Live concerts", "Guitar chords"]]
+    assert top[0].size == 140 and set(top[0].keywords) <= set(level1[0].keywords) | set(level1[1].keywords)
 
 
 def test_parent_requests_check_their_input() -> None:

@@ -6,7 +6,7 @@ from .keywords import ctfidf_keywords, keyword_label, representative_indices
 from .mmr import mmr_indices
 from .names import NEAR_DUPLICATE, keyword_list_problem, similarity
 from .openai_labeler import OpenAILabeler
-from .parents import parent_requests
+from .parents import NamedNode, parent_requests
 
 __all__ = [
     "NEAR_DUPLICATE",
@@ -14,6 +14,7 @@ __all__ = [
     "LabelReport",
     "LabelRequest",
     "LabelResult",
+    "NamedNode",
     "Labeler",
     "OpenAILabeler",
     "TopicLabelStatus",

@@ -15,17 +15,24 @@ A parent is named from what its children share, contrastive against the other pa
   the weighted keyword vectors), so the model is told what not to call it.
 
 Any labeler names parents as it names leaves (:class:`KeywordLabeler` joins the merged
-keywords; :class:`OpenAILabeler` gets a prompt listing the subtopics). Pass the
-children's names as ``reserved`` so a parent is not named like any child::
+keywords; :class:`OpenAILabeler` gets a prompt listing the subtopics). Name a tree
+bottom-up, one level at a time, passing the names below as ``reserved`` so a parent is
+not named like any child; a parent of a higher level has leaves and lower parents as
+children (wrap the named lower parents in :class:`NamedNode`)::
 
-    requests = parent_requests(tree, leaf_topics, names=current_parent_names)
-    results = labeler.label(requests, reserved=[t.label for t in leaf_topics])
+    nodes = list(leaf_topics)
+    for level in range(1, tree.depth + 1):
+        parents = {n.id: list(n.children) for n in tree.at_level(level)}
+        requests = parent_requests(parents, nodes, names=current_names)
+        results = labeler.label(requests, reserved=[n.label for n in nodes])
+        nodes += [NamedNode(q.topic_id, q.size, r.name, q.keywords) for q, r in zip(requests, results, strict=True)]
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -34,7 +41,7 @@ from ..errors import InvalidInputError
 from .base import LabelRequest
 from .keywords import keyword_label
 
-__all__ = ["ChildTopic", "parent_requests"]
+__all__ = ["ChildTopic", "NamedNode", "parent_requests"]
 
 
 class ChildTopic(Protocol):
@@ -51,6 +58,16 @@ class ChildTopic(Protocol):
 
     @property
     def keywords(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class NamedNode:
+    """A named node of the tree to use as a child of a higher level (fits :class:`ChildTopic`)."""
+
+    id: int
+    size: int
+    label: str
+    keywords: list[str] = field(default_factory=list)
 
 
 def parent_requests(

@@ -25,7 +25,8 @@ children (wrap the named lower parents in :class:`NamedNode`)::
         parents = {n.id: list(n.children) for n in tree.at_level(level)}
         requests = parent_requests(parents, nodes, names=current_names)
         results = labeler.label(requests, reserved=[n.label for n in nodes])
-        nodes += [NamedNode(q.topic_id, q.size, r.name, q.keywords) for q, r in zip(requests, results, strict=True)]
+        pairs = zip(requests, results, strict=True)
+        nodes += [NamedNode(q.topic_id, q.size, r.name, q.keywords) for q, r in pairs]
 """
 
 from __future__ import annotations

@@ -609,8 +609,11 @@ def write_pngs(
         chrome = _chrome_path()
         if chrome and not os.environ.get("BROWSER_PATH"):
             os.environ["BROWSER_PATH"] = chrome
-        for fig, path in zip(figs, paths, strict=True):
-            fig.write_image(str(path), width=fig.layout.width or 1100, height=fig.layout.height or 600)
+        import plotly.io as pio
+
+        for fig in figs:  # write_images renders them all in one browser session
+            fig.update_layout(width=fig.layout.width or 1100, height=fig.layout.height or 600)
+        pio.write_images(figs, [str(p) for p in paths])
         return paths
     _mpl_pngs(index, proj, paths)
     return paths

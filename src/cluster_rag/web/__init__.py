@@ -64,7 +64,8 @@ def serve(index: ClusterIndex, *, host: str = "127.0.0.1", port: int = 8765, qui
     except ImportError:
         raise missing_dependency("uvicorn", '"cluster-rag[web]"') from None
     app = create_app(index)
-    index.embed_query("warm up")
+    index.model_info  # noqa: B018  (loads the active model now, not on the first request)
+    index.embed_query("warm up")  # loads the embedding model
     if not quiet:
         if not _is_loopback(host):
             print(

@@ -50,6 +50,7 @@ try:  # this module is imported only by create_app(), so the import error names 
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, Field
+    from starlette.concurrency import run_in_threadpool
 except ImportError:
     raise missing_dependency("fastapi", '"cluster-rag[web]"') from None
 
@@ -101,6 +102,11 @@ def _status(exc: ClusterRagError) -> int:
     return 400
 
 
+def _json(data: Any) -> JSONResponse:
+    """``data`` as JSON, skipping FastAPI's response encoding pass (payloads are JSON-ready dicts)."""
+    return JSONResponse(data)
+
+
 def _figure_json(fig: Any) -> Response:
     return Response(fig.to_json(), media_type="application/json")
 
@@ -139,7 +145,7 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return JSONResponse({"detail": message, "error": type(exc).__name__}, status_code=_status(exc))
 
-    def _index(request: Request) -> ClusterIndex:
+    async def _index(request: Request) -> ClusterIndex:
         found: ClusterIndex = request.app.state.index
         return found
 
@@ -156,15 +162,17 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
     @app.get("/api/info", summary="What the index holds")
-    def info(idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return idx.info()
+    def info(idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(idx.info())
 
     @app.get("/api/topics", summary="Topics with sizes, keywords, labels and representative chunks")
-    def topics(
+    async def topics(
         representatives: int = Query(3, ge=0, le=20, description="representative chunks per topic (texts)"),
         idx: ClusterIndex = Idx,
-    ) -> dict[str, Any]:
-        return views.topics_payload(idx, representatives=representatives)
+    ) -> JSONResponse:
+        if representatives == 0:  # in memory only: answered on the event loop, no thread hop
+            return _json(views.topics_payload(idx, representatives=0))
+        return _json(await run_in_threadpool(views.topics_payload, idx, representatives=representatives))
 
     @app.get("/api/topics/{topic_id}", summary="One topic with keyword coverage and a page of members")
     def topic(
@@ -172,23 +180,23 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
         offset: int = Query(0, ge=0),
         limit: int = Query(20, ge=1, le=views.MAX_PAGE),
         idx: ClusterIndex = Idx,
-    ) -> dict[str, Any]:
-        return views.topic_detail(idx, topic_id, offset=offset, limit=limit)
+    ) -> JSONResponse:
+        return _json(views.topic_detail(idx, topic_id, offset=offset, limit=limit))
 
     @app.post("/api/topics/{topic_id}/rename", summary="Rename a topic and pin the name")
-    def rename(topic_id: int, body: RenameBody, idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return idx.rename_topic(topic_id, body.name, description=body.description).to_dict()
+    def rename(topic_id: int, body: RenameBody, idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(idx.rename_topic(topic_id, body.name, description=body.description).to_dict())
 
     @app.post("/api/topics/{topic_id}/pin", summary="Pin the current label (relabeling keeps it)")
-    def pin(topic_id: int, idx: ClusterIndex = Idx) -> dict[str, Any]:
+    def pin(topic_id: int, idx: ClusterIndex = Idx) -> JSONResponse:
         current = idx.topic(topic_id)
         if not current.label:
             raise InvalidInputError(f"topic {topic_id} has no label to pin; rename it instead")
-        return idx.rename_topic(topic_id, current.label).to_dict()
+        return _json(idx.rename_topic(topic_id, current.label).to_dict())
 
     @app.post("/api/topics/{topic_id}/unpin", summary="Release a pinned label")
-    def unpin(topic_id: int, idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return idx.unpin_topic(topic_id).to_dict()
+    def unpin(topic_id: int, idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(idx.unpin_topic(topic_id).to_dict())
 
     @app.get("/api/map", summary="Topic map (plotly figure JSON)")
     def topic_map(
@@ -209,23 +217,23 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
         return _figure_json(makers[name](idx))
 
     @app.post("/api/search", summary="Routed search: hits and the topics probed")
-    def search(body: SearchBody, idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return views.search_payload(idx, body.query, k=body.k, topics=body.topics)
+    def search(body: SearchBody, idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(views.search_payload(idx, body.query, k=body.k, topics=body.topics))
 
     @app.get("/api/documents/{doc_id:path}", summary="One chunk by id")
-    def document(doc_id: str, idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return views.document_payload(idx, doc_id)
+    def document(doc_id: str, idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(views.document_payload(idx, doc_id))
 
     @app.get("/api/versions", summary="Kept model versions and what the active one's refit changed")
-    def versions(idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return views.versions_payload(idx)
+    def versions(idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(views.versions_payload(idx))
 
     @app.post("/api/rollback", summary="Make an older version active")
-    def rollback(body: RollbackBody | None = None, idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return idx.rollback(body.version if body is not None else None).to_dict()
+    def rollback(body: RollbackBody | None = None, idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(idx.rollback(body.version if body is not None else None).to_dict())
 
     @app.get("/api/drift", summary="Drift of the chunks added since the fit, with a recommendation")
-    def drift(idx: ClusterIndex = Idx) -> dict[str, Any]:
-        return views.drift_payload(idx)
+    def drift(idx: ClusterIndex = Idx) -> JSONResponse:
+        return _json(views.drift_payload(idx))
 
     return app

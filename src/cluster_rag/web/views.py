@@ -8,6 +8,7 @@ same numbers. Every payload names the model version it came from.
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,7 @@ class ProjectionCache:
 
 
 def _topic_dict(topic: Topic, position: int) -> dict[str, Any]:
-    out = topic.to_dict()
+    out = {f.name: getattr(topic, f.name) for f in fields(topic)}  # shallow: 10x faster than asdict
     out["display_label"] = display_label(topic.id, topic.label)
     out["color"] = topic_color(position)
     return out

@@ -77,7 +77,7 @@ def _build(path: Path, quick: bool) -> tuple[list[str], int]:
     data = banking77()
     vectors = cached_embeddings(data.texts, progress=True)
     index = ClusterIndex.open(path, embedder=SentenceTransformerEmbedder(), config=config)
-    index.add_embeddings(vectors, data.texts, ids=data.ids)
+    index.add_embeddings(data.texts, vectors, ids=data.ids)
     index.fit(k=77)
     labels = sorted(set(data.labels))
     return [lbl.replace("_", " ") for lbl in labels], 77

@@ -201,6 +201,16 @@ def test_serve_rejects_a_bad_port(shared_index: ClusterIndex) -> None:
         serve(shared_index, port=0)
 
 
-def test_package_data_lists_the_static_files() -> None:
-    static = Path(__file__).parents[2] / "src" / "cluster_rag" / "web" / "static"
-    assert {"index.html", "app.js", "style.css"} <= {p.name for p in static.iterdir()}
+def test_static_files_ship_as_package_data() -> None:
+    import fnmatch
+    from importlib import resources
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+
+    static = resources.files("cluster_rag.web") / "static"
+    names = {"index.html", "app.js", "style.css"}
+    assert names <= {p.name for p in static.iterdir()}
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["cluster_rag"]
+    for name in names:  # a wheel built from pyproject.toml carries them
+        assert any(fnmatch.fnmatch(f"web/static/{name}", pat) for pat in patterns), name

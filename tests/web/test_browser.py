@@ -82,7 +82,9 @@ def test_explore_rename_and_search(
         listed = tab.locator(f"#topic-list li[data-topic-id='{target.id}'] .label").inner_text()
         assert listed == NEW_NAME
         assert {t.id: t.label for t in demo_index.topics()}[target.id] == NEW_NAME
-        reopened = ClusterIndex.open(demo_index.location, embedder=embedder, config=quiet_config, create=False)
+        reopened = ClusterIndex.open(
+            demo_index.location, embedder=embedder, config=quiet_config, create=False
+        )
         assert reopened.topic(target.id).label == NEW_NAME and reopened.topic(target.id).pinned
 
         # search: hits listed, their topics highlighted in the list and outlined on the map
@@ -98,8 +100,10 @@ def test_explore_rename_and_search(
             "els => els.map(e => e.dataset.topicId)")}
         assert hit_topics <= probed
         outlined = tab.evaluate(
-            """() => { const t = document.getElementById('map').data.find(d => d.name === 'topics');
-                       return t.customdata.filter((row, i) => t.marker.line.width[i] > 1).map(row => row[0]); }"""
+            """() => {
+                const t = document.getElementById('map').data.find(d => d.name === 'topics');
+                return t.customdata.filter((row, i) => t.marker.line.width[i] > 1).map(row => row[0]);
+            }"""
         )
         assert set(outlined) == probed
         tab.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)

@@ -8,8 +8,8 @@ same numbers. Every payload names the model version it came from.
 from __future__ import annotations
 
 import threading
-from dataclasses import fields
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -57,6 +57,8 @@ def test_explore_rename_and_search(
         assert traces.nth(1).locator("path.point").count() == len(topics)
         assert traces.nth(0).locator("path.point").count() > len(topics)
         assert tab.locator("#topic-list li").count() == len(topics)
+        assert tab.locator("#versions tbody tr").count() == len(demo_index.versions())
+        assert tab.locator("#drift strong").inner_text() == demo_index.drift().recommendation
         traces.nth(1).locator("path.point").first.hover(force=True)
         tab.wait_for_selector("#map .hoverlayer .hovertext")
         tab.screenshot(path=str(ARTIFACTS / "map.png"))
@@ -68,6 +70,19 @@ def test_explore_rename_and_search(
         assert tab.locator("#topic-title").inner_text() == (target.label or f"topic {target.id}")
         assert tab.locator("#members li").count() == min(20, target.size)
         tab.wait_for_selector("#kw-chart .bars path")
+        if target.size > 20:  # the next page of members
+            tab.click("#next-page")
+            tab.wait_for_selector("#members[start='21']")
+            assert tab.locator("#members li").count() == min(20, target.size - 20)
+            tab.click("#prev-page")
+            tab.wait_for_selector("#members[start='1']")
+
+        # the list filter keeps topics whose label or keywords match
+        tab.fill("#filter", target.keywords[0])
+        kept = tab.locator("#topic-list li")
+        assert 1 <= kept.count() < len(topics)
+        assert tab.locator(f"#topic-list li[data-topic-id='{target.id}']").count() == 1
+        tab.fill("#filter", "")
 
         # rename it inline: new name on the page, after a reload, and in index.topics()
         tab.fill("#rename-input", NEW_NAME)

@@ -871,7 +871,11 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 aborted, 2 usage or library error, 141 closed pipe)."""
+    """Run the CLI; returns the exit status (0 ok, 1 aborted or closed pipe, 2 usage or library error).
+
+    A closed stdout (``cluster-rag topics | head``) ends quietly: click exits 1 without a
+    traceback when a write fails with EPIPE; a failure in the final flush is caught here.
+    """
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="cluster-rag", standalone_mode=False
@@ -888,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # `cluster-rag topics | head`: the reader left; that is not an error to report
         _silence_stdout()
-        return 141
+        return 1
     except KeyboardInterrupt:
         click.echo("cluster-rag: interrupted", err=True)
         return 130

@@ -50,6 +50,21 @@ def keywords_line(body: dict[str, Any]) -> str:
     return user_prompt(body).splitlines()[0]
 
 
+def shown_names(body: dict[str, Any]) -> list[str]:
+    """Names the request shows the model: the sibling line of the prompt and, in a repair
+    request, the "must not be any of" list (what a copying model copies), in order."""
+    names: list[str] = []
+    for message in body["messages"]:
+        if message["role"] != "user":
+            continue
+        for marker in ("(pick a different name): ", "The name must not be any of: "):
+            for line in message["content"].splitlines():
+                if marker in line:
+                    listed = line.split(marker, 1)[1].rstrip(".")
+                    names += [json.loads(n) for n in listed.split("; ")]
+    return names
+
+
 class ScriptedLLM:
     """The server; ``url`` is the ``base_url`` for ``OpenAI(base_url=...)``."""
 
@@ -58,6 +73,7 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         self.inflight = 0
         self.max_inflight = 0
+        self.arrivals: list[int] = []  # requests in flight (this one included) when each arrived
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         stub = self
@@ -82,13 +98,17 @@ class ScriptedLLM:
                     stub._seen[key] = n + 1
                     stub.inflight += 1
                     stub.max_inflight = max(stub.max_inflight, stub.inflight)
+                    stub.arrivals.append(stub.inflight)
                 try:
                     reply = stub.script(body, n)
                     if reply.delay:
                         time.sleep(reply.delay)
                     if reply.status != 200:
                         error = {"error": {"message": reply.error, "type": "scripted"}}
-                        self._send(reply.status, error, reply.headers)
+                        headers = dict(reply.headers)
+                        if not any(h.startswith("retry-after") for h in headers):
+                            headers["retry-after-ms"] = "5"  # the openai client's retries wait 5 ms, not ~1 s
+                        self._send(reply.status, error, headers)
                         return
                     self._send(
                         200,
@@ -132,7 +152,7 @@ class ScriptedLLM:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def requests_for(self, keyword: str) -> list[dict[str, Any]]:

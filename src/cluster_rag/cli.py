@@ -1,41 +1,255 @@
-"""The ``cluster-rag`` command line.
+"""The ``cluster-rag`` command line (click + rich).
 
-Every command takes ``--path DIR`` (embedded Chroma, default ``./kb`` or
-``$CLUSTER_RAG_PATH``) or ``--chroma-url URL`` (a Chroma server), prints a
-readable table by default and JSON with ``--json``; ``--quiet`` silences
-progress bars. Errors of the library exit with status 2 and one line on stderr.
+Every store command takes ``--path DIR`` (embedded Chroma; default ``$CLUSTER_RAG_PATH``
+or ``./kb``; the ``demo`` command alone defaults to ``./cluster-rag-demo``) or
+``--chroma-url URL`` (a Chroma server, default ``$CLUSTER_RAG_CHROMA_URL``),
+``--collection``, ``--model``, ``--json`` (machine-readable stdout) and ``--quiet``
+(no progress). Tables are drawn with rich; progress bars and step lines go to
+stderr and are on by default. ``mcp`` never writes progress (stdout carries the
+protocol). Library errors exit with status 2 and one line on stderr; a closed
+pipe (``cluster-rag topics | head``) ends quietly.
+
+Why click and not typer: the options here are plain flags shared by many commands
+and a few custom types (``--k auto``, ``--where`` JSON), which click's explicit
+decorators express directly; typer would add a layer (and its own import time)
+on top of click without changing what users see. Rich draws the tables.
+
+Only commands that embed text (``ingest``, ``search``, ``cluster --k``-free refits of
+new text, ``demo``, ``label`` of new adds) load the embedding model; ``topics``,
+``info``, ``versions`` and the other read commands import neither torch nor
+sentence-transformers. Read commands never create a store: a missing one is a
+:class:`~cluster_rag.errors.StoreNotFoundError`.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import IndexConfig
-from .errors import ClusterRagError, InvalidInputError, missing_dependency
-from .index import ClusterIndex
+import click
 
-__all__ = ["main"]
+from .errors import ClusterRagError, InvalidInputError, MissingDependencyError, StoreNotFoundError
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from .config import IndexConfig
+    from .index import ClusterIndex
+    from .versioning import RefitReport
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_QUERIES = (
     "my new card still hasn't arrived",
     "how much does it cost to take cash out of an ATM",
     "I forgot my passcode",
 )
+DEFAULT_PATH = "./kb"
+DEMO_PATH = "./cluster-rag-demo"
 
 
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+# options shared by the store commands ---------------------------------------------------
+@dataclass(frozen=True)
+class Opts:
+    """Where the index lives and how to print, from the shared flags of one command."""
+
+    path: str
+    chroma_url: str | None
+    collection: str | None
+    model: str | None
+    json: bool
+    quiet: bool
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet
+
+
+def store_options(*, default_path: str = DEFAULT_PATH, always_quiet: bool = False) -> Callable[[F], F]:
+    """Add ``--path/--chroma-url/--collection/--model/--json/--quiet`` and pass them as ``opts``.
+
+    Args:
+        default_path: folder used when neither ``--path`` nor ``$CLUSTER_RAG_PATH`` is given.
+        always_quiet: the command never shows progress (``mcp``: stdout is the protocol).
+    """
+
+    def decorate(func: F) -> F:
+        @click.option("--path", default=None, metavar="DIR",
+                      help=f"embedded Chroma folder (default $CLUSTER_RAG_PATH or {default_path})")
+        @click.option("--chroma-url", default=None, metavar="URL",
+                      help="Chroma server, e.g. http://127.0.0.1:8000 (default $CLUSTER_RAG_CHROMA_URL)")
+        @click.option("--collection", default=None, help="collection name (default cluster_rag)")
+        @click.option("--model", default=None, help="sentence-transformers model name or path")
+        @click.option("--json", "as_json", is_flag=True, help="machine-readable output on stdout")
+        @click.option("--quiet", "-q", is_flag=True, help="no progress bars or step lines")
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            path: str | None,
+            chroma_url: str | None,
+            collection: str | None,
+            model: str | None,
+            as_json: bool,
+            quiet: bool,
+            **kwargs: Any,
+        ) -> Any:
+            if path is not None and chroma_url is not None:
+                raise click.UsageError("pass either --path or --chroma-url, not both")
+            if path is None and chroma_url is None:
+                chroma_url = os.environ.get("CLUSTER_RAG_CHROMA_URL") or None
+            resolved = path or os.environ.get("CLUSTER_RAG_PATH") or default_path
+            quiet = quiet or as_json or always_quiet
+            if quiet:
+                _quiet_libraries()
+            opts = Opts(resolved, chroma_url, collection, model, as_json, quiet)
+            return func(*args, opts=opts, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _quiet_libraries() -> None:
+    """Silence third-party progress bars and advisories without importing them (env is read at import)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # already imported (in-process callers): tell it directly
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        except Exception:  # transformers internals moved: only cosmetics are lost
+            pass
+
+
+def _config(opts: Opts) -> IndexConfig:
+    from .config import IndexConfig
+
+    return IndexConfig.from_env(collection=opts.collection, model=opts.model, progress=opts.progress)
+
+
+def _open(opts: Opts, *, create: bool) -> ClusterIndex:
+    """The index the flags name; ``create=False`` (every read command) never creates anything."""
+    from .index import ClusterIndex
+
+    config = _config(opts)
+    if opts.chroma_url:
+        return ClusterIndex.connect(opts.chroma_url, config=config, create=create)
+    folder = Path(opts.path)
+    if not create:
+        if not folder.exists():
+            raise StoreNotFoundError(
+                f"no index at {opts.path!r}; run `cluster-rag ingest FILES --path {opts.path}` first "
+                "(or pass --path DIR / --chroma-url URL)"
+            )
+        if not (folder / "chroma.sqlite3").is_file():
+            raise StoreNotFoundError(
+                f"{opts.path!r} is not a cluster-rag index (no chroma.sqlite3 inside); check --path"
+            )
+    try:
+        return ClusterIndex.open(folder, config=config, create=create)
+    except StoreNotFoundError as exc:
+        raise StoreNotFoundError(f"{exc}{_collections_hint(folder)}") from None
+
+
+def _collections_hint(folder: Path) -> str:
+    """``" (collections at PATH: a, b)"``: what the folder holds, for a StoreNotFoundError."""
+    try:
+        import chromadb
+
+        client = chromadb.PersistentClient(path=str(folder))
+        names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    except Exception:  # the hint is a courtesy; the error itself stands
+        return ""
+    names = [n for n in names if not n.endswith(("__centroids", "__meta"))]
+    return f" (collections at {str(folder)!r}: {', '.join(names) or 'none'})"
+
+
+# output -----------------------------------------------------------------------------------
+@functools.cache
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    # piped output: no wrapping at 80 columns and no colour codes, so scripts and `| head` see plain rows
+    return Console(
+        file=stream, highlight=False, markup=False, emoji=False, soft_wrap=not tty,
+        width=None if tty else 10_000,
+    )
+
+
+#: ``rich.box.SIMPLE_HEAD`` drawn with ASCII: piped tables stay plain text.
+_ASCII_HEAD = "    \n    \n -- \n    \n    \n    \n    \n    \n"
+
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> RenderableType:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    head = box.SIMPLE_HEAD if _console().is_terminal else box.Box(_ASCII_HEAD)
+    table = Table(box=head, show_edge=False, pad_edge=False, header_style="bold")
+    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
+    for header, right in zip(headers, numeric, strict=True):
+        table.add_column(header, justify="right" if right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(str(c)) for c in row))
+    return table
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _emit(opts: Opts, data: Any, *parts: RenderableType | str) -> None:
+    """JSON of ``data`` with ``--json``, else the parts (text or rich renderables), blank-line separated."""
+    if opts.json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    console = _console()
+    for i, part in enumerate(parts):
+        if i:
+            console.print()
+        _print(console, part)
+
+
+def _print(console: Console, part: RenderableType | str) -> None:
+    """Print one part; piped output loses the padding rich adds at line ends."""
+    if console.is_terminal:
+        console.print(part)
+        return
+    with console.capture() as captured:
+        console.print(part)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def _step(opts: Opts, message: str) -> None:
+    """One progress line on stderr (``--quiet`` silences it)."""
+    if not opts.quiet:
+        _console(stderr=True).print(f"· {message}", style="dim")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"cluster-rag: warning: {message}", err=True)
 
 
 def _short(text: str, width: int = 70) -> str:
@@ -43,39 +257,17 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _quiet_libraries() -> None:
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    except Exception:  # transformers internals moved: only cosmetics are lost
-        pass
+def _plural(n: int | float, word: str, many: str | None = None) -> str:
+    """``1 cluster``, ``3 clusters``, ``~1.5 clusters`` (non-integers are plural)."""
+    one = isinstance(n, int) and n == 1 or (isinstance(n, float) and n == 1.0)
+    return word if one else (many or f"{word}s")
 
 
-def _open(args: argparse.Namespace, *, create: bool) -> ClusterIndex:
-    config = IndexConfig.from_env(
-        collection=args.collection, model=args.model, progress=not args.quiet
-    )
-    if args.chroma_url:
-        return ClusterIndex.connect(args.chroma_url, config=config, create=create)
-    return ClusterIndex.open(args.path, config=config, create=create)
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(text)
-
-
-def _topics_text(index: ClusterIndex) -> tuple[list[dict[str, Any]], str]:
+def _topics_parts(index: ClusterIndex) -> tuple[list[dict[str, Any]], RenderableType]:
     topics = index.topics()
     sourced = any(t.label_source != "keywords" for t in topics)  # who named them, once an LLM/person did
     described = any(t.description for t in topics)
-    headers = ["id", "size", "label"] + ["source"] * sourced + ["description"] * described
+    headers = ["id", "size", "label"] + ["source"] * sourced + ["description"] * described + ["keywords"]
     rows = [
         [
             t.id,
@@ -87,64 +279,177 @@ def _topics_text(index: ClusterIndex) -> tuple[list[dict[str, Any]], str]:
         ]
         for t in topics
     ]
-    return [t.to_dict() for t in topics], _table(rows, [*headers, "keywords"])
+    return [t.to_dict() for t in topics], _table(rows, headers)
 
 
-def _hits_text(hits: Sequence[Any]) -> str:
-    rows = [[i + 1, f"{h.score:.3f}", h.topic_id, _short(h.topic_label or "", 28), _short(h.text, 64)] for i, h in enumerate(hits)]
+def _hits_part(hits: Sequence[Any]) -> RenderableType | str:
+    rows = [
+        [i + 1, f"{h.score:.3f}", h.topic_id, _short(h.topic_label or "", 28), _short(h.text, 64)]
+        for i, h in enumerate(hits)
+    ]
     return _table(rows, ["#", "score", "topic", "label", "text"]) if rows else "(no hits)"
 
 
-# commands -----------------------------------------------------------------------------
-def cmd_ingest(args: argparse.Namespace) -> None:
-    index = _open(args, create=True)
-    ids = index.ingest_files(args.files, text_field=args.text_field)
-    refit = ""
-    if ids and index.is_fitted:
-        refit = " (assigned to the nearest topics; run `cluster-rag cluster` to refit)"
-    _emit(args, {"added": len(ids), "total": len(index)}, f"added {len(ids)} chunks; {len(index)} stored{refit}")
+def _refit_lines(report: RefitReport) -> list[str]:
+    """The refit report, one line per kind of change (ids listed, at most 12 per line)."""
+
+    def ids(values: Sequence[Any]) -> str:
+        shown = ", ".join(map(str, values[:12]))
+        return shown + (f", … ({len(values) - 12} more)" if len(values) > 12 else "")
+
+    relabeled = report.relabeled
+    lines = [f"topics vs version {report.previous_version}:"]
+    kept = f"  kept    {len(report.kept):>4}"
+    lines.append(kept + (f"  ({len(relabeled)} relabeled: {ids(relabeled)})" if relabeled else ""))
+    lines.append(f"  new     {len(report.new):>4}" + (f"  {ids(report.new)}" if report.new else ""))
+    merged = [f"{m.topic_id} <- {'+'.join(map(str, m.sources))}" for m in report.merged]
+    lines.append(f"  merged  {len(report.merged):>4}" + (f"  {ids(merged)}" if merged else ""))
+    split = [f"{s.topic_id} -> {'+'.join(map(str, s.into))}" for s in report.split]
+    lines.append(f"  split   {len(report.split):>4}" + (f"  {ids(split)}" if split else ""))
+    lines.append(f"  gone    {len(report.gone):>4}" + (f"  {ids(report.gone)}" if report.gone else ""))
+    return lines
 
 
-def cmd_cluster(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    if args.partial:
+# the command group ------------------------------------------------------------------------
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:  # keep the order of the README
+        return list(self.commands)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(_version(), prog_name="cluster-rag", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Turn a pile of text into topics; routed search, labels, drift and versions over Chroma."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--text-field", default="text", show_default=True, help="JSONL key / CSV column with the text")
+@click.option("--delete-missing", is_flag=True,
+              help="also delete the chunks of files gone from these folders (default: keep them, say so)")
+@store_options()
+def ingest(files: tuple[str, ...], text_field: str, delete_missing: bool, opts: Opts) -> int:
+    """Add or update .txt/.md/.jsonl/.csv (.jsonl.gz/.csv.gz) files or folders.
+
+    Unchanged chunks are skipped, edited ones replaced; files that are gone keep
+    their chunks unless --delete-missing is given.
+    """
+    from .ingest import load_chunks, sync_chunks
+
+    config = _config(opts)
+    present = [f for f in files if Path(f).exists()] if delete_missing else list(files)
+    _step(opts, f"reading {', '.join(files)}")
+    chunks = load_chunks(  # read and validate every file before a store is created
+        present, chunk_size=config.chunk_size, overlap=config.chunk_overlap, text_field=text_field
+    )
+    if not chunks and not delete_missing:
+        from .ingest import SUPPORTED_SUFFIXES
+
+        raise InvalidInputError(
+            f"found no text to ingest in {', '.join(files)} (supported: {', '.join(SUPPORTED_SUFFIXES)}); "
+            "nothing was written"
+        )
+    index = _open(opts, create=True)
+    _step(opts, f"syncing {len(chunks)} chunks with {index.location or index.store.name}")
+    report = sync_chunks(index, chunks, list(files), delete_missing=delete_missing, progress=opts.progress)
+    total = len(index)
+    lines = [f"{report.summary()}; {total} stored"]
+    if report.changed and index.is_fitted:
+        lines[0] += " (assigned to the nearest topics; run `cluster-rag cluster` to refit)"
+    if report.missing_sources:
+        lines.append(
+            f"{len(report.missing_sources)} file(s) gone from these folders still have chunks stored "
+            f"(e.g. {report.missing_sources[0]}); add --delete-missing to remove them"
+        )
+    _emit(opts, {**report.counts(), "total": total, "deleted_sources": report.deleted_sources,
+                 "missing_sources": report.missing_sources}, "\n".join(lines))
+    return 0
+
+
+def _k_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    """``--k``: an int, or ``auto`` (sweep k and take the recommended one)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} must be an int or 'auto'") from None
+
+
+@cli.command()
+@click.option("--k", default=None, callback=_k_value, metavar="INT|auto",
+              help="number of topics, or 'auto' to sweep k and take the recommended one "
+              "(default round(sqrt(n)))")
+@click.option("--engine", default="auto", show_default=True,
+              type=click.Choice(["auto", "sklearn", "minibatch", "faiss"]))
+@click.option("--partial", is_flag=True,
+              help="no refit: fold chunks added since the fit into the active centroids (online update)")
+@store_options()
+def cluster(k: int | str | None, engine: str, partial: bool, opts: Opts) -> int:
+    """Fit K-Means and make it the active model version."""
+    index = _open(opts, create=False)
+    if partial:
         folded = index.partial_fit()
         model = index.model_info
         _emit(
-            args,
+            opts,
             {"folded": folded, "version": model.version},
-            f"folded {folded} chunks added since the fit into the centroids of model version "
-            f"{model.version} (updated in place; topics and ids unchanged)",
+            f"folded {folded} {_plural(folded, 'chunk')} added since the fit into the centroids of model "
+            f"version {model.version} (updated in place; topics and ids unchanged)",
         )
-        return
-    info = index.fit(k=args.k, engine=args.engine)
+        return 0
+    _step(opts, f"fitting k-means on {len(index)} chunks")
+    info = index.fit(k=k, engine=engine)
     report = index.refit_report()
+    probe = info.n_probe
     text = (
-        f"model version {info.version}: k={info.k} over {info.n_chunks} chunks ({info.engine}), "
+        f"model version {info.version}: k={info.k} over {info.n_chunks} chunks ({info.engine})\n"
         f"default route: clusters within {info.probe_gap or 0:.3f} of the best centroid score, "
-        f"~{info.n_probe} per query (recall@10 {info.calibrated_recall:.3f} vs exact on a sample)"
+        f"~{probe} {_plural(probe, 'cluster')} per query (recall@10 {info.calibrated_recall:.3f} "
+        "vs exact on a sample)"
     )
     if report is not None:
-        text += f"\ntopics vs version {report.previous_version}: {report.summary()}"
-        if report.relabeled:
-            text += f"\nrelabeled (content changed): {report.relabeled}"
-    _emit(args, {**info.to_dict(), "refit": report.to_dict() if report else None}, text)
+        text += "\n" + "\n".join(_refit_lines(report))
+    _emit(opts, {**info.to_dict(), "refit": report.to_dict() if report else None}, text)
+    return 0
 
 
-def cmd_drift(args: argparse.Namespace) -> None:
+def _drift_options(func: F) -> F:
     from dataclasses import fields
 
     from .drift import DriftThresholds
 
-    index = _open(args, create=False)
-    names = [f.name for f in fields(DriftThresholds)]
-    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    for f in reversed(fields(DriftThresholds)):
+        func = click.option(
+            f"--{f.name.replace('_', '-')}", f.name, type=type(f.default), default=None,
+            help=f"threshold (default {f.default}; see cluster_rag.drift.DriftThresholds)",
+        )(func)
+    return func
+
+
+@cli.command()
+@_drift_options
+@store_options()
+def drift(opts: Opts, **thresholds: float | None) -> int:
+    """Compare chunks added since the fit with the fit's baseline; recommend ok / partial update / refit."""
+    from .drift import DriftThresholds
+
+    index = _open(opts, create=False)
+    given: dict[str, Any] = {k: v for k, v in thresholds.items() if v is not None}
     report = index.drift(DriftThresholds(**given))
     th = report.thresholds
     labels = {t.id: t.label for t in index.topics()}
     lines = [
-        f"model version {report.version}: {report.n_added} chunks added since the fit "
-        f"({report.n_fit} fitted)",
+        f"model version {report.version}: {report.n_added} {_plural(report.n_added, 'chunk')} added since "
+        f"the fit ({report.n_fit} fitted)",
         f"  outlier share      {report.outlier_share:.3f}  beyond the fit's p95 distance "
         f"{report.p95_distance:.3f} (partial >= {th.partial_outlier_share}, "
         f"refit >= {th.refit_outlier_share})",
@@ -158,210 +463,318 @@ def cmd_drift(args: argparse.Namespace) -> None:
     hint = {"refit": "cluster-rag cluster", "partial_update": "cluster-rag cluster --partial"}
     if report.recommendation in hint:
         lines.append(f"next: {hint[report.recommendation]}")
+    parts: list[RenderableType | str] = ["\n".join(lines)]
     grown = sorted((g for g in report.growth if g.added), key=lambda g: (-g.growth, g.topic_id))[:10]
     if grown:
         rows = [
             [g.topic_id, _short(labels.get(g.topic_id, ""), 40), g.size_at_fit, g.added, f"{g.growth:.2f}"]
             for g in grown
         ]
-        lines += ["", _table(rows, ["id", "label", "size at fit", "added", "growth"])]
-    _emit(args, report.to_dict(), "\n".join(lines))
+        parts.append(_table(rows, ["id", "label", "size at fit", "added", "growth"]))
+    _emit(opts, report.to_dict(), *parts)
+    return 0
 
 
-def cmd_topics(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    data, text = _topics_text(index)
-    _emit(args, data, text)
+@cli.command()
+@store_options()
+def topics(opts: Opts) -> int:
+    """List topics with size, label, description and keywords."""
+    index = _open(opts, create=False)
+    data, table = _topics_parts(index)
+    _emit(opts, data, table)
+    return 0
 
 
-def _labeler(args: argparse.Namespace) -> Any:
+def _labeler(
+    llm_base_url: str | None, llm_model: str | None, settings: dict[str, Any]
+) -> Any:
     """KeywordLabeler, or an OpenAILabeler on the client the flags describe (key from OPENAI_API_KEY)."""
     from .labeling import KeywordLabeler, OpenAILabeler
 
-    if not args.llm_base_url and not args.llm_model:
+    if not llm_base_url and not llm_model:
         return KeywordLabeler()
-    if not args.llm_model:
+    if not llm_model:
         raise InvalidInputError(
-            f"--llm-base-url {args.llm_base_url} needs --llm-model NAME (a model that server serves)"
+            f"--llm-base-url {llm_base_url} needs --llm-model NAME (a model that server serves)"
         )
     try:
         from openai import OpenAI
     except ImportError:
+        from .errors import missing_dependency
+
         raise missing_dependency("openai", '"cluster-rag[openai]"') from None
     key = os.environ.get("OPENAI_API_KEY")
     if not key:
-        if not args.llm_base_url:
+        if not llm_base_url:
             raise InvalidInputError(
                 "OPENAI_API_KEY is not set; export it, or pass --llm-base-url for a local server"
             )
         key = "no-key"  # local OpenAI-compatible servers (llama.cpp, vLLM, Ollama) ignore it
-    client = OpenAI(base_url=args.llm_base_url or None, api_key=key)
-    return OpenAILabeler(
-        client,
-        args.llm_model,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        max_tokens=args.max_tokens,
-    )
+    client = OpenAI(base_url=llm_base_url or None, api_key=key)
+    return OpenAILabeler(client, llm_model, **{k: v for k, v in settings.items() if v is not None})
 
 
-def cmd_label(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    report = index.label(_labeler(args), force=args.force)
+@cli.command()
+@click.option("--llm-base-url", default=None, metavar="URL",
+              help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key: $OPENAI_API_KEY)")
+@click.option("--llm-model", default=None, help="model name; without --llm-base-url: OpenAI's API")
+@click.option("--force", is_flag=True, help="relabel unchanged topics too (pinned ones stay)")
+@click.option("--concurrency", type=int, default=None, help="requests in flight (default: the labeler's)")
+@click.option("--timeout", type=float, default=None, help="seconds per request (default: the labeler's)")
+@click.option("--max-retries", type=int, default=None, help="retries on timeouts, 429 and 5xx")
+@click.option("--max-tokens", type=int, default=None, help="completion tokens per answer (default 200)")
+@store_options()
+def label(
+    llm_base_url: str | None,
+    llm_model: str | None,
+    force: bool,
+    concurrency: int | None,
+    timeout: float | None,
+    max_retries: int | None,
+    max_tokens: int | None,
+    opts: Opts,
+) -> int:
+    """Name topics: keyword labels, or an LLM behind any OpenAI-compatible server."""
+    index = _open(opts, create=False)
+    settings = {"concurrency": concurrency, "timeout": timeout, "max_retries": max_retries,
+                "max_tokens": max_tokens}
+    labeler = _labeler(llm_base_url, llm_model, settings)
+    name = getattr(labeler, "cache_id", type(labeler).__name__)
+    _step(opts, f"labeling {len(index.topics())} topics with {name}")
+    report = index.label(labeler, force=force)
     rows = [[s.topic_id, s.status, _short(s.label, 40), _short(s.error or "", 70)] for s in report.topics]
     counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
     summary = (
         f"model version {report.version}, labeler {report.labeler}: {counts}; {report.calls} requests, "
         f"{report.prompt_tokens} prompt + {report.completion_tokens} completion tokens"
     )
-    _emit(args, report.to_dict(), _table(rows, ["id", "status", "label", "note"]) + "\n\n" + summary)
+    _emit(opts, report.to_dict(), _table(rows, ["id", "status", "label", "note"]), summary)
     fallback = report.counts()["fallback"]
     if fallback:
-        print(
-            f"cluster-rag: warning: {fallback} topic(s) kept their keyword label (fallback); "
-            "`cluster-rag label --force` retries them, `cluster-rag rename` names them by hand",
-            file=sys.stderr,
+        _warn(
+            f"{fallback} topic(s) kept their keyword label (fallback); "
+            "`cluster-rag label --force` retries them, `cluster-rag rename` names them by hand"
         )
+    return 0
 
 
-def cmd_rename(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    if args.unpin:
-        topic = index.unpin_topic(args.topic)
-        text = f"topic {topic.id} ({topic.label!r}) is unpinned; `cluster-rag label` may rename it"
+@cli.command()
+@click.argument("topic")
+@click.argument("name", required=False)
+@click.option("--description", default=None, help="one sentence (default: keep the current one)")
+@click.option("--unpin", is_flag=True, help="release the pin instead (keeps the name)")
+@store_options()
+def rename(topic: str, name: str | None, description: str | None, unpin: bool, opts: Opts) -> int:
+    """Give TOPIC (an id or its current label) the name NAME and pin it (relabeling keeps it)."""
+    index = _open(opts, create=False)
+    key: int | str = int(topic) if topic.isdigit() else topic
+    if unpin:
+        t = index.unpin_topic(key)
+        text = f"topic {t.id} ({t.label!r}) is unpinned; `cluster-rag label` may rename it"
     else:
-        if args.name is None:
+        if name is None:
             raise InvalidInputError('rename needs a NAME, e.g. `cluster-rag rename 3 "Card delivery"`')
-        topic = index.rename_topic(args.topic, args.name, description=args.description)
-        text = f"topic {topic.id} is now {topic.label!r} (pinned: `cluster-rag label` keeps it)"
-    _emit(args, topic.to_dict(), text)
+        t = index.rename_topic(key, name, description=description)
+        text = f"topic {t.id} is now {t.label!r} (pinned: `cluster-rag label` keeps it)"
+    _emit(opts, t.to_dict(), text)
+    return 0
 
 
-def cmd_search(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    where = json.loads(args.where) if args.where else None
-    topics = [int(t) if t.isdigit() else t for t in args.topic] if args.topic else None
-    hits = index.search(args.query, k=args.k, n_probe=args.n_probe, topics=topics, where=where)
-    _emit(args, [h.to_dict() for h in hits], _hits_text(hits))
+def _where_value(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        where = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc}); e.g. --where '{{\"lang\": \"en\"}}'") from None
+    if not isinstance(where, dict):
+        raise click.BadParameter(f"must be a JSON object (a Chroma filter), got {value!r}")
+    return where
 
 
-def cmd_info(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    info = index.info()
-    _emit(args, info, "\n".join(f"{k:>18}: {v}" for k, v in info.items()))
+@cli.command()
+@click.argument("query")
+@click.option("--k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="number of chunks returned")
+@click.option("--n-probe", type=click.IntRange(min=1), default=None,
+              help="clusters searched per query (default: the calibrated gap route)")
+@click.option("--topic", "topic_", multiple=True,
+              help="search within this topic id or label (repeatable)")
+@click.option("--where", default=None, callback=_where_value, metavar="JSON",
+              help='Chroma metadata filter as JSON, e.g. \'{"lang": "en"}\'')
+@store_options()
+def search(
+    query: str, k: int, n_probe: int | None, topic_: tuple[str, ...], where: dict[str, Any] | None, opts: Opts
+) -> int:
+    """Routed semantic search for QUERY."""
+    index = _open(opts, create=False)
+    wanted: list[int | str] | None = [int(t) if t.isdigit() else t for t in topic_] or None
+    _step(opts, "embedding the query")
+    hits = index.search(query, k=k, n_probe=n_probe, topics=wanted, where=where)
+    _emit(opts, [h.to_dict() for h in hits], _hits_part(hits))
+    return 0
 
 
-def cmd_versions(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
+@cli.command()
+@store_options()
+def info(opts: Opts) -> int:
+    """What the index holds."""
+    index = _open(opts, create=False)
+    data = index.info()
+    _emit(opts, data, "\n".join(f"{k:>18}: {v}" for k, v in data.items()))
+    return 0
+
+
+@cli.command()
+@store_options()
+def versions(opts: Opts) -> int:
+    """List cluster-model versions (* marks the active one)."""
+    index = _open(opts, create=False)
     active = index.store.active_version()
-    versions = index.versions()
+    kept = index.versions()
     rows = [
         ["*" if v.version == active else "", v.version, v.k, v.n_chunks, v.engine, v.n_probe, v.created_at]
-        for v in versions
+        for v in kept
     ]
     _emit(
-        args,
-        [{**v.to_dict(), "active": v.version == active} for v in versions],
-        _table(rows, ["", "version", "k", "chunks", "engine", "n_probe", "created"]),
+        opts,
+        [{**v.to_dict(), "active": v.version == active} for v in kept],
+        _table(rows, ["active", "version", "k", "chunks", "engine", "n_probe", "created"]),
     )
+    return 0
 
 
-def cmd_rollback(args: argparse.Namespace) -> None:
-    index = _open(args, create=False)
-    info = index.rollback(args.version)
-    _emit(args, info.to_dict(), f"active model version is now {info.version} (k={info.k})")
+@cli.command()
+@click.argument("version", type=int, required=False)
+@store_options()
+def rollback(version: int | None, opts: Opts) -> int:
+    """Make an older model VERSION active again (default: the one before the active one)."""
+    index = _open(opts, create=False)
+    model = index.rollback(version)
+    _emit(opts, model.to_dict(), f"active model version is now {model.version} (k={model.k})")
+    return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
+@cli.command()
+@click.option("--k", type=click.IntRange(min=2), default=None, help="topics (default round(sqrt(n)))")
+@store_options(default_path=DEMO_PATH)
+def demo(k: int | None, opts: Opts) -> int:
+    """Ingest the shipped Banking77 sample, cluster it, show topics and searches."""
+    from importlib import resources
+
+    from .ingest import sync_files
+
     sample = resources.files("cluster_rag") / "data" / "banking77_sample.jsonl"
-    index = _open(args, create=True)
+    _step(opts, f"opening {opts.chroma_url or opts.path} and loading the embedding model (first run: ~10 s)")
+    index = _open(opts, create=True)
     with resources.as_file(sample) as sample_path:
-        added = index.ingest_files([sample_path])
-    if not args.json:
-        print(f"[1/3] ingested {len(added)} new chunks of Banking77 (CC BY 4.0) into {index.location}; "
-              f"{len(index)} stored")
-    info = index.fit(k=args.k)
-    data, text = _topics_text(index)
-    searches = {q: [h.to_dict() for h in index.search(q, k=3)] for q in DEMO_QUERIES}
-    if args.json:
-        print(json.dumps({"model": info.to_dict(), "topics": data, "searches": searches}, indent=2))
-        return
-    print(f"[2/3] fitted model version {info.version}: k={info.k}, ~{info.n_probe} clusters searched per query "
-          f"(recall@10 {info.calibrated_recall:.3f} vs exact on a sample)\n")
-    print(text)
-    print("\n[3/3] routed search")
+        report = sync_files(index, [sample_path], progress=opts.progress)
+    if not opts.json:
+        click.echo(
+            f"[1/3] ingested {len(report.added)} new chunks of Banking77 (CC BY 4.0) into "
+            f"{index.location}; {len(index)} stored"
+        )
+    _step(opts, "fitting k-means and calibrating the route")
+    model = index.fit(k=k)
+    data, table = _topics_parts(index)
+    if opts.json:
+        searches = {q: [h.to_dict() for h in index.search(q, k=3)] for q in DEMO_QUERIES}
+        click.echo(json.dumps({"model": model.to_dict(), "topics": data, "searches": searches}, indent=2))
+        return 0
+    probe = model.n_probe
+    click.echo(
+        f"[2/3] fitted model version {model.version}: k={model.k}, ~{probe} {_plural(probe, 'cluster')} "
+        f"searched per query (recall@10 {model.calibrated_recall:.3f} vs exact on a sample)\n"
+    )
+    _print(_console(), table)
+    click.echo("\n[3/3] routed search")
     for q in DEMO_QUERIES:
-        print(f"\n> {q}")
-        print(_hits_text(index.search(q, k=3)))
-    print(f"\nNext: cluster-rag search --path {args.path} \"your question\"")
+        click.echo(f"\n> {q}")
+        _print(_console(), _hits_part(index.search(q, k=3)))
+    click.echo(f'\nNext: cluster-rag search --path {opts.path} "your question"')
+    return 0
 
 
-def cmd_mcp(args: argparse.Namespace) -> None:
+@cli.command()
+@store_options(always_quiet=True)
+def mcp(opts: Opts) -> int:
+    """Serve list_topics / search_within_topic / get_document over MCP (stdio)."""
     from .mcp_server import build_server
 
-    index = _open(args, create=False)
-    info = index.model_info  # no cluster model: exit 2 now, not on the first tool call
+    index = _open(opts, create=False)
+    model = index.model_info  # no cluster model: exit 2 now, not on the first tool call
     server = build_server(index)  # MissingDependencyError names the pip line
-    print(f"cluster-rag: serving {index.location} (model version {info.version}, k={info.k}) over MCP "
-          "stdio", file=sys.stderr)
+    click.echo(
+        f"cluster-rag: serving {index.location} (model version {model.version}, k={model.k}) over MCP stdio",
+        err=True,
+    )
     server.run("stdio")
+    return 0
 
 
-def _k_arg(value: str) -> int | str:
-    """``--k``: an int, or ``auto`` (sweep k and take the recommended one)."""
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--k {value!r} must be an int or 'auto'") from None
-
-
-def cmd_choose_k(args: argparse.Namespace) -> None:
+@cli.command(name="choose-k")
+@click.option("--min", "k_min", type=int, default=5, show_default=True, help="smallest k")
+@click.option("--max", "k_max", type=int, default=200, show_default=True, help="largest k")
+@click.option("--points", type=int, default=16, show_default=True, help="ks swept, geometric grid")
+@click.option("--sample", type=int, default=10_000, show_default=True, help="rows fitted per k")
+@click.option("--png", default=None, metavar="FILE",
+              help="write the four curves to this PNG (cluster-rag[plot])")
+@store_options()
+def choose_k(k_min: int, k_max: int, points: int, sample: int, png: str | None, opts: Opts) -> int:
+    """Sweep k on a sample (inertia knee, silhouette, Davies-Bouldin, Calinski-Harabasz); recommend one."""
     from .clustering.choose_k import KSweep, sweep_k
 
-    index = _open(args, create=False)
+    index = _open(opts, create=False)
     _, vectors, _ = index.store.load_all()
+    _step(opts, f"sweeping {points} values of k in [{k_min}, {k_max}] on <= {sample} of {len(vectors)} rows")
     sweep = sweep_k(
-        vectors,
-        args.min,
-        args.max,
-        n_points=args.points,
-        sample=args.sample,
-        random_state=index.config.seed,
-        progress=not args.quiet,
+        vectors, k_min, k_max, n_points=points, sample=sample, random_state=index.config.seed,
+        progress=opts.progress,
     )
     data = sweep.to_dict()
-    if args.png:
+    if png:
         from .plots import plot_choose_k
 
-        title = f"choose k: {index.location or index.store.name}"
-        data["png"] = str(plot_choose_k(sweep, args.png, title=title))
-    text = _table(sweep.rows(), KSweep.HEADERS)
-    text += (
-        f"\n\nrecommended k = {sweep.recommended} (knee {sweep.knee}, "
-        f"best silhouette {sweep.best_silhouette}; "
+        data["png"] = str(plot_choose_k(sweep, png, title=f"choose k: {index.location or index.store.name}"))
+    headers = [h or "chosen as" for h in KSweep.HEADERS]  # the marker column gets a name
+    text = (
+        f"recommended k = {sweep.recommended} (knee {sweep.knee}, best silhouette {sweep.best_silhouette}; "
         f"{sweep.n_sample} rows sampled, silhouette on {sweep.n_silhouette})\nrule: {sweep.rule}"
     )
-    if args.png:
+    if png:
         text += f"\nplot: {data['png']}"
-    text += f"\nnext: cluster-rag cluster --path {args.path} --k {sweep.recommended}"
-    _emit(args, data, text)
+    text += f"\nnext: cluster-rag cluster --path {opts.path} --k {sweep.recommended}"
+    _emit(opts, data, _table(sweep.rows(), headers), text)
+    return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
+@cli.command(name="eval")
+@click.option("--label-field", default=None, help="metadata key holding a gold label, e.g. label")
+@click.option("--queries", default=None, metavar="FILE",
+              help="queries: JSONL {id, text} or TSV/CSV with id,text")
+@click.option("--qrels", default=None, metavar="FILE",
+              help="judgments: TSV query_id, doc_id, score (BEIR) or TREC")
+@click.option("--png", default=None, metavar="FILE", help="write the cluster size distribution to this PNG")
+@store_options()
+def eval_(
+    label_field: str | None, queries: str | None, qrels: str | None, png: str | None, opts: Opts
+) -> int:
+    """Measure the active model: sizes and inertia; V-measure/NMI/ARI/purity against a metadata label;
+    recall@k and nDCG@10 of routed vs exact search given queries and qrels."""
     from .evaluation import evaluate, load_qrels, load_queries
 
-    if (args.queries is None) != (args.qrels is None):
+    if (queries is None) != (qrels is None):
         raise InvalidInputError("pass --queries FILE and --qrels FILE together")
-    index = _open(args, create=False)
-    queries = load_queries(args.queries) if args.queries else None
-    qrels = load_qrels(args.qrels) if args.qrels else None
-    result = evaluate(index, label_field=args.label_field, queries=queries, qrels=qrels)
+    index = _open(opts, create=False)
+    result = evaluate(
+        index,
+        label_field=label_field,
+        queries=load_queries(queries) if queries else None,
+        qrels=load_qrels(qrels) if qrels else None,
+    )
     data = result.to_dict()
     s = result.sizes
-    parts = [
+    parts: list[RenderableType | str] = [
         f"model version {result.version}: k={result.k}, {result.n_chunks} chunks",
         _table(
             [[s.min, f"{s.median:g}", s.max, f"{s.mean:.1f}", f"{s.std:.1f}", s.empty,
@@ -373,149 +786,117 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if result.labels is not None:
         lab = result.labels
         parts.append(
-            f"labels from metadata {result.label_field!r}: {lab.n_rows} chunks, {lab.n_classes} classes\n"
-            + _table(
-                [[f"{lab.v_measure:.4f}", f"{lab.homogeneity:.4f}", f"{lab.completeness:.4f}",
-                  f"{lab.nmi:.4f}", f"{lab.ari:.4f}", f"{lab.purity:.4f}"]],
-                ["V-measure", "homogeneity", "completeness", "NMI", "ARI", "purity"],
-            )
+            f"labels from metadata {result.label_field!r}: {lab.n_rows} chunks, {lab.n_classes} classes"
         )
+        parts.append(_table(
+            [[f"{lab.v_measure:.4f}", f"{lab.homogeneity:.4f}", f"{lab.completeness:.4f}",
+              f"{lab.nmi:.4f}", f"{lab.ari:.4f}", f"{lab.purity:.4f}"]],
+            ["V-measure", "homogeneity", "completeness", "NMI", "ARI", "purity"],
+        ))
     if result.retrieval is not None:
         r = result.retrieval
-        metrics = [m for m in r.exact]
+        metrics = list(r.exact)
         rows = [["exact", *(f"{r.exact[m]:.4f}" for m in metrics), f"{result.k}", "1.000"]]
         rows.append([f"routed ({r.route})", *(f"{r.routed[m]:.4f}" for m in metrics),
                      f"{r.routed['n_probe']:.1f}", f"{r.routed['searched']:.3f}"])
-        headers = ["search", *metrics, "clusters", "searched"]
-        parts.append(f"retrieval over {r.n_queries} queries\n" + _table(rows, headers))
+        parts.append(f"retrieval over {r.n_queries} queries")
+        parts.append(_table(rows, ["search", *metrics, "clusters", "searched"]))
         curve = [[int(c["n_probe"]), f"{c['recall@10']:.4f}", f"{c['ndcg@10']:.4f}", f"{c['overlap@10']:.4f}",
                   f"{c['searched']:.3f}"] for c in r.curve]
-        headers = ["n_probe", "recall@10", "ndcg@10", "overlap@10 vs exact", "searched"]
-        parts.append("n_probe curve\n" + _table(curve, headers))
-    if args.png:
+        parts.append("n_probe curve")
+        parts.append(_table(curve, ["n_probe", "recall@10", "ndcg@10", "overlap@10 vs exact", "searched"]))
+    if png:
         from .plots import plot_sizes
 
-        data["png"] = str(plot_sizes(s.sizes, args.png, title=f"cluster sizes, version {result.version}"))
+        data["png"] = str(plot_sizes(s.sizes, png, title=f"cluster sizes, version {result.version}"))
         parts.append(f"plot: {data['png']}")
-    _emit(args, data, "\n\n".join(parts))
+    _emit(opts, data, *parts)
+    return 0
 
 
-# parser -------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_mutually_exclusive_group()
-    where.add_argument("--path", default=os.environ.get("CLUSTER_RAG_PATH", "./kb"),
-                       help="embedded Chroma folder (default ./kb or $CLUSTER_RAG_PATH)")
-    where.add_argument("--chroma-url", default=os.environ.get("CLUSTER_RAG_CHROMA_URL"),
-                       help="Chroma server, e.g. http://127.0.0.1:8000")
-    common.add_argument("--collection", default=None, help="collection name (default cluster_rag)")
-    common.add_argument("--model", default=None, help="sentence-transformers model name or path")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+def _web(command: str) -> Any:
+    """``cluster_rag.web``, or a MissingDependencyError when this installation lacks it."""
+    import importlib
 
-    parser = argparse.ArgumentParser(prog="cluster-rag", description=__doc__.splitlines()[0])
-    from . import __version__
+    try:
+        return importlib.import_module("cluster_rag.web")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"cluster_rag.web"}:
+            raise MissingDependencyError(
+                f"`cluster-rag {command}` needs {exc.name!r}: pip install \"cluster-rag[web]\""
+            ) from exc
+        raise MissingDependencyError(
+            f"`cluster-rag {command}` needs the cluster_rag.web module, which this installation of "
+            "cluster-rag does not have; upgrade cluster-rag and pip install \"cluster-rag[web]\""
+        ) from exc
 
-    parser.add_argument("--version", action="version", version=f"cluster-rag {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
-        p.set_defaults(func=func)
-        return p
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="TCP port")
+@store_options()
+def serve(host: str, port: int, opts: Opts) -> int:
+    """Browse topics and search in a web page served on HOST:PORT."""
+    web = _web("serve")
+    index = _open(opts, create=False)
+    web.serve(index, host=host, port=port, quiet=opts.quiet)
+    return 0
 
-    p = add("ingest", cmd_ingest, "add .txt/.md/.jsonl/.csv files or folders")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--text-field", default="text", help="JSONL key / CSV column with the text")
 
-    p = add("cluster", cmd_cluster, "fit K-Means and make it the active model version")
-    p.add_argument("--k", type=_k_arg, default=None,
-                   help="number of topics, or 'auto' to sweep k and take the recommended one "
-                   "(default round(sqrt(n)))")
-    p.add_argument("--engine", default="auto", choices=["auto", "sklearn", "minibatch", "faiss"])
-    p.add_argument("--partial", action="store_true",
-                   help="no refit: fold chunks added since the fit into the active centroids (online update)")
+@cli.command()
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write a self-contained HTML report here")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write the report's plots as PNG files into this folder")
+@store_options()
+def report(html: Path | None, png_dir: Path | None, opts: Opts) -> int:
+    """Write a report of the topics (HTML and/or PNG plots)."""
+    if html is None and png_dir is None:
+        raise click.UsageError("pass --html OUT.html and/or --png DIR")
+    web = _web("report")
+    index = _open(opts, create=False)
+    written = web.write_report(index, html=html, png_dir=png_dir)
+    _emit(opts, {"written": [str(p) for p in written]}, "\n".join(f"wrote {p}" for p in written))
+    return 0
 
-    p = add("drift", cmd_drift, "compare chunks added since the fit with the fit's baseline; recommend "
-            "ok / partial update / refit")
-    from dataclasses import fields
 
-    from .drift import DriftThresholds
-
-    for f in fields(DriftThresholds):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
-                       help=f"threshold (default {f.default}; see cluster_rag.drift.DriftThresholds)")
-
-    add("topics", cmd_topics, "list topics with size, label, description and keywords")
-
-    p = add("label", cmd_label, "name topics: keyword labels, or an LLM behind any OpenAI-compatible server")
-    p.add_argument("--llm-base-url", default=None,
-                   help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key: $OPENAI_API_KEY)")
-    p.add_argument("--llm-model", default=None, help="model name; without --llm-base-url: OpenAI's API")
-    p.add_argument("--force", action="store_true", help="relabel unchanged topics too (pinned ones stay)")
-    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    p.add_argument("--max-retries", type=int, default=3, help="retries on timeouts, 429 and 5xx (default 3)")
-    p.add_argument("--max-tokens", type=int, default=200, help="completion tokens per answer (default 200)")
-
-    p = add("rename", cmd_rename, "give a topic a name of your own and pin it (relabeling keeps it)")
-    p.add_argument("topic", help="topic id or current label")
-    p.add_argument("name", nargs="?", default=None, help="the new label")
-    p.add_argument("--description", default=None, help="one sentence (default: keep the current one)")
-    p.add_argument("--unpin", action="store_true", help="release the pin instead (keeps the name)")
-
-    p = add("search", cmd_search, "routed semantic search")
-    p.add_argument("query")
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--n-probe", type=int, default=None)
-    p.add_argument("--topic", action="append", help="search within this topic id or label (repeatable)")
-    p.add_argument("--where", default=None, help='Chroma metadata filter as JSON, e.g. \'{"label": "x"}\'')
-
-    add("info", cmd_info, "what the index holds")
-    add("versions", cmd_versions, "list cluster-model versions")
-    p = add("rollback", cmd_rollback, "make an older model version active again")
-    p.add_argument("version", nargs="?", type=int, default=None)
-
-    p = add("demo", cmd_demo, "ingest the shipped Banking77 sample, cluster it, show topics and searches")
-    p.add_argument("--k", type=int, default=None)
-    p.set_defaults(path=os.environ.get("CLUSTER_RAG_PATH", "./cluster-rag-demo"))
-
-    p = add("choose-k", cmd_choose_k, "sweep k on a sample: inertia knee, silhouette, Davies-Bouldin, "
-            "Calinski-Harabasz; recommend a k")
-    p.add_argument("--min", type=int, default=5, help="smallest k (default 5)")
-    p.add_argument("--max", type=int, default=200, help="largest k (default 200)")
-    p.add_argument("--points", type=int, default=16, help="ks swept, geometric grid (default 16)")
-    p.add_argument("--sample", type=int, default=10_000, help="rows fitted per k (default 10000)")
-    p.add_argument("--png", default=None, help="write the four curves to this PNG (needs cluster-rag[plot])")
-
-    p = add("eval", cmd_eval, "measure the active model: sizes and inertia; V-measure/NMI/ARI/purity against "
-            "a metadata label; recall@k and nDCG@10 of routed vs exact search given queries and qrels")
-    p.add_argument("--label-field", default=None, help="metadata key holding a gold label, e.g. label")
-    p.add_argument("--queries", default=None,
-                   help="queries: JSONL {id, text} or TSV/CSV with id,text columns")
-    p.add_argument("--qrels", default=None, help="judgments: TSV with query_id, doc_id, score (BEIR) or TREC")
-    p.add_argument("--png", default=None, help="write the cluster size distribution to this PNG")
-
-    p = add("mcp", cmd_mcp, "serve list_topics / search_within_topic / get_document over MCP (stdio)")
-    p.set_defaults(quiet=True)  # stdout carries the protocol: no progress bars, ever
-    return parser
+# entry point --------------------------------------------------------------------------------
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the interpreter's final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (captured in-process): nothing to flush
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.quiet or args.json:
-        args.quiet = True
-        _quiet_libraries()
+    """Run the CLI; returns the exit status (0 ok, 1 aborted or closed pipe, 2 usage or library error).
+
+    A closed stdout (``cluster-rag topics | head``) ends quietly: click exits 1 without a
+    traceback when a write fails with EPIPE; a failure in the final flush is caught here.
+    """
     try:
-        args.func(args)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="cluster-rag", standalone_mode=False
+        )
+        sys.stdout.flush()
     except ClusterRagError as exc:
-        print(f"cluster-rag: error: {exc}", file=sys.stderr)
+        click.echo(f"cluster-rag: error: {exc}", err=True)
         return 2
-    except json.JSONDecodeError as exc:
-        print(f"cluster-rag: error: --where is not valid JSON ({exc})", file=sys.stderr)
-        return 2
-    return 0
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("cluster-rag: aborted", err=True)
+        return 1
+    except BrokenPipeError:  # `cluster-rag topics | head`: the reader left; that is not an error to report
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:
+        click.echo("cluster-rag: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

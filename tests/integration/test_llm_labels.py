@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from cluster_rag import ClusterIndex, OpenAILabeler
+from cluster_rag.labeling import keyword_list_problem
+from cluster_rag.labeling.names import closest_clash
 from tests.fixtures import _free_port
 from tests.loopback import ServerStartError, serve
 
@@ -65,7 +67,7 @@ def test_smollm2_labels_or_falls_back(smollm2_server: str, demo_index: ClusterIn
     labeler = OpenAILabeler(
         OpenAI(base_url=smollm2_server, api_key="no-key"),
         "smollm2",
-        concurrency=2,
+        concurrency=2,  # at most; adaptive from 1
         timeout=60,
         max_retries=1,
         max_prompt_tokens=400,
@@ -88,6 +90,14 @@ def test_smollm2_labels_or_falls_back(smollm2_server: str, demo_index: ClusterIn
             assert 1 <= len(words) <= 6 and not topic.label.isdigit()
     names = [t.label.casefold() for t in topics.values()]
     assert len(set(names)) == len(names)
+    # no accepted name copies another topic's name (before or after the run) or lists its keywords
+    for status in report.topics:
+        if status.status in ("ok", "repaired"):
+            others = [t.label for t in topics.values() if t.id != status.topic_id]
+            others += [v for k, v in keyword_labels.items() if k != status.topic_id]
+            assert closest_clash(status.label, others) is None
+            assert keyword_list_problem(status.label, topics[status.topic_id].keywords) is None
+    assert labeler.concurrency_trace_[0] == 1  # a loopback server starts at one request in flight
 
     # relabeling unchanged clusters makes no calls (only transport failures are retried)
     retry = {s.topic_id for s in report.topics if s.transient}

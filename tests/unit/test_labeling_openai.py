@@ -22,7 +22,7 @@ __all__ = ["llm"]  # the fixture, re-exported for pytest
 
 
 def labeler(server: ScriptedLLM, *, client: Any = None, **kwargs: Any) -> OpenAILabeler:
-    options = {"timeout": 5.0, "max_retries": 2, "backoff": 0.0, **kwargs}
+    options = {"timeout": 5.0, "max_retries": 2, **kwargs}
     client = client or OpenAI(base_url=server.url, api_key="test-key")
     return OpenAILabeler(client, "stub-model", **options)
 
@@ -82,7 +82,7 @@ def test_unchanged_clusters_are_cached_and_force_redoes_them(llm: ScriptedLLM, i
     assert report.counts()["cached"] == 4 and report.calls == 0 and len(llm.requests) == sent
     assert {s.label for s in report.topics} == set(NAMES.values())
     # another model is another cache key
-    other = index.label(OpenAILabeler(OpenAI(base_url=llm.url, api_key="k"), "other-model", backoff=0.0))
+    other = index.label(OpenAILabeler(OpenAI(base_url=llm.url, api_key="k"), "other-model"))
     assert other.counts()["ok"] == 4 and len(llm.requests) == sent + 4
     forced = index.label(lab, force=True)
     assert forced.counts()["ok"] == 4 and len(llm.requests) == sent + 8
@@ -206,7 +206,8 @@ def test_slow_answers_time_out_retry_and_fall_back(llm: ScriptedLLM, index: Clus
         return Reply(answer("Too late"), delay=2.0) if topic_of(body) == "space" else good(body, n)
 
     llm.script = script
-    report = index.label(labeler(llm, timeout=0.3, max_retries=1))
+    # one request in flight and a known response format: the counts are the client's retries alone
+    report = index.label(labeler(llm, timeout=0.3, max_retries=1, concurrency=1, response_format="json_schema"))
     space = status_of(report, index, "space")
     assert space.status == "fallback" and "timed out after 2 attempt(s)" in (space.error or "")
     assert len(llm.requests_for("space")) == 2
@@ -230,7 +231,7 @@ def test_server_errors_are_retried_with_backoff(llm: ScriptedLLM, index: Cluster
         return good(body, n)
 
     llm.script = script
-    report = index.label(labeler(llm, max_retries=2))
+    report = index.label(labeler(llm, max_retries=2, response_format="json_schema"))  # no format probe
     assert status_of(report, index, "space").status == "ok" and len(llm.requests_for("space")) == 2
     assert status_of(report, index, "food").status == "ok" and len(llm.requests_for("food")) == 2
     music = status_of(report, index, "music")

@@ -2,13 +2,18 @@
 
 Supported: ``.txt`` and ``.md`` (whole file, chunked), ``.jsonl`` (one record a
 line, text in ``text_field``, other scalar fields become metadata) and ``.csv``
-(same, one row a record). Directories are walked recursively in sorted order, so
-the same tree always gives the same chunk ids.
+(same, one row a record); ``.jsonl.gz`` and ``.csv.gz`` are read through gzip.
+Directories are walked recursively in sorted order, so the same tree always gives
+the same chunk ids.
+
+A ``text_field`` that no record of a JSONL/CSV file carries is an error naming the
+fields found (a typo must not ingest nothing and exit successfully).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -20,9 +25,20 @@ from ..errors import StoreNotFoundError, UnsupportedFileError
 from ..types import Chunk
 from .chunker import chunk_text
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_files", "load_chunks"]
+__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "iter_files", "load_chunks"]
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".csv")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".csv", ".jsonl.gz", ".csv.gz")
+
+
+def file_kind(path: Path) -> str | None:
+    """``"text"`` (.txt/.md), ``"jsonl"``, ``"csv"`` (plain or ``.gz``), or ``None`` if unsupported."""
+    name = path.name.lower()
+    if name.endswith((".txt", ".md")):
+        return "text"
+    for kind in ("jsonl", "csv"):
+        if name.endswith((f".{kind}", f".{kind}.gz")):
+            return kind
+    return None
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -40,10 +56,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             raise StoreNotFoundError(f"path {str(path)!r} does not exist; check the spelling")
         if path.is_dir():
             candidates = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                p for p in path.rglob("*") if p.is_file() and file_kind(p) is not None
             )
         else:
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            if file_kind(path) is None:
                 raise UnsupportedFileError(
                     f"{str(path)!r} has unsupported type {path.suffix or '(none)'!r}; "
                     f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
@@ -57,6 +73,13 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise UnsupportedFileError(
+                f"{str(path)!r} is not a valid gzip file ({exc}); recompress it or drop the .gz suffix"
+            ) from exc
     if b"\x00" in data[:8192]:
         raise UnsupportedFileError(f"{str(path)!r} looks binary (NUL bytes); only UTF-8 text is read")
     try:
@@ -92,18 +115,24 @@ def load_chunks(
 
     Raises:
         StoreNotFoundError, UnsupportedFileError: see :func:`iter_files`; also a
-            JSONL line that is not an object, or a CSV without ``text_field``.
+            JSONL line that is not an object, a CSV without ``text_field``, or a
+            JSONL file none of whose records has ``text_field`` (the message lists
+            the fields found).
     """
     chunks: list[Chunk] = []
     for path in iter_files(paths):
         source = path.as_posix()
-        suffix = path.suffix.lower()
+        kind = file_kind(path)
         text = _read_text(path)
-        if suffix in (".txt", ".md"):
+        if kind == "text":
             for i, piece in enumerate(chunk_text(text, chunk_size=chunk_size, overlap=overlap)):
                 chunks.append(Chunk(chunk_id(source, i), piece, {"source": source, "chunk_index": i}))
             continue
-        for line_no, record in _records(path, text, suffix, text_field):
+        fields_seen: dict[str, None] = {}
+        has_field = False
+        for line_no, record in _records(path, text, kind or "", text_field):
+            fields_seen.update(dict.fromkeys(record))
+            has_field = has_field or text_field in record
             body = record.get(text_field)
             if not isinstance(body, str) or not body.strip():
                 continue  # empty records carry nothing to search
@@ -113,13 +142,20 @@ def load_chunks(
             for i, piece in enumerate(pieces):
                 cid = base if len(pieces) == 1 else chunk_id(base, i)
                 chunks.append(Chunk(cid, piece, {**meta, "source": source, "chunk_index": i}))
+        if fields_seen and not has_field:
+            found = sorted(fields_seen)
+            shown = ", ".join(repr(f) for f in found[:20]) + (" ..." if len(found) > 20 else "")
+            raise UnsupportedFileError(
+                f"no record of {source} has the text field {text_field!r}; fields found: {shown}. "
+                "Pass the right one with text_field= / --text-field"
+            )
     return chunks
 
 
 def _records(
-    path: Path, text: str, suffix: str, text_field: str
+    path: Path, text: str, kind: str, text_field: str
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    if suffix == ".jsonl":
+    if kind == "jsonl":
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue

@@ -45,6 +45,9 @@ class LabelRequest:
         representatives: texts near the centroid, diversified with MMR, most central first.
         siblings: current labels of the nearest other clusters (by centroid cosine), nearest first.
         keyword_label: the keyword label; the fallback when a labeler gives up.
+        children: for a parent node of the topic tree, the names of its children, largest
+            first (see :func:`~cluster_rag.labeling.parent_requests`); empty for a leaf topic.
+            A labeler names a parent after what its children share and must not copy a child.
     """
 
     topic_id: int
@@ -53,6 +56,7 @@ class LabelRequest:
     representatives: list[str]
     siblings: list[str] = field(default_factory=list)
     keyword_label: str = ""
+    children: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -175,13 +179,18 @@ def normalize_name(name: str) -> str:
     return " ".join(name.casefold().strip(" \t\n\"'`.,;:!?*_-").split())
 
 
-def content_key(keywords: Sequence[str], representatives: Sequence[str]) -> str:
-    """Hash of what a labeler sees of one cluster (keywords + representative texts)."""
-    blob = json.dumps({"keywords": list(keywords), "representatives": list(representatives)})
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+def content_key(
+    keywords: Sequence[str], representatives: Sequence[str], children: Sequence[str] = ()
+) -> str:
+    """Hash of what a labeler sees of one cluster (keywords + representative texts, and the
+    children's names of a parent node; a leaf's key does not depend on the ``children`` argument)."""
+    data: dict[str, list[str]] = {"keywords": list(keywords), "representatives": list(representatives)}
+    if children:
+        data["children"] = list(children)
+    return hashlib.sha256(json.dumps(data).encode("utf-8")).hexdigest()
 
 
 def label_key(labeler_id: str, request: LabelRequest) -> str:
     """Cache key of a label: labeler (model + prompt version) + cluster content."""
-    blob = labeler_id + "\0" + content_key(request.keywords, request.representatives)
+    blob = labeler_id + "\0" + content_key(request.keywords, request.representatives, request.children)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]

@@ -1,15 +1,27 @@
 """Cluster names from any OpenAI-compatible chat-completions server.
 
 One request per cluster (keywords + MMR representatives + sibling names, cut to a
-token budget), at most ``concurrency`` in flight. Each request has a timeout and
-is retried with exponential backoff on timeouts, connection errors, 408/409/429 and
-5xx. ``response_format`` is negotiated per run: JSON schema first; a server that
-rejects it (400/422, or llama.cpp's 500 naming ``response_format``) is asked with
-``json_object`` and then with plain prompting, whose answer is parsed by taking
-its first JSON object. A malformed, empty or duplicate answer gets exactly one
-repair request that says what was wrong; after that the cluster keeps its keyword
-label, flagged ``"fallback"``. Only errors no cluster can recover from
-(401/403/404: wrong key or model) stop the run, with :class:`LabelingError`.
+token budget). **Concurrency adapts to the endpoint** (see :mod:`.concurrency`): it
+starts at 1 for a local server (loopback / private network), at ``concurrency`` for
+any other, grows by one after a round of fast first-attempt successes, and halves on
+timeouts, 429/503 and answers that needed retries. **Retries are the ``openai``
+client's own** (``with_options(max_retries=..., timeout=...)``: timeouts, connection
+errors, 408/409/429 and 5xx, exponential backoff with jitter, ``Retry-After``
+honoured); a request that still timed out while more than one request was in flight
+is queued again (at most :data:`MAX_REQUEUES` times) once the limit has dropped,
+because the wait was ours, not the server's.
+
+``response_format`` is negotiated per run: JSON schema first; a server that rejects
+it (400/422, or llama.cpp's 500 naming ``response_format``) is asked with
+``json_object`` and then with plain prompting, whose answer is parsed by taking its
+first JSON object; until one request has succeeded requests go one at a time and the
+first is sent without retries, so a rejection is seen at once. A malformed, empty,
+keyword-list or duplicate answer gets exactly one repair request that says what was
+wrong and lists the names to avoid; after that the cluster keeps its keyword label,
+flagged ``"fallback"``. A name that equals or nearly equals (:mod:`.names`) a name
+kept by a lower topic id, a reserved name, a sibling or child name shown in the
+prompt, or another cluster's keyword label is a duplicate. Only errors no cluster can
+recover from (401/403/404: wrong key or model) stop the run, with :class:`LabelingError`.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import asyncio
 import contextlib
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,7 +39,9 @@ from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, LabelingError, missing_dependency
 from .base import LabelRequest, LabelResult, normalize_name
+from .concurrency import AdaptiveLimit, Outcome, endpoint_host, is_local_host
 from .keyword_labeler import distinct_keyword_label
+from .names import closest_clash, keyword_list_problem
 from .prompt import (
     PROMPT_VERSION,
     TokenCounter,
@@ -36,11 +51,14 @@ from .prompt import (
     repair_messages,
 )
 
-__all__ = ["OpenAILabeler"]
+__all__ = ["MAX_REQUEUES", "OpenAILabeler"]
 
 _MODES = ("json_schema", "json_object", "text")
 _RETRY_STATUS = {408, 409, 429}
+_CONGESTION_STATUS = {429, 503}
 _FATAL_STATUS = {401, 403, 404}
+#: times a request that timed out with more than one request in flight is queued again
+MAX_REQUEUES = 3
 T = TypeVar("T")
 
 
@@ -99,15 +117,18 @@ class _Failed(Exception):
 class _Run:
     mode: str
     is_async: bool
-    sem: asyncio.Semaphore
+    limit: AdaptiveLimit
     settled: bool  # the response format is known to work (a request succeeded with it)
+    quick: Any  # the client without retries (the format probe)
+    full: Any  # the client with the labeler's retries and timeout
     probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     fatal: BaseException | None = None
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """A concurrency slot; until one request has succeeded, requests go one at a time
-        so that a server rejecting the response format is probed once, not by every request."""
+    async def probing(self) -> AsyncIterator[bool]:
+        """Until one request has succeeded, requests go one at a time so that a server
+        rejecting the response format is probed once, not by every request.
+        Yields whether this request is such a probe."""
         held = False
         if not self.settled:
             await self.probe_lock.acquire()
@@ -115,8 +136,7 @@ class _Run:
             if not held:
                 self.probe_lock.release()
         try:
-            async with self.sem:
-                yield
+            yield held
         finally:
             if held:
                 self.probe_lock.release()
@@ -144,16 +164,18 @@ class OpenAILabeler:
 
     Args:
         client: an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` you built (``base_url``,
-            ``api_key``); it is used as given, never built here. A sync client runs in
+            ``api_key``); it is used as given (a copy with this labeler's ``timeout`` and
+            ``max_retries`` via ``with_options``), never built here. A sync client runs in
             worker threads.
         model: model name the server knows.
-        concurrency: requests in flight at once.
-        timeout: seconds per request.
-        max_retries: retries per request on timeouts, connection errors, 408/409/429, 5xx
-            (the client's own retries are turned off so these are the only ones).
-        backoff: first retry delay in seconds; doubles each retry (a ``Retry-After``
-            header, if longer, wins), capped at ``max_backoff``.
-        max_backoff: longest wait between retries, in seconds.
+        concurrency: the most requests in flight at once.
+        start_concurrency: requests in flight at the start; ``None``: 1 when the client's
+            ``base_url`` is a local host (loopback, private network, ``localhost``, ``*.local``:
+            such servers decode one request at a time), else ``concurrency``. The limit then
+            adapts between 1 and ``concurrency`` (AIMD, see :mod:`cluster_rag.labeling.concurrency`).
+        timeout: seconds per attempt.
+        max_retries: the ``openai`` client's retries per request (timeouts, connection
+            errors, 408/409/429, 5xx; exponential backoff, ``Retry-After`` honoured).
         max_prompt_tokens: budget of the prompt (estimated, see ``count_tokens``).
         max_chunk_tokens: budget of each representative text inside the prompt.
         max_tokens: completion tokens per answer.
@@ -162,6 +184,10 @@ class OpenAILabeler:
             plain prompting when the server rejects it), or one of ``"json_schema"``,
             ``"json_object"``, ``"text"`` to force a mode.
         count_tokens: ``str -> int`` token counter; default ``ceil(chars / 4)``.
+
+    Attributes:
+        concurrency_trace_: the in-flight limit of the last run, at its start and after
+            each change (e.g. ``[4, 2, 1, 2]``).
     """
 
     def __init__(
@@ -170,10 +196,9 @@ class OpenAILabeler:
         model: str,
         *,
         concurrency: int = 4,
+        start_concurrency: int | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
         max_prompt_tokens: int = 1000,
         max_chunk_tokens: int = 150,
         max_tokens: int = 200,
@@ -198,11 +223,17 @@ class OpenAILabeler:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name}={value!r} must be an int >= {low}")
-        for name, fvalue in (("timeout", timeout), ("backoff", backoff), ("max_backoff", max_backoff)):
-            if isinstance(fvalue, bool) or not isinstance(fvalue, (int, float)) or fvalue < 0 or (
-                name == "timeout" and fvalue == 0
-            ):
-                raise InvalidInputError(f"{name}={fvalue!r} must be a positive number of seconds")
+        if start_concurrency is not None and (
+            isinstance(start_concurrency, bool)
+            or not isinstance(start_concurrency, int)
+            or not 1 <= start_concurrency <= concurrency
+        ):
+            raise InvalidInputError(
+                f"start_concurrency={start_concurrency!r} must be None (by endpoint) or an int in "
+                f"[1, concurrency={concurrency}]"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidInputError(f"timeout={timeout!r} must be a positive number of seconds")
         if response_format not in ("auto", *_MODES):
             raise InvalidInputError(
                 f"response_format={response_format!r} must be one of "
@@ -211,16 +242,16 @@ class OpenAILabeler:
         self.client = client
         self.model = model
         self.concurrency = concurrency
+        self.start_concurrency = start_concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_chunk_tokens = max_chunk_tokens
         self.max_tokens = max_tokens
         self.temperature = float(temperature)
         self.response_format = response_format
         self.count_tokens = count_tokens
+        self.concurrency_trace_: list[int] = []
         self._loop: _LoopThread | None = None
         self._loop_lock = threading.Lock()
 
@@ -230,6 +261,12 @@ class OpenAILabeler:
             f"openai:{self.model}:{PROMPT_VERSION}:t{self.temperature:g}"
             f":b{self.max_prompt_tokens}/{self.max_chunk_tokens}"
         )
+
+    def initial_concurrency(self) -> int:
+        """Requests in flight at the start of a run (``start_concurrency``, or by endpoint)."""
+        if self.start_concurrency is not None:
+            return self.start_concurrency
+        return 1 if is_local_host(endpoint_host(self.client)) else self.concurrency
 
     # public -------------------------------------------------------------------------
     def label(
@@ -270,27 +307,31 @@ class OpenAILabeler:
             LabelingError: the server refused the key or the model (401/403/404).
         """
         openai = _import_openai()
-        is_async = self._client_is_async(openai)
+        client = self.client
+        quick = full = client
+        if hasattr(client, "with_options"):
+            quick = client.with_options(max_retries=0, timeout=self.timeout)
+            full = client.with_options(max_retries=self.max_retries, timeout=self.timeout)
         run = _Run(
             mode="json_schema" if self.response_format == "auto" else self.response_format,
-            is_async=is_async,
-            sem=asyncio.Semaphore(self.concurrency),
+            is_async=self._client_is_async(openai),
+            limit=AdaptiveLimit(self.initial_concurrency(), self.concurrency),
             settled=self.response_format != "auto",
+            quick=quick,
+            full=full,
         )
-        client = self.client
-        if hasattr(client, "with_options"):  # our retries are the only ones
-            client = client.with_options(max_retries=0)
+        self.concurrency_trace_ = run.limit.trace
         bar = tqdm(total=len(requests), desc="labels", unit="topic", disable=not progress, leave=False)
 
         async def first(req: LabelRequest) -> _Outcome:
-            out = await self._first_pass(openai, client, run, req)
+            out = await self._first_pass(openai, run, req)
             bar.update(1)
             return out
 
         try:
             outcomes = list(await asyncio.gather(*(first(r) for r in requests)))
             if run.fatal is None:
-                await self._resolve_duplicates(openai, client, run, outcomes, reserved)
+                await self._resolve_duplicates(openai, run, outcomes, reserved)
         finally:
             bar.close()
         if run.fatal is not None:
@@ -301,7 +342,7 @@ class OpenAILabeler:
         return [self._result(o) for o in outcomes]
 
     # one cluster ----------------------------------------------------------------------
-    async def _first_pass(self, openai: Any, client: Any, run: _Run, req: LabelRequest) -> _Outcome:
+    async def _first_pass(self, openai: Any, run: _Run, req: LabelRequest) -> _Outcome:
         out = _Outcome(
             request=req,
             messages=build_messages(
@@ -312,14 +353,14 @@ class OpenAILabeler:
             ),
         )
         try:
-            out.raw = await self._ask(openai, client, run, out, out.messages)
+            out.raw = await self._ask(openai, run, out, out.messages)
             out.answer, problem = self._check(out)
             if problem is not None:
                 out.history.append(problem)
                 out.repaired = True
-                out.raw = await self._ask(
-                    openai, client, run, out, repair_messages(out.messages, out.raw, problem, req.siblings)
-                )
+                avoid = [*req.siblings, *req.children]
+                again = repair_messages(out.messages, out.raw, problem, avoid)
+                out.raw = await self._ask(openai, run, out, again)
                 out.answer, problem = self._check(out)
                 if problem is not None:
                     out.error = f"invalid answer after one repair: {problem}"
@@ -331,45 +372,57 @@ class OpenAILabeler:
         return out
 
     async def _resolve_duplicates(
-        self, openai: Any, client: Any, run: _Run, outcomes: list[_Outcome], reserved: Collection[str]
+        self, openai: Any, run: _Run, outcomes: list[_Outcome], reserved: Collection[str]
     ) -> None:
         """Make every name distinct, deterministically (in topic-id order, whatever order answers came in).
 
-        A name clashes with a reserved name, with a name kept by a lower topic id, or with
-        another cluster's keyword label (weak models copy the sibling names they are shown).
-        The first claimant keeps a name; the others get their one repair, if still unused,
-        else fall back. Fallback keyword labels are then made distinct too.
+        A name clashes when it equals or nearly equals (:func:`.names.closest_clash`) a
+        reserved name, a name kept by a lower topic id, another cluster's keyword label,
+        or a sibling or child name shown in its prompt (weak models copy the names they
+        are shown). The first claimant keeps a name; the others get their one repair
+        (listing the names to avoid), if still unused, else fall back. Fallback keyword
+        labels are then made distinct too.
         """
-        taken = {normalize_name(n) for n in reserved}
-        keyword_names = {o.request.topic_id: normalize_name(o.request.keyword_label) for o in outcomes}
+        kept: list[str] = list(reserved)
+        keyword_names = {o.request.topic_id: o.request.keyword_label for o in outcomes}
 
-        def clashes(o: _Outcome) -> bool:
-            key = normalize_name(o.answer.name)
-            others = (v for t, v in keyword_names.items() if t != o.request.topic_id)
-            return key in taken or key in set(others)
+        def clash(o: _Outcome) -> str | None:
+            others = [
+                *kept,
+                *(v for t, v in keyword_names.items() if t != o.request.topic_id and v),
+                *o.request.siblings,
+                *o.request.children,
+            ]
+            return closest_clash(o.answer.name, others)
+
+        def problem_of(name: str, other: str) -> str:
+            if normalize_name(name) == normalize_name(other):
+                return f"the name {name!r} is already used by another group"
+            return f"the name {name!r} is too close to {other!r}, the name of another group"
 
         ordered = sorted(outcomes, key=lambda o: o.request.topic_id)
-        dupes: list[_Outcome] = []
+        dupes: list[tuple[_Outcome, str]] = []
         for o in ordered:
             if o.answer is not None:
-                if clashes(o):
-                    dupes.append(o)
+                other = clash(o)
+                if other is not None:
+                    dupes.append((o, other))
                 else:
-                    taken.add(normalize_name(o.answer.name))
-        display = {o.answer.name for o in outcomes if o.answer is not None} | set(reserved)
+                    kept.append(o.answer.name)
+        display = [o.answer.name for o in ordered if o.answer is not None] + list(reserved)
 
-        async def repair(o: _Outcome) -> None:
+        async def repair(o: _Outcome, other: str) -> None:
             name = o.answer.name
-            problem = f"the name {name!r} is already used by another group"
+            problem = problem_of(name, other)
             o.history.append(problem)
             if o.repaired:
-                o.answer, o.error = None, f"duplicate name {name!r} after one repair"
+                o.answer, o.error = None, f"duplicate name {name!r} (of {other!r}) after one repair"
                 return
             o.repaired = True
-            avoid = display | set(o.request.siblings)
+            avoid = dict.fromkeys([other, *display, *o.request.siblings, *o.request.children])
             try:
-                again = repair_messages(o.messages, o.raw, problem, avoid)
-                o.raw = await self._ask(openai, client, run, o, again)
+                again = repair_messages(o.messages, o.raw, problem, list(avoid))
+                o.raw = await self._ask(openai, run, o, again)
             except (_Failed, _Fatal) as exc:
                 o.answer, o.error, o.transient = None, str(exc), True
                 return
@@ -377,27 +430,34 @@ class OpenAILabeler:
             if bad is not None:
                 o.error = f"invalid answer after one repair: {bad}"
 
-        await asyncio.gather(*(repair(o) for o in dupes))
-        for o in dupes:  # still in topic-id order
+        await asyncio.gather(*(repair(o, other) for o, other in dupes))
+        for o, _ in dupes:  # still in topic-id order
             if o.answer is None:
                 continue
-            if clashes(o):
-                o.answer, o.error = None, f"duplicate name {o.answer.name!r} after one repair"
+            other = clash(o)
+            if other is not None:
+                o.answer, o.error = None, f"duplicate name {o.answer.name!r} (of {other!r}) after one repair"
             else:
-                taken.add(normalize_name(o.answer.name))
+                kept.append(o.answer.name)
+        taken = {normalize_name(n) for n in kept}
         for o in ordered:
             if o.answer is None:
                 o.fallback_name = distinct_keyword_label(o.request, taken)
                 taken.add(normalize_name(o.fallback_name))
 
     def _check(self, o: _Outcome) -> tuple[Any, str | None]:
-        """Validate the last answer; a cut-off answer is named as such (it is why the JSON broke)."""
+        """Validate the last answer: the JSON object, then a name that is not just keywords.
+        A cut-off answer is named as such (it is why the JSON broke)."""
         answer, problem = parse_answer(o.raw)
         if problem is not None and o.truncated:
             problem = (
                 f"the answer was cut off at {self.max_tokens} tokens ({problem}); "
                 "keep the description to one short sentence"
             )
+        if answer is not None:
+            problem = keyword_list_problem(answer.name, [*o.request.keywords, *o.request.children])
+            if problem is not None:
+                answer = None
         return answer, problem
 
     def _result(self, o: _Outcome) -> LabelResult:
@@ -428,7 +488,7 @@ class OpenAILabeler:
             calls=o.calls,
         )
 
-    # one request, with retries and response-format negotiation ------------------------------
+    # one request: the client's retries, adaptive concurrency, response-format negotiation ----------
     def _format_kwargs(self, mode: str) -> dict[str, Any]:
         if mode == "json_schema":
             schema = {"name": "cluster_label", "schema": answer_schema(), "strict": True}
@@ -437,62 +497,93 @@ class OpenAILabeler:
             return {"response_format": {"type": "json_object", "schema": answer_schema()}}
         return {}
 
-    async def _create(self, client: Any, run: _Run, **kwargs: Any) -> Any:
-        create = client.chat.completions.create
+    async def _create(self, client: Any, run: _Run, **kwargs: Any) -> tuple[Any, int]:
+        """The completion and the retries the client took (``with_raw_response.retries_taken``)."""
+        completions = client.chat.completions
+        raw_api = getattr(completions, "with_raw_response", None)
+        create = raw_api.create if raw_api is not None else completions.create
         if run.is_async:
-            return await create(**kwargs)
-        result = await asyncio.to_thread(create, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+            result = await create(**kwargs)
+        else:
+            result = await asyncio.to_thread(create, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        if raw_api is None:
+            return result, 0
+        return result.parse(), int(getattr(result, "retries_taken", 0) or 0)
 
-    async def _ask(
-        self, openai: Any, client: Any, run: _Run, out: _Outcome, messages: list[dict[str, str]]
-    ) -> str:
+    async def _ask(self, openai: Any, run: _Run, out: _Outcome, messages: list[dict[str, str]]) -> str:
         """The answer text of one request; raises _Failed after the retries, _Fatal on 401/403/404."""
-        attempt = 0
+        requeues = 0
+        quick = True  # the format probe goes without retries until it fails for another reason
         while True:
             if run.fatal is not None:
                 raise _Failed("skipped: the run stopped on a fatal error")
-            mode = run.mode
-            try:
-                async with run.slot():
+            async with run.probing() as probe:
+                use_quick = probe and quick and run.quick is not run.full
+                retries = 0 if use_quick else self.max_retries
+                ticket = await run.limit.acquire()
+                outcome: Outcome = "other"
+                try:
                     mode = run.mode
-                    out.calls += 1
-                    resp = await self._create(
-                        client,
-                        run,
-                        model=self.model,
-                        messages=messages,
-                        max_tokens=self.max_tokens,
-                        temperature=self.temperature,
-                        timeout=self.timeout,
-                        **self._format_kwargs(mode),
-                    )
+                    started = time.monotonic()
+                    try:
+                        resp, taken = await self._create(
+                            run.quick if use_quick else run.full,
+                            run,
+                            model=self.model,
+                            messages=messages,
+                            max_tokens=self.max_tokens,
+                            temperature=self.temperature,
+                            **self._format_kwargs(mode),
+                        )
+                    except openai.APIStatusError as exc:
+                        status = int(exc.status_code)
+                        text = str(exc)
+                        retryable = status in _RETRY_STATUS or status >= 500
+                        out.calls += 1 + (retries if retryable else 0)
+                        if self._rejects_format(mode, status, text):
+                            if run.mode == mode:
+                                run.mode = _MODES[_MODES.index(mode) + 1]
+                            continue  # not counted as a retry
+                        if status in _FATAL_STATUS:
+                            raise _Fatal(f"HTTP {status}: {_short(text)}") from exc
+                        if status in _CONGESTION_STATUS:
+                            outcome = "congested"
+                        if retryable and use_quick:
+                            quick = False
+                            continue
+                        if outcome == "congested" and ticket.limit > 1 and requeues < MAX_REQUEUES:
+                            requeues += 1
+                            continue
+                        attempts = retries + 1 if retryable else 1
+                        raise _Failed(f"HTTP {status} after {attempts} attempt(s): {_short(text)}") from exc
+                    except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                        out.calls += 1 + retries
+                        timed_out = isinstance(exc, openai.APITimeoutError)
+                        outcome = "congested" if timed_out else "other"
+                        if use_quick:
+                            quick = False
+                            continue
+                        if timed_out and ticket.limit > 1 and requeues < MAX_REQUEUES:
+                            requeues += 1  # the wait was ours: ask again once the limit dropped
+                            continue
+                        what = "timed out" if timed_out else "connection failed"
+                        raise _Failed(
+                            f"{what} after {retries + 1} attempt(s) (timeout {self.timeout:g}s, "
+                            f"{ticket.limit} in flight): {_short(str(exc))}"
+                        ) from exc
+                    seconds = time.monotonic() - started
+                    out.calls += 1 + taken
                     run.settled = True
-            except openai.APIStatusError as exc:
-                status = int(exc.status_code)
-                text = str(exc)
-                if self._rejects_format(mode, status, text):
-                    if run.mode == mode:
-                        run.mode = _MODES[_MODES.index(mode) + 1]
-                    continue  # not counted as a retry
-                if status in _FATAL_STATUS:
-                    raise _Fatal(f"HTTP {status}: {_short(text)}") from exc
-                if (status in _RETRY_STATUS or status >= 500) and attempt < self.max_retries:
-                    await asyncio.sleep(self._delay(attempt, exc))
-                    attempt += 1
-                    continue
-                raise _Failed(f"HTTP {status} after {attempt + 1} attempt(s): {_short(text)}") from exc
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                if attempt < self.max_retries:
-                    await asyncio.sleep(self._delay(attempt, None))
-                    attempt += 1
-                    continue
-                what = "timed out" if isinstance(exc, openai.APITimeoutError) else "connection failed"
-                raise _Failed(
-                    f"{what} after {attempt + 1} attempt(s) (timeout {self.timeout:g}s): {_short(str(exc))}"
-                ) from exc
+                    if taken:
+                        outcome = "congested"  # it needed retries: the server is struggling
+                    elif seconds > self.timeout / 2:
+                        outcome = "slow"
+                    else:
+                        outcome = "ok"
+                finally:
+                    await run.limit.release(ticket, outcome)
             usage = getattr(resp, "usage", None)
             if usage is not None:
                 out.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -508,17 +599,6 @@ class OpenAILabeler:
         if status in (400, 422):
             return True
         return status >= 500 and "response_format" in text
-
-    def _delay(self, attempt: int, exc: Any) -> float:
-        delay = self.backoff * (2**attempt)
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        retry_after = headers.get("retry-after") if headers is not None else None
-        if retry_after is not None:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
-        return float(min(delay, self.max_backoff))
 
 
 def _short(text: str, width: int = 300) -> str:

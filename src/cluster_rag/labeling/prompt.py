@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: Bump when the prompt or the validation rules change: cached LLM labels are then redone.
-PROMPT_VERSION = "p1"
+PROMPT_VERSION = "p2"  # p2: keyword lists and near-copies of other names are rejected; parent prompts
 MAX_NAME_WORDS = 6
 _MAX_NAME_CHARS = 80
 _MAX_DESCRIPTION_CHARS = 400
@@ -41,7 +41,7 @@ _PLACEHOLDERS = {"name", "topic", "cluster", "group", "unknown", "none", "null",
 SYSTEM_PROMPT = (
     "You name groups of similar documents for a topic index. Reply with one JSON object and "
     'nothing else: {"name": "...", "description": "...", "keywords": ["..."]}. '
-    f"name: a specific topic name of at most {MAX_NAME_WORDS} words. "
+    f"name: a specific topic name of at most {MAX_NAME_WORDS} words, in plain words, not a list of keywords. "
     "description: one sentence saying what the documents have in common. "
     "keywords: 3 to 6 short keywords. "
     "The name must differ from the names of the similar groups listed."
@@ -91,16 +91,25 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Chat messages asking for one cluster's label, within ``max_prompt_tokens``.
 
-    Keywords and sibling names always go in; representative texts (each cut to
-    ``max_chunk_tokens``) are added, most central first, while the budget lasts.
+    Keywords, children's names (a parent node) and sibling names always go in;
+    representative texts (each cut to ``max_chunk_tokens``) are added, most central
+    first, while the budget lasts.
     """
     count = count_tokens or estimate_tokens
     head = f"Top keywords: {', '.join(request.keywords[:12]) or '(none)'}\n"
+    if request.children:  # a parent node of the topic tree
+        subtopics = "\n".join(f"- {json.dumps(c)}" for c in request.children)
+        head += f"\nSubtopics of this broad group ({request.size} documents in all):\n{subtopics}\n"
     tail = ""
     if request.siblings:
         names = "; ".join(json.dumps(s) for s in request.siblings)
-        tail = f"\nSimilar groups already named (pick a different name): {names}\n"
-    ask = "\nName this group."
+        what = "Other broad groups" if request.children else "Similar groups already named"
+        tail = f"\n{what} (pick a different name): {names}\n"
+    ask = (
+        "\nName this broad group: what its subtopics have in common, not one subtopic's name."
+        if request.children
+        else "\nName this group."
+    )
     used = count(SYSTEM_PROMPT) + count(head) + count(tail) + count(ask) + 8
     docs: list[str] = []
     for text in request.representatives:
@@ -112,7 +121,8 @@ def build_messages(
         used += count(line) + 1
     body = head
     if docs:
-        body += f"\nExample documents ({request.size} in the group):\n" + "\n".join(docs) + "\n"
+        size = "" if request.children else f" ({request.size} in the group)"
+        body += f"\nExample documents{size}:\n" + "\n".join(docs) + "\n"
     body += tail + ask
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": body}]
 
@@ -120,10 +130,12 @@ def build_messages(
 def repair_messages(
     messages: list[dict[str, str]], answer: str, problem: str, taken: Collection[str] = ()
 ) -> list[dict[str, str]]:
-    """The conversation extended with the bad answer and what was wrong with it."""
+    """The conversation extended with the bad answer, what was wrong with it, and the
+    names to avoid (the first 30 of ``taken``, in its order)."""
     avoid = ""
     if taken:
-        avoid = " The name must not be any of: " + "; ".join(json.dumps(t) for t in sorted(taken)[:30]) + "."
+        names = list(dict.fromkeys(taken))[:30]  # in the caller's order: the offending name first
+        avoid = " The name must not be any of: " + "; ".join(json.dumps(t) for t in names) + "."
     fix = (
         f"That answer cannot be used: {problem}. Reply again with only the JSON object "
         '{"name": "...", "description": "...", "keywords": ["..."]}; '

@@ -108,8 +108,8 @@ def test_bad_options_raise_typed_errors(demo_index: ClusterIndex) -> None:
     with pytest.raises(InvalidInputError, match="index must be a cluster_rag.ClusterIndex"):
         ClusteredRetriever(index="./kb")
     retriever = ClusteredRetriever(index=demo_index)
-    with pytest.raises(InvalidInputError, match=r"unknown retrieval option\(s\) \['filter'\]"):
-        retriever.invoke(QUERY, filter={"label": "x"})
+    with pytest.raises(InvalidInputError, match=r"unknown retrieval option\(s\) \['filters'\]"):
+        retriever.invoke(QUERY, filters={"label": "x"})
     with pytest.raises(UnknownTopicError, match="no topic named 'nope'"):
         retriever.invoke(QUERY, topics=["nope"])
 
@@ -148,3 +148,71 @@ def test_in_a_rag_chain_with_a_fake_chat_model(demo_index: ClusterIndex) -> None
     sent = rec.events[2][1]
     ids = rec.events[1][1]
     assert len(ids) == 3 and all(f"[{cid}]" in sent for cid in ids) and QUERY in sent
+
+
+def test_langchain_chroma_search_types_and_kwargs(demo_index: ClusterIndex) -> None:
+    plain = ClusteredRetriever(index=demo_index, search_kwargs={"k": 8})
+    assert len(plain.invoke(QUERY)) == 8
+    filtered = ClusteredRetriever(
+        index=demo_index, search_kwargs={"k": 4, "filter": {"label": "card_arrival"}}
+    )
+    docs = filtered.invoke(QUERY)
+    assert len(docs) == 4 and {d.metadata["label"] for d in docs} == {"card_arrival"}
+    assert all(
+        d.metadata["label"] == "pin_blocked" for d in filtered.invoke(QUERY, filter={"label": "pin_blocked"})
+    )
+
+    similar = [d.id for d in demo_index.as_langchain_retriever(k=8).invoke(QUERY)]
+    mmr = demo_index.as_langchain_retriever(
+        search_type="mmr", search_kwargs={"k": 8, "fetch_k": 40, "lambda_mult": 0.2}
+    )
+    diverse = [d.id for d in mmr.invoke(QUERY)]
+    assert len(diverse) == 8 and diverse[0] == similar[0] and diverse != similar  # MMR reorders the pool
+    assert [d.id for d in mmr.invoke(QUERY, lambda_mult=1.0)] == similar  # lambda 1 = relevance order
+
+    scores = [d.metadata["score"] for d in plain.invoke(QUERY, k=20)]
+    cut = sorted(scores)[len(scores) // 2]
+    thresholded = ClusteredRetriever(
+        index=demo_index,
+        search_type="similarity_score_threshold",
+        search_kwargs={"score_threshold": cut, "k": 20},
+    )
+    kept = thresholded.invoke(QUERY)
+    assert 0 < len(kept) < 20 and all(d.metadata["score"] >= cut for d in kept)
+    assert thresholded.invoke(QUERY, score_threshold=0.99) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"search_kwargs": {"kk": 3}}, r"unknown search_kwargs key\(s\) \['kk'\]; accepted"),
+        ({"search_kwargs": {"k": "8"}}, r"k='8' must be a positive int"),
+        ({"search_kwargs": {"filter": "label=x"}}, r"filter='label=x' must be a Chroma where dict"),
+        ({"search_kwargs": {"filter": {"a": 1}, "where": {"a": 1}}}, "not both"),
+        ({"search_type": "hybrid"}, r"search_type='hybrid' is not one of"),
+        ({"search_type": "similarity_score_threshold"}, "needs search_kwargs=.*score_threshold"),
+        (
+            {"search_kwargs": {"score_threshold": 0.5}},
+            "used by search_type='similarity_score_threshold' only",
+        ),
+        (
+            {"search_type": "mmr", "search_kwargs": {"lambda_mult": 2}},
+            r"lambda_mult=2 must be a number in \[0, 1\]",
+        ),
+        ({"search_kwargs": {"lambda_mult": 0.5}}, "used by search_type='mmr' only"),
+        ({"k": 3, "search_kwargs": {"k": 8}}, r"\['k'\] given both"),
+    ],
+)
+def test_search_kwargs_errors_name_the_key(
+    demo_index: ClusterIndex, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        ClusteredRetriever(index=demo_index, **params)
+
+
+def test_per_call_typos_are_rejected(demo_index: ClusterIndex) -> None:
+    retriever = ClusteredRetriever(index=demo_index, search_type="mmr")
+    with pytest.raises(InvalidInputError, match=r"unknown retrieval option\(s\) \['fetchk'\]"):
+        retriever.invoke(QUERY, fetchk=10)
+    with pytest.raises(InvalidInputError, match="k=0 must be a positive int"):
+        retriever.invoke(QUERY, k=0)

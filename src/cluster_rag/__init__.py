@@ -31,8 +31,8 @@ from .errors import (
     VersionError,
 )
 from .index import ClusterIndex
-from .model import ClusterModel
 from .labeling import KeywordLabeler, Labeler, LabelReport, LabelRequest, LabelResult, OpenAILabeler
+from .model import ClusterModel
 from .types import Chunk, Hit, ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching
 

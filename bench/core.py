@@ -41,8 +41,10 @@ from threadpoolctl import threadpool_limits
 
 from bench.datasets import RetrievalSet, scifact
 from bench.embed_cache import cached_embeddings
+from bench.common import md_table
 from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder
 from cluster_rag.clustering import SphericalKMeans
+from cluster_rag.evaluation import ndcg_at_k, recall_at_k
 from cluster_rag.routing import calibrate, choose_n_probe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "core.md"
@@ -50,28 +52,11 @@ PUBLISHED_NDCG = 0.6451  # MTEB SciFact test nDCG@10 of all-MiniLM-L6-v2 (shared
 
 
 # -- helpers -----------------------------------------------------------------------
-def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 _T0 = time.perf_counter()
 
 
 def _log(msg: str) -> None:
     print(f"[core {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def ndcg_at_10(ranked: Sequence[str], qrels: dict[str, int]) -> float:
-    """BEIR / pytrec_eval ``ndcg_cut_10``: gain = relevance, discount log2(rank + 1), ideal from qrels."""
-    dcg = sum(qrels.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:10]))
-    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:10]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
 
 
 def _exact_top(D: np.ndarray, Q: np.ndarray, k: int = 10) -> np.ndarray:
@@ -83,10 +68,6 @@ def _exact_top(D: np.ndarray, Q: np.ndarray, k: int = 10) -> np.ndarray:
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
         out[start : start + 256] = np.take_along_axis(top, order, axis=1)
     return out
-
-
-def _recall(got: Sequence[str], truth: Sequence[str]) -> float:
-    return len(set(got) & set(truth)) / len(truth)
 
 
 def _interleaved(
@@ -174,13 +155,13 @@ def synthetic_blobs(
 def scifact_quality(
     index: ClusterIndex, ds: RetrievalSet, D: np.ndarray, Q: np.ndarray
 ) -> tuple[str, dict[str, Any]]:
-    state = index._require_fitted()
-    routing, info = state.routing, state.info
+    model = index.model
+    routing, info = model.backend, model.info
     ids = np.asarray(ds.doc_ids, dtype=object)
     exact_rows = _exact_top(D, Q)
     exact_ids = [list(ids[r]) for r in exact_rows]
     exact_ndcg = float(
-        np.mean([ndcg_at_10(e, ds.qrels[q]) for e, q in zip(exact_ids, ds.query_ids, strict=True)])
+        np.mean([ndcg_at_k(e, ds.qrels[q]) for e, q in zip(exact_ids, ds.query_ids, strict=True)])
     )
     sizes = routing.sizes()
     n = len(routing)
@@ -189,8 +170,8 @@ def scifact_quality(
     facts: dict[str, Any] = {"exact_ndcg": exact_ndcg, "k": info.k, "n": n}
 
     def add_row(name: str, ranked: list[list[str]], probes: list[int], scored: list[int]) -> float:
-        nd = float(np.mean([ndcg_at_10(r, ds.qrels[q]) for r, q in zip(ranked, ds.query_ids, strict=True)]))
-        rec = float(np.mean([_recall(r, e) for r, e in zip(ranked, exact_ids, strict=True)]))
+        nd = float(np.mean([ndcg_at_k(r, ds.qrels[q]) for r, q in zip(ranked, ds.query_ids, strict=True)]))
+        rec = float(np.mean([recall_at_k(r, set(e), 10) for r, e in zip(ranked, exact_ids, strict=True)]))
         rows.append(
             [name, f"{np.mean(probes):.1f}", f"{np.mean(scored) / n:.0%}", rec, nd, f"{nd / exact_ndcg:.3f}"]
         )
@@ -249,7 +230,7 @@ def scifact_quality(
         info.calibrated_recall,
         info.n_probe,
     )
-    table = _md(
+    table = md_table(
         ["route", "clusters probed (mean)", "chunks scored", "recall@10 vs exact", "nDCG@10", "x exact"], rows
     )
     return table, facts
@@ -257,8 +238,7 @@ def scifact_quality(
 
 def rule_comparison(index: ClusterIndex, Q: np.ndarray) -> str:
     """Routing rules on SciFact questions: transfer of chunk calibration, and recall at equal cost."""
-    state = index._require_fitted()
-    routing = state.routing
+    routing = index.model.backend
     X, L, C = routing.vectors(), routing.labels(), routing.centroids
     n, k = X.shape[0], C.shape[0]
     sizes = np.bincount(L, minlength=k)
@@ -338,10 +318,10 @@ def rule_comparison(index: ClusterIndex, Q: np.ndarray) -> str:
     return (
         "Calibrated on chunks as pseudo-queries (the only queries a fit has), then run on the 300 real "
         "questions:\n\n"
-        + _md(["target", "rule", "recall on chunks", "recall on questions", "chunks scored"], transfer)
+        + md_table(["target", "rule", "recall on chunks", "recall on questions", "chunks scored"], transfer)
         + "\n\nRecall@10 on the questions at equal cost (best setting that scores at most this share of "
         "the chunks per query; spill duplicates are scored, then deduplicated):\n\n"
-        + _md(["rule"] + [f"<= {b:.0%} scored" for b in budgets], eq_rows)
+        + md_table(["rule"] + [f"<= {b:.0%} scored" for b in budgets], eq_rows)
     )
 
 
@@ -360,7 +340,7 @@ def seed_robustness(D: np.ndarray, seeds: Sequence[int], targets: Sequence[float
         exact.append(
             float(
                 np.mean(
-                    [ndcg_at_10(list(ids[t]), sp.qrels[q]) for t, q in zip(top, sp.query_ids, strict=True)]
+                    [ndcg_at_k(list(ids[t]), sp.qrels[q]) for t, q in zip(top, sp.query_ids, strict=True)]
                 )
             )
         )
@@ -382,7 +362,7 @@ def seed_robustness(D: np.ndarray, seeds: Sequence[int], targets: Sequence[float
                 nd = float(
                     np.mean(
                         [
-                            ndcg_at_10(list(ids[t]), sp.qrels[q])
+                            ndcg_at_k(list(ids[t]), sp.qrels[q])
                             for t, q in zip(top, sp.query_ids, strict=True)
                         ]
                     )
@@ -390,7 +370,7 @@ def seed_robustness(D: np.ndarray, seeds: Sequence[int], targets: Sequence[float
                 row.append(f"{nd / ex:.3f}")
             row.append(f"{(probe * sizes).sum(1).mean() / len(D):.0%}")
             rows.append(row)
-    return _md(
+    return md_table(
         [
             "k-means seed",
             "target",
@@ -405,8 +385,8 @@ def seed_robustness(D: np.ndarray, seeds: Sequence[int], targets: Sequence[float
 
 # -- 2. latency with the query vector given -------------------------------------------
 def latency(index: ClusterIndex, D: np.ndarray, Q: np.ndarray, passes: int) -> tuple[str, dict[str, Any]]:
-    state = index._require_fitted()
-    routing, gap = state.routing, state.info.probe_gap
+    model = index.model
+    routing, gap = model.backend, model.info.probe_gap
     assert gap is not None, "fit() stores the calibrated gap"
     coll = index.store.chunks
     ids = np.asarray(routing.ids(), dtype=object)
@@ -441,12 +421,12 @@ def latency(index: ClusterIndex, D: np.ndarray, Q: np.ndarray, passes: int) -> t
     truth = [list(ids[exact(i)]) for i in range(len(Q))]
     rec = {
         "routed: routing only": float(
-            np.mean([_recall(list(routing_only(i).ids), truth[i]) for i in range(len(Q))])
+            np.mean([recall_at_k(list(routing_only(i).ids), set(truth[i]), 10) for i in range(len(Q))])
         ),
         "routed: search_by_vector": float(
-            np.mean([_recall([h.id for h in full(i)], truth[i]) for i in range(len(Q))])
+            np.mean([recall_at_k([h.id for h in full(i)], set(truth[i]), 10) for i in range(len(Q))])
         ),
-        "plain Chroma query": float(np.mean([_recall(chroma(i)["ids"][0], truth[i]) for i in range(len(Q))])),
+        "plain Chroma query": float(np.mean([recall_at_k(chroma(i)["ids"][0], set(truth[i]), 10) for i in range(len(Q))])),
         "exact numpy": 1.0,
     }
     base = _pct(times["plain Chroma query"])[0]
@@ -462,7 +442,7 @@ def latency(index: ClusterIndex, D: np.ndarray, Q: np.ndarray, passes: int) -> t
         "probes_mean": float(np.mean(probes)),
         "samples": len(times["exact numpy"]),
     }
-    return _md(["method", "p50 ms", "p95 ms", "p50 vs Chroma", "recall@10 vs exact"], rows), facts
+    return md_table(["method", "p50 ms", "p95 ms", "p50 vs Chroma", "recall@10 vs exact"], rows), facts
 
 
 # -- 3. end to end ---------------------------------------------------------------------
@@ -487,7 +467,7 @@ def end_to_end(index: ClusterIndex, texts: list[str], passes: int) -> tuple[str,
     ]
     ratio = _pct(times["index.search(text)"])[0] / base
     samples = len(times["index.search(text)"])
-    return _md(["method", "p50 ms", "p95 ms", "p50 vs embed + Chroma"], rows), {
+    return md_table(["method", "p50 ms", "p95 ms", "p50 vs embed + Chroma"], rows), {
         "ratio": ratio,
         "samples": samples,
     }
@@ -505,7 +485,7 @@ def ingest(root: Path, texts: list[str], batch: int) -> tuple[str, dict[str, Any
     their vectors through ``add_embeddings``: the store-side cost alone.
     """
     emb = SentenceTransformerEmbedder(cache_size=0)
-    model = emb._load()
+    model = emb.load()
     model.encode(["warm-up sentence that is not part of the timed texts"], batch_size=emb.batch_size)
     index = ClusterIndex.open(
         root / "ingest", embedder=emb, config=IndexConfig(progress=False, collection="ingest")
@@ -549,7 +529,7 @@ def ingest(root: Path, texts: list[str], batch: int) -> tuple[str, dict[str, Any
         ["add_embeddings, same texts (no embedding)", f"{n / store_time:.0f}", f"{store_time:.2f}",
          f"{store_time / raw_sum:.1%} of raw"],
     ]  # fmt: skip
-    table = _md(["path", "chunks/s", "seconds (sum)", "time vs raw (median of batches)"], rows)
+    table = md_table(["path", "chunks/s", "seconds (sum)", "time vs raw (median of batches)"], rows)
     facts = {
         "overhead": float(np.median(ratios)) - 1.0,
         "batches": len(ratios),
@@ -675,7 +655,7 @@ def _report(r: dict[str, Any]) -> str:
         "20k-row faiss fit 79 s instead of 5 s). "
         "Embedding (torch) keeps its default threads.\n",
         "## Targets\n",
-        _md(["target", "measured", "status"], targets),
+        md_table(["target", "measured", "status"], targets),
         "\n## 1. Routing quality on SciFact\n",
         f"{qf['n']} abstracts (`add_embeddings` with cached all-MiniLM-L6-v2 vectors), k={qf['k']} (default "
         f"`round(sqrt(n))`), 300 test questions. Exact numpy nDCG@10 = {qf['exact_ndcg']:.4f} "

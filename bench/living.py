@@ -39,6 +39,7 @@ from sklearn.metrics import v_measure_score
 
 from bench.datasets import banking77
 from bench.embed_cache import cached_embeddings
+from bench.common import md_table
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.clustering import SphericalKMeans, assign
 
@@ -54,14 +55,6 @@ class _Named:
 
     def embed(self, texts: Any, *, progress: bool = False) -> np.ndarray:
         raise AssertionError("the benchmark adds cached embeddings only")
-
-
-def _md(headers: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows])
 
 
 def _split(labels: np.ndarray, scenario: str, seed: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +91,8 @@ def _scores(
 
 
 def _positions(index: ClusterIndex, ids: list[str]) -> np.ndarray:
-    state = index._require_fitted()
-    pos = dict(zip(state.routing.ids(), state.routing.labels(), strict=True))
+    ids, positions = index.model.assignments()
+    pos = dict(zip(ids, positions, strict=True))
     return np.array([pos[c] for c in ids], dtype=np.int64)
 
 
@@ -134,9 +127,9 @@ def _run(
                     update_centroids=arm == "online",
                 )
                 times.append(time.perf_counter() - t0)
-            state = index._require_fitted()
+            model = index.model
             out[arm] = _scores(
-                vectors[all_rows], labels[all_rows], state.routing.centroids, _positions(index, all_ids)
+                vectors[all_rows], labels[all_rows], model.centroids, _positions(index, all_ids)
             )
             out[arm]["add_ms"] = 1000 * float(np.median(times))
             if arm == "assign only":
@@ -180,7 +173,7 @@ def main(quick: bool = False) -> str:
                     f"{med('add_ms'):.0f}" if arm != "refit" else "-",
                 ]
             )
-    table = _md(
+    table = md_table(
         [
             "scenario",
             "arm",
@@ -209,7 +202,7 @@ def main(quick: bool = False) -> str:
                     d.recommendation,
                 ]
             )
-    drift = _md(
+    drift = md_table(
         ["scenario", "seed", "fitted", "added", "outlier share", "inertia ratio", "JS", "recommendation"],
         drift_rows,
     )

@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.datasets import LabeledSet, banking77, newsgroups_messages, newsgroups_subjects, scifact
 from bench.embed_cache import cached_embeddings
+from bench.common import md_table
 from cluster_rag import IndexConfig
 from cluster_rag.clustering import SphericalKMeans
 from cluster_rag.clustering.choose_k import KSweep, auto_k_range, sweep_k
@@ -51,15 +52,6 @@ _T0 = time.perf_counter()
 
 def _log(msg: str) -> None:
     print(f"[quality {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _pm(values: Sequence[float]) -> str:
@@ -127,7 +119,7 @@ def subjects_mteb(d: Data, seeds: Sequence[int], subsets: int) -> tuple[str, dic
                      f"{np.mean(so) - np.mean(sb):+.4f}", ""])  # fmt: skip
         facts["sub_base"], facts["sub_ours"] = float(np.mean(sb)), float(np.mean(so))
         _log(f"subjects: subsets baseline {_pm(sb)} default {_pm(so)}")
-    table = _md(["data", "MTEB baseline V (MiniBatchKMeans)", "cluster-rag default V", "difference",
+    table = md_table(["data", "MTEB baseline V (MiniBatchKMeans)", "cluster-rag default V", "difference",
                  "default fit s (median)"], rows)  # fmt: skip
     return table, facts
 
@@ -176,7 +168,7 @@ def label_comparison(sets: Sequence[Data], seeds: Sequence[int], quick: bool) ->
             rows.append([d.name, d.k, name, _pm(v), _pm([x.nmi for x in scores]), _pm([x.ari for x in scores]),
                          f"{np.mean(v) - base_v:+.4f}", f"{np.median(secs):.1f}"])  # fmt: skip
             _log(f"{d.name}: {name} V {_pm(v)}")
-    table = _md(["set", "k", "clustering", "V-measure", "NMI", "ARI", "V vs baseline", "fit s (median)"], rows)
+    table = md_table(["set", "k", "clustering", "V-measure", "NMI", "ARI", "V vs baseline", "fit s (median)"], rows)
     return table, facts
 
 
@@ -213,7 +205,7 @@ def auto_k_study(sets: Sequence[Data], sample: int, quick: bool) -> tuple[str, d
             rows.append([d.name, name, k, v_at[k], f"{v_at[k] / v_true:.3f}x"])
         facts[d.name] = {"k": sweep.recommended, "ratio": v_at[sweep.recommended] / v_true, "secs": secs,
                          "range": (lo, hi), "n_sample": sweep.n_sample}  # fmt: skip
-    table = _md(["set", "k chosen by", "k", "V-measure (default clustering)", "vs true k"], rows)
+    table = md_table(["set", "k chosen by", "k", "V-measure (default clustering)", "vs true k"], rows)
     return table, facts, sweeps
 
 
@@ -240,7 +232,7 @@ def engines(d: Data, seeds: Sequence[int], quick: bool) -> tuple[str, dict[str, 
         facts[name] = (float(np.median(secs)), float(np.mean(vs)))
         rows.append([name, f"{np.median(secs):.2f}", _pm(vs)])
         _log(f"engines: {name} {np.median(secs):.2f}s V {np.mean(vs):.4f}")
-    table = _md(["clustering", "fit s (median, 1 thread)", "V-measure"], rows)
+    table = md_table(["clustering", "fit s (median, 1 thread)", "V-measure"], rows)
     return f"{d.name}: {len(d.X)} rows x {d.X.shape[1]}, k={d.k}, seeds {list(seeds)}\n\n{table}", facts
 
 
@@ -258,7 +250,7 @@ def pca_study(sets: Sequence[Data], dims: Sequence[int | None], seeds: Sequence[
             facts[(d.name, dim)] = (float(np.mean(vs)), float(np.median(secs)))
             rows.append([d.name, dim or "none (384-d)", _pm(vs), f"{np.median(secs):.1f}"])
             _log(f"pca: {d.name} {dim} V {np.mean(vs):.4f} {np.median(secs):.1f}s")
-    return _md(["set", "reduce_dim", "V-measure (default clustering)", "fit s (median)"], rows), facts
+    return md_table(["set", "reduce_dim", "V-measure (default clustering)", "fit s (median)"], rows), facts
 
 
 # -- 6. SciFact ------------------------------------------------------------------------
@@ -286,7 +278,7 @@ def scifact_routing(quick: bool) -> tuple[str, dict[str, Any]]:
                      r.routed["ndcg@10"], f"{r.routed['n_probe']:.1f}", f"{r.routed['searched']:.3f}",
                      curve[1]["ndcg@10"], curve[4]["ndcg@10"]])  # fmt: skip
         _log(f"scifact {name}: exact nDCG {r.exact['ndcg@10']:.4f} routed {r.routed['ndcg@10']:.4f}")
-    table = _md([f"clustering (k={k})", "queries", "exact recall@10", "exact nDCG@10", "routed recall@10",
+    table = md_table([f"clustering (k={k})", "queries", "exact recall@10", "exact nDCG@10", "routed recall@10",
                  "routed nDCG@10", "clusters probed (mean)", "share searched", "nDCG@10 n_probe=1",
                  "nDCG@10 n_probe=4"], rows)  # fmt: skip
     return table, facts
@@ -430,7 +422,7 @@ def _report(quick: bool, t1: str, f1: dict, t2: str, f2: dict, t3: str, f3: dict
         "",
         "## Targets",
         "",
-        _md(["target", "measured", "status"], [
+        md_table(["target", "measured", "status"], [
             ["20NG subjects, default >= 0.50 V-measure", f"{f1['ours']:.4f} (baseline {f1['base']:.4f}, "
              f"published {PUBLISHED_20NG})", ok(f1["ours"] >= 0.50)],
             *[[f"{name}: >= baseline + 0.02 V", f"{gains[name]:+.4f}", ok(gains[name] >= 0.02)] for name in gains],

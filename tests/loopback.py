@@ -1,56 +1,5 @@
-"""Start a server subprocess on 127.0.0.1 and stop it: shared by the test fixtures and the benches."""
+"""The loopback server starter lives in :mod:`cluster_rag.testing`; tests import it from here."""
 
-from __future__ import annotations
+from cluster_rag.testing import ServerStartError, serve
 
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-
-
-class ServerStartError(RuntimeError):
-    """The server exited or did not answer its health URL in time (the message holds its log tail)."""
-
-
-@contextmanager
-def serve(
-    cmd: Sequence[str],
-    health_url: str,
-    log_path: Path,
-    *,
-    timeout: float = 60.0,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd``, wait until ``health_url`` answers 200, yield the process, terminate it on exit.
-
-    Raises:
-        ServerStartError: the process exited early or ``timeout`` seconds passed.
-    """
-    name = Path(cmd[0]).name if len(cmd) < 3 else " ".join(cmd[:3])
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise ServerStartError(f"{name} exited with {proc.returncode}:\n{tail}")
-                try:
-                    with urllib.request.urlopen(health_url, timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerStartError(f"{name} did not answer {health_url} within {timeout:.0f} s")
-                time.sleep(0.2)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+__all__ = ["ServerStartError", "serve"]

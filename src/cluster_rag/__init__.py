@@ -5,6 +5,7 @@ Importing this package does no I/O and loads no model.
 
 from __future__ import annotations
 
+from .backends import SearchBackend
 from .clustering import SphericalKMeans
 from .config import IndexConfig
 from .drift import DriftReport, DriftThresholds
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .index import ClusterIndex
 from .labeling import KeywordLabeler, Labeler, LabelReport, LabelRequest, LabelResult, OpenAILabeler
+from .model import ClusterModel
 from .types import Chunk, Hit, ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching
 
@@ -39,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Chunk",
     "ClusterIndex",
+    "ClusterModel",
     "ClusterRagError",
     "DimensionMismatchError",
     "DriftReport",
@@ -64,6 +67,7 @@ __all__ = [
     "NotFittedError",
     "OpenAILabeler",
     "RefitReport",
+    "SearchBackend",
     "SentenceTransformerEmbedder",
     "SphericalKMeans",
     "StoreConnectionError",

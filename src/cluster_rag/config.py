@@ -60,18 +60,23 @@ class IndexConfig:
     update_centroids: bool = False
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise InvalidInputError(f"batch_size={self.batch_size} must be >= 1")
-        if self.chunk_size < 20:
-            raise InvalidInputError(f"chunk_size={self.chunk_size} must be >= 20 characters")
-        if not 0 <= self.chunk_overlap < self.chunk_size:
-            raise InvalidInputError(
-                f"chunk_overlap={self.chunk_overlap} must be in [0, chunk_size={self.chunk_size})"
-            )
-        if not 0.0 < self.target_recall <= 1.0:
-            raise InvalidInputError(f"target_recall={self.target_recall} must be in (0, 1]")
-        if self.keep_versions < 1:
-            raise InvalidInputError(f"keep_versions={self.keep_versions} must be >= 1")
+        from .validation import check_bool, check_float, check_int
+
+        for name in ("collection", "model"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInputError(f"{name}={value!r} must be a non-empty string")
+        check_int(self.batch_size, "batch_size", low=1)
+        check_int(self.chunk_size, "chunk_size (characters)", low=20)
+        check_int(self.chunk_overlap, "chunk_overlap", low=0, high=self.chunk_size - 1)
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)
+        check_float(self.target_recall, "target_recall", low=0.0, high=1.0, low_open=True)
+        # fewer pseudo-queries than this make the calibrated gap noise (a handful of chunks
+        # decide it); 0 would calibrate nothing and route every search to one cluster
+        check_int(self.calibration_queries, "calibration_queries", low=50, high=100_000)
+        check_int(self.keep_versions, "keep_versions", low=1)
+        check_bool(self.progress, "progress")
+        check_bool(self.update_centroids, "update_centroids")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> IndexConfig:

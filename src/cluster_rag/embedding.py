@@ -111,13 +111,16 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        model = self._load()
-        dim = model.get_embedding_dimension() if hasattr(
-            model, "get_embedding_dimension"
-        ) else model.get_sentence_embedding_dimension()
+        model = self.load()
+        dim = (
+            model.get_embedding_dimension()
+            if hasattr(model, "get_embedding_dimension")
+            else model.get_sentence_embedding_dimension()
+        )
         return int(dim)
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
+        """The ``SentenceTransformer``, loaded on first call (offline; the bundled weights by default)."""
         if self._model is None:
             with self._lock:
                 if self._model is None:
@@ -126,9 +129,7 @@ class SentenceTransformerEmbedder:
                     try:
                         from sentence_transformers import SentenceTransformer
                     except ImportError:  # pragma: no cover - core dependency
-                        raise missing_dependency(
-                            "sentence_transformers", "sentence-transformers"
-                        ) from None
+                        raise missing_dependency("sentence_transformers", "sentence-transformers") from None
                     path: str = self._model_name
                     if path == DEFAULT_MODEL:
                         path = str(_bundled_model_path())
@@ -150,12 +151,12 @@ class SentenceTransformerEmbedder:
         """
         keys = [content_hash(t) for t in texts]
         todo: dict[str, str] = {}
-        for key, text in zip(keys, texts):
+        for key, text in zip(keys, texts, strict=True):
             if key not in self._cache and key not in todo:
                 todo[key] = text
         fresh: dict[str, np.ndarray] = {}
         if todo:
-            model = self._load()
+            model = self.load()
             vectors = model.encode(
                 list(todo.values()),
                 batch_size=self.batch_size,
@@ -163,7 +164,7 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 normalize_embeddings=True,
             )
-            fresh = dict(zip(todo.keys(), normalize(vectors)))
+            fresh = dict(zip(todo.keys(), normalize(vectors), strict=True))
         dim = None
         rows: list[np.ndarray] = []
         for key in keys:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .chunk_ids import document_id
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "ndcg_at_k",
     "probe_grid",
     "purity_score",
+    "recall_at_k",
     "retrieval_scores",
     "size_stats",
 ]
@@ -199,15 +200,12 @@ class RetrievalScores:
     curve: tuple[dict[str, float], ...]
 
 
-_CHUNK_SUFFIX = re.compile(r"#\d+$")
-
-
 def _doc_ranking(chunk_ids: Sequence[str], known_docs: set[str]) -> list[str]:
     """Chunk ids best first → document ids best first, each document once."""
     seen: set[str] = set()
     out: list[str] = []
     for cid in chunk_ids:
-        doc = cid if cid in known_docs else _CHUNK_SUFFIX.sub("", cid)
+        doc = cid if cid in known_docs else document_id(cid)
         if doc not in seen:
             seen.add(doc)
             out.append(doc)
@@ -222,7 +220,8 @@ def ndcg_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int = 10) 
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def _recall(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """Share of ``relevant`` found in the first ``k`` of ``ranked``."""
     return len(set(ranked[:k]) & relevant) / len(relevant)
 
 
@@ -282,7 +281,7 @@ def retrieval_scores(
 
     def scores_for(ranked: list[str], rel: Mapping[str, int]) -> dict[str, float]:
         relevant = {d for d, r in rel.items() if r > 0}
-        out = {f"recall@{c}": _recall(ranked, relevant, c) for c in cutoffs}
+        out = {f"recall@{c}": recall_at_k(ranked, relevant, c) for c in cutoffs}
         out["ndcg@10"] = ndcg_at_k(ranked, rel, 10)
         return out
 
@@ -312,7 +311,7 @@ def retrieval_scores(
             cand = routing.candidates(vec, n_probe=p, limit=fetch)
             docs = _doc_ranking([str(x) for x in cand.ids], known)
             acc = curve_acc[p]
-            acc["recall@10"].append(_recall(docs, relevant, 10))
+            acc["recall@10"].append(recall_at_k(docs, relevant, 10))
             acc["ndcg@10"].append(ndcg_at_k(docs, rel, 10))
             shared = len(exact_top10 & set(cand.ids[:10].tolist()))
             acc["overlap@10"].append(shared / max(1, len(exact_top10)))
@@ -450,8 +449,12 @@ def evaluate(
         NotFittedError: the index has no model yet.
         InvalidInputError: no chunk has ``label_field``; queries without qrels or the reverse.
     """
-    state = index._require_fitted()
-    routing = state.routing
+    from .routing import RoutingIndex
+
+    model = index.model
+    backend = model.backend
+    # an exact structure over the current centroids: routing and the exact baseline both need it
+    routing = RoutingIndex(model.centroids, backend.ids(), backend.vectors(), backend.labels())
     ids = [str(x) for x in routing.ids()]
     labels = routing.labels()
     sizes = size_stats(labels, routing.k, vectors=routing.vectors(), centroids=routing.centroids)
@@ -468,19 +471,19 @@ def evaluate(
                 f"no query id of the {len(queries)} queries appears in the qrels "
                 f"(e.g. queries {list(queries)[:3]}, qrels {list(qrels)[:3]})"
             )
-        vectors = index.embedder.embed([queries[q] for q in qids])
-        gap = getattr(state.info, "probe_gap", None)
+        vectors = index.embed_texts([queries[q] for q in qids])
+        gap = model.info.probe_gap
         retrieval = retrieval_scores(
             routing,
             vectors,
             qids,
             qrels,
-            n_probe=None if gap is not None else state.info.n_probe,
+            n_probe=None if gap is not None else model.info.n_probe,
             gap=gap,
             probes=probes,
         )
     return Evaluation(
-        version=state.info.version,
+        version=model.version,
         k=routing.k,
         n_chunks=len(ids),
         sizes=sizes,

@@ -21,11 +21,14 @@ Run it with ``cluster-rag mcp --path ./kb`` (or ``--chroma-url URL``), or::
 
 import functools
 import importlib
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from .errors import ClusterRagError, missing_dependency
-from .tools import TOOL_NAMES, TopicTools
+from .tool_specs import TOOL_NAMES, ToolSpec
+from .tools import TopicTools
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -68,7 +71,6 @@ def build_server(
     mcpserver = _import_mcp()
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
-    from pydantic import Field
 
     from . import __version__
 
@@ -79,7 +81,6 @@ def build_server(
     read_only = ToolAnnotations(
         read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
     )
-    described = topic_tools.parameter_descriptions
 
     async def run(tool: str, **arguments: Any) -> str:
         import anyio.to_thread
@@ -91,29 +92,7 @@ def build_server(
             raise ToolError(f"{type(exc).__name__}: {exc}") from exc
         return json.dumps(result, ensure_ascii=False, default=str)
 
-    async def list_topics(
-        query: Annotated[str | None, Field(description=described("list_topics")["query"])] = None,
-        limit: Annotated[int | None, Field(ge=1, description=described("list_topics")["limit"])] = 20,
-    ) -> str:
-        return await run("list_topics", query=query, limit=limit)
-
-    async def search_within_topic(
-        query: Annotated[str, Field(min_length=1, description=described("search_within_topic")["query"])],
-        topic: Annotated[
-            int | str,
-            Field(description=described("search_within_topic")["topic"]),
-        ],
-        k: Annotated[int | None, Field(ge=1, description=described("search_within_topic")["k"])] = 5,
-    ) -> str:
-        return await run("search_within_topic", query=query, topic=topic, k=k)
-
-    async def get_document(
-        id: Annotated[str, Field(min_length=1, description=described("get_document")["id"])],  # noqa: A002
-    ) -> str:
-        return await run("get_document", id=id)
-
-    for fn in (list_topics, search_within_topic, get_document):
-        assert fn.__name__ in TOOL_NAMES
+    for fn in (_tool_function(topic_tools.specs[name], run) for name in TOOL_NAMES):
         server.add_tool(
             fn,
             name=fn.__name__,
@@ -123,6 +102,25 @@ def build_server(
             structured_output=False,
         )
     return server
+
+
+def _tool_function(spec: ToolSpec, run: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+    """An async function whose signature is ``spec``'s argument model (the SDK builds its schema from it)."""
+
+    async def tool(**arguments: Any) -> str:
+        return await run(spec.name, **arguments)
+
+    params = []
+    for name, field in spec.args.model_fields.items():
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        annotation = Annotated[field.annotation, field]  # type: ignore[name-defined]
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    tool.__signature__ = inspect.Signature(params, return_annotation=str)  # type: ignore[attr-defined]
+    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": str}
+    tool.__name__ = tool.__qualname__ = spec.name
+    return tool
 
 
 def serve(index: "ClusterIndex", *, tools: TopicTools | None = None) -> None:

@@ -27,6 +27,7 @@ vector scored here, so it is not used.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,10 +39,12 @@ __all__ = [
     "Candidates",
     "RoutingIndex",
     "calibrate",
+    "check_query",
     "choose_gap",
     "choose_n_probe",
     "needed_gaps",
-    "probe_recall_curve",
+    "probe_count",
+    "route",
 ]
 
 #: Appended rows are kept in a small side block and merged into the sorted blocks
@@ -49,6 +52,66 @@ __all__ = [
 _MERGE_SHARE = 0.1
 #: Scores held at once by the calibration (float32 entries: 16M = 64 MB).
 _SCORE_BLOCK = 1 << 24
+
+
+def check_query(query: np.ndarray, dimension: int) -> np.ndarray:
+    """Validate and normalize one query vector → ``(d,)`` float32.
+
+    Raises:
+        DimensionMismatchError: not ``dimension`` wide.
+        InvalidInputError: zero, NaN or inf.
+    """
+    try:
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"query vector must be a sequence of {dimension} numbers, got {type(query).__name__}"
+        ) from None
+    if q.shape[0] != dimension:
+        raise DimensionMismatchError(
+            f"query vector has dimension {q.shape[0]} but the index holds {dimension}-d "
+            "vectors; embed the query with the index's model"
+        )
+    norm = float(np.linalg.norm(q))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise InvalidInputError("query vector is zero or not finite")
+    return q / norm
+
+
+def route(
+    centroids: np.ndarray, query: np.ndarray, n_probe: int | None = None, *, gap: float | None = None
+) -> np.ndarray:
+    """Clusters to probe for ``query`` ``(d,)``, most similar centroid first.
+
+    Args:
+        centroids: ``(k, d)`` float32, L2-normalized.
+        query: ``(d,)`` float32, L2-normalized.
+        n_probe: the ``n_probe`` clusters whose centroids are most similar.
+        gap: instead, every cluster whose centroid similarity is at least
+            ``max similarity - gap`` (always at least one cluster).
+
+    Returns:
+        ``(p,)`` int64 cluster positions.
+    """
+    k = len(centroids)
+    sims = centroids @ query
+    if gap is not None:
+        if n_probe is not None:
+            raise InvalidInputError("pass n_probe or gap, not both")
+        n_probe = int(np.count_nonzero(sims >= sims.max() - gap))
+    elif n_probe is None:
+        raise InvalidInputError("pass n_probe (clusters searched) or gap (centroid score margin)")
+    n_probe = max(1, min(int(n_probe), k))
+    if n_probe >= k:
+        return np.argsort(-sims, kind="stable")
+    top = np.argpartition(-sims, n_probe - 1)[:n_probe]
+    return top[np.argsort(-sims[top], kind="stable")]
+
+
+def probe_count(centroids: np.ndarray, query: np.ndarray, gap: float) -> int:
+    """How many clusters ``route(centroids, query, gap=gap)`` probes."""
+    sims = centroids @ query
+    return max(1, int(np.count_nonzero(sims >= sims.max() - gap)))
 
 
 class Candidates:
@@ -154,54 +217,32 @@ class RoutingIndex:
                 np.concatenate([self._vectors, new_delta[1]]),
                 np.concatenate([self._labels, new_delta[2]]),
             )
-        clone = object.__new__(RoutingIndex)
-        clone.centroids, clone._ids, clone._vectors = self.centroids, self._ids, self._vectors
-        clone._labels, clone._offsets, clone._delta = self._labels, self._offsets, new_delta
+        clone = copy.copy(self)  # shares the sorted blocks; only the delta is new
+        clone.__dict__["_delta"] = new_delta
         return clone
 
     # reads -------------------------------------------------------------------------
     def check_query(self, query: np.ndarray) -> np.ndarray:
-        """Validate and normalize one query vector → ``(d,)`` float32."""
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != self.dimension:
-            raise DimensionMismatchError(
-                f"query vector has dimension {q.shape[0]} but the index holds {self.dimension}-d "
-                "vectors; embed the query with the index's model"
-            )
-        norm = float(np.linalg.norm(q))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise InvalidInputError("query vector is zero or not finite")
-        return q / norm
+        """Validate and normalize one query vector → ``(d,)`` float32 (see :func:`check_query`)."""
+        return check_query(query, self.dimension)
 
     def route(self, query: np.ndarray, n_probe: int | None = None, *, gap: float | None = None) -> np.ndarray:
-        """Clusters to probe for ``query`` ``(d,)``, most similar centroid first.
-
-        Args:
-            query: ``(d,)`` float32, L2-normalized.
-            n_probe: the ``n_probe`` clusters whose centroids are most similar.
-            gap: instead, every cluster whose centroid similarity is at least
-                ``max similarity - gap`` (always at least one cluster).
-
-        Returns:
-            ``(p,)`` int64 cluster ids.
-        """
-        sims = self.centroids @ query
-        if gap is not None:
-            if n_probe is not None:
-                raise InvalidInputError("pass n_probe or gap, not both")
-            n_probe = int(np.count_nonzero(sims >= sims.max() - gap))
-        elif n_probe is None:
-            raise InvalidInputError("pass n_probe (clusters searched) or gap (centroid score margin)")
-        n_probe = max(1, min(int(n_probe), self.k))
-        if n_probe >= self.k:
-            return np.argsort(-sims, kind="stable")
-        top = np.argpartition(-sims, n_probe - 1)[:n_probe]
-        return top[np.argsort(-sims[top], kind="stable")]
+        """Clusters to probe for ``query`` (see :func:`route`)."""
+        return route(self.centroids, query, n_probe, gap=gap)
 
     def probe_count(self, query: np.ndarray, gap: float) -> int:
         """How many clusters ``route(query, gap=gap)`` probes."""
-        sims = self.centroids @ query
-        return max(1, int(np.count_nonzero(sims >= sims.max() - gap)))
+        return probe_count(self.centroids, query, gap)
+
+    def search(self, query: np.ndarray, clusters: np.ndarray, limit: int | None = None) -> Candidates:
+        """Best chunks of the given cluster positions (:class:`~cluster_rag.backends.SearchBackend`)."""
+        return self.candidates(query, topics=[int(c) for c in clusters], limit=limit)
+
+    def without(self, ids: set[str]) -> RoutingIndex:
+        """A new snapshot without these chunk ids; ``self`` is unchanged."""
+        all_ids = self.ids()
+        keep = np.fromiter((cid not in ids for cid in all_ids), dtype=bool, count=len(all_ids))
+        return RoutingIndex(self.centroids, all_ids[keep], self.vectors()[keep], self.labels()[keep])
 
     def candidates(
         self,
@@ -221,8 +262,10 @@ class RoutingIndex:
             topics: search exactly these clusters instead of routing.
             limit: keep only the best ``limit`` candidates (``None``: all).
         """
-        clusters = np.asarray(sorted(set(topics)), dtype=np.int64) if topics is not None else self.route(
-            query, n_probe, gap=gap
+        clusters = (
+            np.asarray(sorted(set(topics)), dtype=np.int64)
+            if topics is not None
+            else self.route(query, n_probe, gap=gap)
         )
         id_parts: list[np.ndarray] = []
         score_parts: list[np.ndarray] = []
@@ -256,36 +299,6 @@ class RoutingIndex:
         return self.candidates(query, n_probe=self.k, limit=limit)
 
 
-def probe_recall_curve(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    centroids: np.ndarray,
-    *,
-    n_queries: int = 300,
-    top_k: int = 10,
-    seed: int = 0,
-) -> np.ndarray:
-    """Recall@``top_k`` of routed vs exact search for every ``n_probe`` from 1 to k.
-
-    Pseudo-queries are ``n_queries`` chunks drawn at random; each query's ground
-    truth is its exact top-``top_k`` among the *other* chunks, so a chunk never
-    finds itself. A true neighbour is found at ``n_probe = p`` when its cluster is
-    among the query's ``p`` nearest centroids (search inside probed clusters is exact).
-
-    Args:
-        vectors: ``(n, d)`` float32, L2-normalized.
-        labels: ``(n,)`` int cluster of each row.
-        centroids: ``(k, d)`` float32, L2-normalized.
-
-    Returns:
-        ``(k,)`` float64: entry ``p - 1`` is the mean recall at ``n_probe = p``.
-    """
-    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
-    if len(picks) == 0:
-        return np.ones(len(centroids))
-    return _fixed_curve(queries @ centroids.T, labels[neighbours])
-
-
 def choose_n_probe(curve: np.ndarray, target: float) -> int:
     """Smallest ``n_probe`` whose recall in ``curve`` (see :func:`probe_recall_curve`) reaches ``target``."""
     hits = np.nonzero(curve >= target - 1e-12)[0]
@@ -315,13 +328,10 @@ def needed_gaps(
     Returns:
         ``(q, top)`` float64, ``>= 0``; empty when ``n < 2``.
     """
-    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
-    if len(picks) == 0:
+    csims, neighbour_labels = _query_centroid_scores(vectors, labels, centroids, n_queries, top_k, seed)
+    if len(csims) == 0:
         return np.zeros((0, 0))
-    csims = (queries @ centroids.T).astype(np.float64)
-    rows = np.arange(len(picks))[:, None]
-    needed: np.ndarray = np.maximum(csims.max(axis=1, keepdims=True) - csims[rows, labels[neighbours]], 0.0)
-    return needed
+    return _needed(csims, neighbour_labels)
 
 
 def choose_gap(needed: np.ndarray, target: float) -> float:
@@ -369,21 +379,35 @@ def calibrate(
         target: recall in ``(0, 1]``.
     """
     k = len(centroids)
-    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
-    if len(picks) == 0:
+    csims, neighbour_labels = _query_centroid_scores(vectors, labels, centroids, n_queries, top_k, seed)
+    if len(csims) == 0:
         return Calibration(gap=0.0, recall=1.0, n_probe=1, curve=np.ones(k))
-    csims = (queries @ centroids.T).astype(np.float64)
-    rows = np.arange(len(picks))[:, None]
-    top = csims.max(axis=1, keepdims=True)
-    needed = np.maximum(top - csims[rows, labels[neighbours]], 0.0)
+    needed = _needed(csims, neighbour_labels)
     gap = choose_gap(needed, target)
-    probes = np.count_nonzero(csims >= top - gap, axis=1)
+    probes = np.count_nonzero(csims >= csims.max(axis=1, keepdims=True) - gap, axis=1)
     return Calibration(
         gap=gap,
         recall=float(np.mean(needed <= gap)),
         n_probe=max(1, int(np.ceil(np.median(probes)))),
-        curve=_fixed_curve(csims, labels[neighbours]),
+        curve=_fixed_curve(csims, neighbour_labels),
     )
+
+
+def _query_centroid_scores(
+    vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray, n_queries: int, top_k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-query to centroid scores ``(q, k)`` float64 and each true neighbour's cluster ``(q, top)``."""
+    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
+    if len(picks) == 0:
+        return np.zeros((0, len(centroids))), np.zeros((0, 0), np.int64)
+    return (queries @ centroids.T).astype(np.float64), np.asarray(labels)[neighbours]
+
+
+def _needed(csims: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarray:
+    """Gap each true neighbour needs: best centroid score minus its cluster's score, ``>= 0``."""
+    rows = np.arange(len(csims))[:, None]
+    needed: np.ndarray = np.maximum(csims.max(axis=1, keepdims=True) - csims[rows, neighbour_labels], 0.0)
+    return needed
 
 
 def _pseudo_queries(

@@ -42,93 +42,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import ValidationError
 
-from .embedding import normalize
+from .chunk_ids import chunk_id, split_chunk_id
 from .errors import ClusterRagError, InvalidInputError, UnknownDocumentError, UnknownTopicError
+from .tool_specs import TOOL_NAMES, ToolSpec, openai_parameters, tool_specs
 
 if TYPE_CHECKING:
     from .index import ClusterIndex
+    from .model import ClusterModel
     from .types import Hit, Topic
 
 __all__ = ["TOOL_NAMES", "TopicTools", "openai_tools"]
 
 logger = logging.getLogger(__name__)
 
-TOOL_NAMES = ("list_topics", "search_within_topic", "get_document")
 
 _MAX_METADATA_KEYS = 20
 _MAX_METADATA_CHARS = 300
 _NEIGHBOUR_SCAN = 50  # chunks of one source fetched at most when looking for neighbours
-_SUFFIX = re.compile(r"^(?P<base>.+)#(?P<n>\d+)$")
-
-
-@dataclass(frozen=True)
-class _Param:
-    name: str
-    types: tuple[str, ...]  # JSON types accepted: "string", "integer", "null"
-    description: str
-
-
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    description: str
-    params: tuple[_Param, ...]
-
-
-def _specs(max_k: int, max_topics: int) -> dict[str, _Spec]:
-    return {
-        "list_topics": _Spec(
-            "list_topics",
-            "List the topics of the knowledge base: id, name, description, size (number of chunks) and "
-            "keywords. With a query, topics are ranked by similarity to it (best first, with a score); "
-            "without one, largest first. Call this first to see what the knowledge base covers.",
-            (
-                _Param("query", ("string", "null"), "What you are looking for, to rank topics by; null to "
-                       "list the largest topics."),
-                _Param("limit", ("integer", "null"), f"How many topics to return, 1 to {max_topics} "
-                       "(null: 20)."),
-            ),
-        ),
-        "search_within_topic": _Spec(
-            "search_within_topic",
-            "Semantic search restricted to one topic. Returns the best matching chunks (id, text, score, "
-            "metadata). Use a topic id or name from list_topics; an unknown name returns the closest names.",
-            (
-                _Param("query", ("string",), "What to search for, in natural language."),
-                _Param("topic", ("string",), "A topic id (e.g. 3) or a topic name from list_topics."),
-                _Param("k", ("integer", "null"), f"Number of chunks to return, 1 to {max_k} (null: 5)."),
-            ),
-        ),
-        "get_document": _Spec(
-            "get_document",
-            "Fetch one chunk by id (from search_within_topic) with its full text, metadata and topic, "
-            "plus the neighbouring chunks of the same source file for context.",
-            (_Param("id", ("string",), "The chunk id, exactly as returned by search_within_topic."),),
-        ),
-    }
-
-
-def _schema(spec: _Spec) -> dict[str, Any]:
-    """JSON schema of the arguments, valid in OpenAI strict mode (all required, nullable by type)."""
-    props: dict[str, Any] = {}
-    for p in spec.params:
-        props[p.name] = {
-            "type": p.types[0] if len(p.types) == 1 else list(p.types),
-            "description": p.description,
-        }
-    return {
-        "type": "object",
-        "properties": props,
-        "required": [p.name for p in spec.params],
-        "additionalProperties": False,
-    }
 
 
 def openai_tools(
@@ -145,11 +81,11 @@ def openai_tools(
     if api not in ("chat", "responses"):
         raise InvalidInputError(f"api={api!r} must be 'chat' or 'responses'")
     out: list[dict[str, Any]] = []
-    for spec in _specs(max_k, max_topics).values():
+    for spec in tool_specs(max_k, max_topics).values():
         body = {
             "name": spec.name,
             "description": spec.description,
-            "parameters": _schema(spec),
+            "parameters": openai_parameters(spec),
             "strict": True,
         }
         out.append({"type": "function", "function": body} if api == "chat" else {"type": "function", **body})
@@ -232,7 +168,7 @@ class TopicTools:
         self.max_document_chars = max_document_chars
         self.max_keywords = max_keywords
         self.neighbours = neighbours
-        self._specs = _specs(max_k, max_topics)
+        self.specs = tool_specs(max_k, max_topics)
 
     # the three tools -------------------------------------------------------------
     def list_topics(self, query: str | None = None, limit: int | None = 20) -> dict[str, Any]:
@@ -254,12 +190,11 @@ class TopicTools:
         if query is not None and not isinstance(query, str):
             raise InvalidInputError(f"query={query!r} must be a string or null")
         limit, note = self._cap("limit", 20 if limit is None else limit, self.max_topics)
-        state = self.index._require_fitted()
+        model = self.index.model
         if query is not None and query.strip():
-            vector = self.index._embed([query])[0]
-            sims = state.routing.centroids @ state.routing.check_query(vector)  # (k,) cosine per topic
-            return self._ranked(state, sims, limit, note)
-        return self._ranked(state, None, limit, note)
+            sims = model.centroids @ self.index.embed_query(query)  # (k,) cosine per topic
+            return self._ranked(model, sims, limit, note)
+        return self._ranked(model, None, limit, note)
 
     def list_topics_batch(self, queries: Sequence[str], limit: int | None = 1) -> list[dict[str, Any]]:
         """:meth:`list_topics` for many queries with one embedding batch (routing a stream of texts).
@@ -285,17 +220,17 @@ class TopicTools:
         limit, note = self._cap("limit", 1 if limit is None else limit, self.max_topics)
         if not items:
             return []
-        state = self.index._require_fitted()
-        vectors = normalize(self.index._embed(items))  # (n, d) float32, L2-normalized
-        sims = vectors @ state.routing.centroids.T  # (n, k) cosine per query and topic
-        return [self._ranked(state, row, limit, note) for row in sims]
+        model = self.index.model
+        vectors = self.index.embed_texts(items)  # (n, d) float32, L2-normalized
+        sims = vectors @ model.centroids.T  # (n, k) cosine per query and topic
+        return [self._ranked(model, row, limit, note) for row in sims]
 
-    def _ranked(self, state: Any, sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
+    def _ranked(self, model: ClusterModel, sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
         """Topics ordered by ``sims`` ``(k,)`` (by cluster position) or, when ``None``, by size."""
-        # sims / sizes are by cluster position (= index in state.topics); topic ids are stable
+        # sims / sizes are by cluster position (= index in model.topics); topic ids are stable
         # across refits and need not equal positions
-        topics = list(state.topics)
-        sizes = state.routing.sizes()
+        topics = list(model.topics)
+        sizes = model.sizes
         if sims is not None:
             order = sorted(range(len(topics)), key=lambda i: (-float(sims[i]), topics[i].id))
         else:
@@ -391,7 +326,7 @@ class TopicTools:
             InvalidInputError: unknown tool, arguments not an object, a missing,
                 unexpected or wrongly typed argument; plus what the tool raises.
         """
-        spec = self._specs.get(name) if isinstance(name, str) else None
+        spec = self.specs.get(name) if isinstance(name, str) else None
         if spec is None:
             raise InvalidInputError(f"unknown tool {name!r}; available tools: {', '.join(TOOL_NAMES)}")
         args = self._check_args(spec, arguments)
@@ -435,8 +370,9 @@ class TopicTools:
             try:
                 raw = json.loads(raw) if raw.strip() else {}
             except json.JSONDecodeError as exc:
-                return _error_json(name, "InvalidInputError", f"arguments are not valid JSON ({exc}); "
-                                   "send a JSON object")
+                return _error_json(
+                    name, "InvalidInputError", f"arguments are not valid JSON ({exc}); send a JSON object"
+                )
         return self.call(name, raw)
 
     def tool_message(self, tool_call: Any) -> dict[str, str]:
@@ -450,11 +386,11 @@ class TopicTools:
 
     def description(self, name: str) -> str:
         """The model-facing description of tool ``name`` (shared by every adapter)."""
-        return self._specs[name].description
+        return self.specs[name].description
 
     def parameter_descriptions(self, name: str) -> dict[str, str]:
         """Argument name → model-facing description, for adapters that build their own schemas."""
-        return {p.name: p.description for p in self._specs[name].params}
+        return self.specs[name].parameter_descriptions()
 
     # helpers -----------------------------------------------------------------------
     def _cap(self, name: str, value: Any, cap: int) -> tuple[int, str]:
@@ -506,22 +442,20 @@ class TopicTools:
         wanted = [i for i in span if i >= 0 and i != index]
         if not wanted:
             return []
-        own = _SUFFIX.match(hit.id)
+        own = split_chunk_id(hit.id)
         by_position: dict[int, list[tuple[str, str]]] = {}
         if own is not None:  # ingest convention: the neighbours' ids are known
-            got = self.index.store.get([f"{own['base']}#{i}" for i in wanted])
+            got = self.index.store.get([chunk_id(own[0], i) for i in wanted])
         else:
-            got = self.index.store.chunks.get(
-                where={"$and": [{"source": source}, {"chunk_index": {"$in": wanted}}]},
-                include=["documents", "metadatas"],
-                limit=_NEIGHBOUR_SCAN,
+            got = self.index.store.find(
+                {"$and": [{"source": source}, {"chunk_index": {"$in": wanted}}]}, limit=_NEIGHBOUR_SCAN
             )
         candidates = zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False)
         for cid, text, meta in candidates:
             position = (meta or {}).get("chunk_index")
             if cid == hit.id or (meta or {}).get("source") != source or not isinstance(position, int):
                 continue
-            if own is None and _SUFFIX.match(cid) is not None:
+            if own is None and split_chunk_id(cid) is not None:
                 continue  # a piece of another split record, not a neighbour of this one
             by_position.setdefault(position, []).append((cid, text or ""))
         rows = []
@@ -543,7 +477,8 @@ class TopicTools:
         return rows
 
     @staticmethod
-    def _check_args(spec: _Spec, arguments: Any) -> dict[str, Any]:
+    def _check_args(spec: ToolSpec, arguments: Any) -> dict[str, Any]:
+        """Arguments validated against ``spec.args`` (strict types, closed), with readable errors."""
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
@@ -555,36 +490,46 @@ class TopicTools:
             raise InvalidInputError(
                 f"arguments of {spec.name} must be a JSON object, got {type(arguments).__name__}"
             )
-        expected = [p.name for p in spec.params]
-        extra = sorted(set(arguments) - set(expected))
+        fields = spec.args.model_fields
+        extra = sorted(str(key) for key in arguments if key not in fields)
         if extra:
             raise InvalidInputError(
-                f"{spec.name} got unexpected argument(s) {extra}; it takes {expected}"
+                f"{spec.name} got unexpected argument(s) {extra}; it takes {list(fields)}"
             )
-        out: dict[str, Any] = {}
-        for p in spec.params:
-            if p.name not in arguments or arguments[p.name] is None:
-                if "null" not in p.types:
-                    raise InvalidInputError(
-                        f"{spec.name} needs argument {p.name!r} ({p.description})"
-                    )
-                out[p.name] = None
-                continue
-            value = arguments[p.name]
-            if "integer" in p.types and isinstance(value, float) and value.is_integer():
-                value = int(value)
-            ok = (
-                (isinstance(value, str) and "string" in p.types)
-                or (isinstance(value, int) and not isinstance(value, bool) and "integer" in p.types)
-                or (p.name == "topic" and isinstance(value, int) and not isinstance(value, bool))
-            )
-            if not ok:
-                kinds = " or ".join(t for t in p.types)
-                raise InvalidInputError(
-                    f"{spec.name} argument {p.name!r} must be {kinds}, got {type(value).__name__} {value!r}"
-                )
-            out[p.name] = value
-        return out
+        clean = {
+            key: int(value)
+            if isinstance(value, float) and value.is_integer() and _takes_int(spec, key)
+            else value
+            for key, value in arguments.items()
+        }
+        try:
+            return spec.args.model_validate(clean).model_dump()
+        except ValidationError as exc:
+            raise InvalidInputError(_explain(spec, exc)) from None
+
+
+def _takes_int(spec: ToolSpec, name: str) -> bool:
+    types = openai_parameters(spec)["properties"][name]["type"]
+    return "integer" in (types if isinstance(types, list) else [types])
+
+
+def _explain(spec: ToolSpec, error: ValidationError) -> str:
+    """One readable sentence for the first problem pydantic found."""
+    problem = error.errors()[0]
+    name = str(problem["loc"][0]) if problem["loc"] else "arguments"
+    kind = problem["type"]
+    described = spec.parameter_descriptions().get(name, "")
+    if kind == "missing":
+        return f"{spec.name} needs argument {name!r} ({described})"
+    value = problem.get("input")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"{spec.name} argument {name!r} must be a positive integer, got {name}={shown}"
+    if kind == "string_too_short":
+        return f"{spec.name} argument {name!r} must be a non-empty string, got {shown}"
+    types = openai_parameters(spec)["properties"][name]["type"]
+    kinds = " or ".join(types) if isinstance(types, list) else types
+    return f"{spec.name} argument {name!r} must be {kinds}, got {type(value).__name__} {shown}"
 
 
 def _error_json(tool: str | None, kind: str, message: str) -> str:

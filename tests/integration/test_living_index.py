@@ -221,7 +221,7 @@ def every_chunk_found(index: ClusterIndex) -> bool:
     """Every stored chunk is in the active version's routing index: an exhaustive search
     (all clusters probed) with its own vector returns it first, with its stored topic."""
     ids, vectors, metas = index.store.load_all()
-    state = index._require_fitted()
+    state = index.model
     key = version_key(state.info.version)
     for cid, vec, meta in zip(ids, vectors, metas, strict=True):
         hits = index.search_by_vector(vec, k=1, n_probe=state.info.k)
@@ -229,7 +229,7 @@ def every_chunk_found(index: ClusterIndex) -> bool:
             return False
         if key in meta and hits[0].topic_id != state.topics[meta[key]].id:
             return False
-    return len(ids) == 124 == len(state.routing)
+    return len(ids) == 124 == len(state.backend)
 
 
 @pytest.mark.parametrize(

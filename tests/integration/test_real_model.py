@@ -27,7 +27,8 @@ def test_topics_follow_true_intents(demo_index: ClusterIndex, banking_rows) -> N
     # purity of clusters w.r.t. the 20 true intents
     majority = 0
     for t in topics:
-        ids, _ = demo_index._require_fitted().routing.members(t.id)
+        model = demo_index.model
+        ids, _ = model.members(model.position_of[t.id])
         majority += Counter(label_of[i] for i in ids).most_common(1)[0][1]
     assert majority / 400 > 0.7
     passcode = [t for t in topics if "passcode" in t.keywords[:3]]

@@ -102,18 +102,18 @@ def test_update_centroids_moves_only_touched_centroids_and_persists(tmp_path: Pa
     for name in ("pets", "space", "food"):
         add(idx, name)
     idx.fit(k=3)
-    before = idx._require_fitted()
-    centroids = before.routing.centroids.copy()
+    before = idx.model
+    centroids = before.centroids.copy()
     pets = before.position_of[topic_of(idx, "pets")]
     add(idx, "pets", n=10, start=30, update_centroids=True)
-    after = idx._require_fitted().routing.centroids
+    after = idx.model.centroids
     moved = np.nonzero(np.any(after != centroids, axis=1))[0]
     assert moved.tolist() == [pets]
-    assert np.array_equal(before.routing.centroids, centroids)  # the old snapshot is untouched
+    assert np.array_equal(before.centroids, centroids)  # the old snapshot is untouched
     assert idx.model_info.version == 1  # updated in place, same version
     reopened = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=CFG)
-    np.testing.assert_allclose(reopened._require_fitted().routing.centroids, after, atol=1e-6)
-    online = reopened._require_fitted().online
+    np.testing.assert_allclose(reopened.model.centroids, after, atol=1e-6)
+    online = reopened.model.online
     assert online is not None and online.folded == 10 and online.counts[pets] == 40
     marks = {m[added_key(1)] for m in idx.store.get([f"pets-{i}" for i in range(30, 40)])["metadatas"]}
     assert marks == {2}
@@ -124,11 +124,11 @@ def test_update_centroids_moves_only_touched_centroids_and_persists(tmp_path: Pa
 
 def test_partial_fit_folds_what_was_added(index: ClusterIndex) -> None:
     add(index, "food", n=20, start=30)
-    state = index._require_fitted()
+    state = index.model
     food = state.position_of[topic_of(index, "food")]
     assert len(state.added) == 20 and index.info()["added_since_fit"] == 20
     assert index.partial_fit() == 20
-    online = index._require_fitted().online
+    online = index.model.online
     assert online is not None and online.counts[food] == 50 and online.folded == 20
     assert index.partial_fit() == 0
     report = index.drift()
@@ -154,7 +154,7 @@ def test_refit_clears_added_marks_and_prune_drops_keys(tmp_path: Path) -> None:
     add(idx, "space")
     idx.fit(k=2)
     add(idx, "food")
-    assert len(idx._require_fitted().added) == 30
+    assert len(idx.model.added) == 30
     idx.fit(k=3)
     metas = idx.store.load_all()[2]
     assert len(metas) == 90  # nothing deleted by refit or prune

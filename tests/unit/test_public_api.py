@@ -3,7 +3,7 @@
 import cluster_rag
 
 EXPECTED = {
-    "Chunk", "ClusterIndex", "ClusterRagError", "DimensionMismatchError", "DuplicateIdError", "Embedder",
+    "Chunk", "ClusterIndex", "ClusterModel", "SearchBackend", "ClusterRagError", "DimensionMismatchError", "DuplicateIdError", "Embedder",
     "EmptyTextError", "Hit", "IndexConfig", "InvalidInputError", "InvalidKError", "LabelingError",
     "LengthMismatchError", "MetadataError", "MissingDependencyError", "ModelInfo", "ModelMismatchError",
     "NotFittedError", "SentenceTransformerEmbedder", "KeywordLabeler", "LabelReport", "LabelRequest",

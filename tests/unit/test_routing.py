@@ -10,7 +10,6 @@ from cluster_rag.routing import (
     choose_gap,
     choose_n_probe,
     needed_gaps,
-    probe_recall_curve,
 )
 
 
@@ -74,8 +73,8 @@ def test_query_validation() -> None:
 
 def test_recall_curve_is_monotone_and_reaches_one() -> None:
     index, X = make()
-    curve = probe_recall_curve(X, index.labels()[np.argsort([int(i[1:]) for i in index.ids()])],
-                               index.centroids, n_queries=100)
+    labels = index.labels()[np.argsort([int(i[1:]) for i in index.ids()])]
+    curve = calibrate(X, labels, index.centroids, target=0.9, n_queries=100).curve
     assert curve.shape == (20,)
     assert np.all(np.diff(curve) >= -1e-12)
     assert curve[-1] == pytest.approx(1.0)

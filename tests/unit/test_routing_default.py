@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cluster_rag import ClusterIndex, IndexConfig
+from cluster_rag.routing import probe_count, route
 from cluster_rag.types import ModelInfo
 from tests.fixtures import FakeEmbedder
 
@@ -35,30 +35,34 @@ def test_fit_stores_the_calibrated_gap(fitted: ClusterIndex, tmp_path: Path) -> 
 
 
 def test_default_search_routes_by_gap_and_n_probe_overrides(fitted: ClusterIndex) -> None:
-    state = fitted._require_fitted()
+    state = fitted.model
     gap = state.info.probe_gap
     assert gap is not None
     queries = ("alpha beta", "sigma tau iota", "kappa")
-    counts = [state.routing.probe_count(fitted.embedder.embed([t])[0], gap) for t in queries]
+    counts = [probe_count(state.centroids, fitted.embed_query(t), gap) for t in queries]
     assert min(counts) < state.info.k and len(set(counts)) > 1  # per-query, not one fixed count
     for text in queries:
-        q = fitted.embedder.embed([text])[0]
-        pool = state.routing.candidates(q, gap=gap)  # every chunk of the gap-routed clusters
+        q = fitted.embed_query(text)
+        pool = state.backend.search(q, route(state.centroids, q, gap=gap))  # every chunk of the gap-routed clusters
         hits = fitted.search(text, k=5)
         assert {h.id for h in hits} <= set(pool.ids)
         np.testing.assert_allclose([h.score for h in hits], pool.scores[:5], rtol=1e-5)
-        allowed = set(state.routing.route(q, gap=gap).tolist())
+        allowed = set(route(state.centroids, q, gap=gap).tolist())
         assert {h.topic_id for h in hits} <= allowed
         one = fitted.search(text, k=5, n_probe=1)
-        assert {h.topic_id for h in one} <= {int(state.routing.route(q, 1)[0])}
+        assert {h.topic_id for h in one} <= {int(route(state.centroids, q, 1)[0])}
 
 
 def test_versions_without_a_gap_use_the_fixed_n_probe(fitted: ClusterIndex) -> None:
     stored = fitted.model_info.to_dict()
     del stored["probe_gap"]
     assert ModelInfo.from_dict(stored).probe_gap is None
-    state = fitted._require_fitted()
-    fitted._active = replace(state, info=replace(state.info, probe_gap=None, n_probe=1))
-    q = fitted.embedder.embed(["alpha beta"])[0]
+    payload = fitted.store.load_model(fitted.model_info.version)
+    assert payload is not None
+    payload["info"] = {**stored, "n_probe": 1}  # a version written before gap routing existed
+    fitted.store.update_model(fitted.model_info.version, payload)
+    fitted.refresh()
+    state = fitted.model
+    q = fitted.embed_query("alpha beta")
     hits = fitted.search("alpha beta", k=5)
-    assert {h.topic_id for h in hits} == {int(state.routing.route(q, 1)[0])}
+    assert {h.topic_id for h in hits} == {int(route(state.centroids, q, 1)[0])}

@@ -268,7 +268,8 @@ def test_unfitted_and_unexpected_failures_do_not_raise(tmp_path: Path) -> None:
     assert out["error_type"] == "NotFittedError" and "fit()" in out["error"]
 
     class Broken:
-        def _require_fitted(self) -> None:
+        @property
+        def model(self) -> None:
             raise RuntimeError("disk on fire")
 
     out = json.loads(TopicTools(Broken()).call("list_topics", None))  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
 """cluster-rag's agent tools as LangChain ``StructuredTool``s.
 
 The tools themselves live in :mod:`cluster_rag.tools` (one definition for every
-framework); this module only gives each one a pydantic ``args_schema`` and wraps
-it. Every tool returns the JSON text of
+framework); this module only wraps each one, with the core's pydantic argument model
+(:mod:`cluster_rag.tool_specs`) as its ``args_schema``. Every tool returns the JSON text of
 :meth:`TopicTools.call <cluster_rag.tools.TopicTools.call>`; a failed call
 (unknown topic or id, arguments that fail the schema) returns
 ``{"error": ..., "error_type": ..., "tool": ...}`` instead of raising, so an
@@ -23,41 +23,12 @@ import json
 from typing import Any
 
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from cluster_rag import ClusterIndex
 from cluster_rag.tools import TOOL_NAMES, TopicTools
 
 __all__ = ["ClusterRagToolkit", "make_tools"]
-
-
-def _schemas(tools: TopicTools) -> dict[str, type[BaseModel]]:
-    """One pydantic model per tool; descriptions come from the core definition."""
-    lt = tools.parameter_descriptions("list_topics")
-    st = tools.parameter_descriptions("search_within_topic")
-    gd = tools.parameter_descriptions("get_document")
-    closed = ConfigDict(extra="forbid")
-
-    class ListTopicsInput(BaseModel):
-        model_config = closed
-        query: str | None = Field(default=None, description=lt["query"])
-        limit: int | None = Field(default=20, ge=1, description=lt["limit"])
-
-    class SearchWithinTopicInput(BaseModel):
-        model_config = closed
-        query: str = Field(min_length=1, description=st["query"])
-        topic: int | str = Field(description=st["topic"])
-        k: int | None = Field(default=5, ge=1, description=st["k"])
-
-    class GetDocumentInput(BaseModel):
-        model_config = closed
-        id: str = Field(min_length=1, description=gd["id"])
-
-    return {
-        "list_topics": ListTopicsInput,
-        "search_within_topic": SearchWithinTopicInput,
-        "get_document": GetDocumentInput,
-    }
 
 
 def _validation_error(name: str) -> Any:
@@ -89,7 +60,6 @@ def make_tools(index: ClusterIndex | TopicTools, **limits: Any) -> list[BaseTool
         tools = index
     else:
         tools = TopicTools(index, **limits)
-    schemas = _schemas(tools)
     out: list[BaseTool] = []
     for name in TOOL_NAMES:
 
@@ -101,7 +71,7 @@ def make_tools(index: ClusterIndex | TopicTools, **limits: Any) -> list[BaseTool
                 func=run,
                 name=name,
                 description=tools.description(name),
-                args_schema=schemas[name],
+                args_schema=tools.specs[name].args,
                 handle_validation_error=_validation_error(name),
             )
         )

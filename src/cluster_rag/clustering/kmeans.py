@@ -34,6 +34,7 @@ follow one rule.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,17 @@ AUTO_SMOOTH_ROWS = 30_000
 #: Neighbours averaged by ``smooth="auto"`` (capped at a fifth of the mean cluster size).
 SMOOTH_NEIGHBORS = 20
 ENGINES = ("auto", "sklearn", "minibatch", "faiss")
+
+
+def default_k(n_chunks: int) -> int:
+    """Default number of clusters: ``round(sqrt(n))`` clamped to ``[2, n]``.
+
+    sqrt(n) keeps both the number of centroids scored per query and the chunks
+    per cluster near sqrt(n), which minimizes routed-search work; pick k from
+    evidence (silhouette, Davies-Bouldin; :mod:`cluster_rag.clustering.choose_k`)
+    when topics matter more than speed.
+    """
+    return max(2, min(n_chunks, round(math.sqrt(n_chunks))))
 
 
 def validate_k(k: int, n_rows: int) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..chunk_ids import chunk_id
 from ..errors import StoreNotFoundError, UnsupportedFileError
 from ..types import Chunk
 from .chunker import chunk_text
@@ -125,7 +126,7 @@ def load_chunks(
         text = _read_text(path)
         if kind == "text":
             for i, piece in enumerate(chunk_text(text, chunk_size=chunk_size, overlap=overlap)):
-                chunks.append(Chunk(f"{source}#{i}", piece, {"source": source, "chunk_index": i}))
+                chunks.append(Chunk(chunk_id(source, i), piece, {"source": source, "chunk_index": i}))
             continue
         fields_seen: dict[str, None] = {}
         has_field = False
@@ -139,7 +140,7 @@ def load_chunks(
             meta = _scalar_metadata(record, {text_field, id_field})
             pieces = chunk_text(body, chunk_size=chunk_size, overlap=overlap)
             for i, piece in enumerate(pieces):
-                cid = base if len(pieces) == 1 else f"{base}#{i}"
+                cid = base if len(pieces) == 1 else chunk_id(base, i)
                 chunks.append(Chunk(cid, piece, {**meta, "source": source, "chunk_index": i}))
         if fields_seen and not has_field:
             found = sorted(fields_seen)

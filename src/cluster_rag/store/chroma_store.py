@@ -55,9 +55,10 @@ def added_key(version: int) -> str:
 
 
 def _is_not_found(exc: Exception) -> bool:
-    return type(exc).__name__ in {"NotFoundError", "InvalidCollectionException"} or (
-        "does not exist" in str(exc)
-    )
+    """Chroma's "no such collection" (embedded and HTTP clients raise the same type)."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(exc, NotFoundError)
 
 
 class ChromaStore:
@@ -143,10 +144,9 @@ class ChromaStore:
         uniq = list(dict.fromkeys(hashes))
         for start in range(0, len(uniq), 500):
             part = uniq[start : start + 500]
-            got = self.chunks.get(
-                where={HASH_KEY: {"$in": part}}, include=["embeddings", "metadatas"]
-            )
-            for meta, vec in zip(got["metadatas"] or [], got["embeddings"] if got["embeddings"] is not None else []):
+            got = self.chunks.get(where={HASH_KEY: {"$in": part}}, include=["embeddings", "metadatas"])
+            vectors = got["embeddings"] if got["embeddings"] is not None else []
+            for meta, vec in zip(got["metadatas"] or [], vectors, strict=True):
                 out[str(meta[HASH_KEY])] = np.asarray(vec, dtype=np.float32)
         return out
 
@@ -221,6 +221,11 @@ class ChromaStore:
             out[key] = [values[order[cid]] for cid in out["ids"]] if values is not None else None
         return out
 
+    def find(self, where: dict[str, Any], *, limit: int | None = None) -> dict[str, Any]:
+        """Chunks matching the Chroma ``where`` filter (ids, documents, metadatas), at most ``limit``."""
+        got = self.chunks.get(where=where, include=["documents", "metadatas"], limit=limit)
+        return {"ids": got["ids"], "documents": got["documents"], "metadatas": got["metadatas"]}
+
     def filter_ids(self, ids: Sequence[str], where: dict[str, Any]) -> set[str]:
         """The subset of ``ids`` whose metadata matches the Chroma ``where`` filter."""
         passing: set[str] = set()
@@ -244,6 +249,11 @@ class ChromaStore:
                 ids=list(ids[start:stop]),
                 metadatas=[{key: int(c), mark: 1 if added else None} for c in labels[start:stop]],
             )
+
+    def count_added(self, version: int) -> int:
+        """Chunks marked as added after ``version`` was fitted (a metadata query; no vectors)."""
+        got = self.chunks.get(where={added_key(version): {"$gte": 1}}, include=[])
+        return len(got["ids"])
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         """Merge ``metadatas`` into the stored metadata of ``ids`` (a ``None`` value removes a key)."""
@@ -287,7 +297,9 @@ class ChromaStore:
             self.centroids.upsert(
                 ids=ids[start:stop],
                 embeddings=np.asarray(centroids[start:stop], dtype=np.float32),
-                metadatas=[{"version": int(version), "cluster": c} for c in range(start, min(stop, len(ids)))],
+                metadatas=[
+                    {"version": int(version), "cluster": c} for c in range(start, min(stop, len(ids)))
+                ],
             )
         self.update_model(version, payload)
 
@@ -325,7 +337,7 @@ class ChromaStore:
         rows: dict[str, np.ndarray] = {}
         for start in range(0, k, self.batch_size):
             got = self.centroids.get(ids=ids[start : start + self.batch_size], include=["embeddings"])
-            rows.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+            rows.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
         missing = [i for i in ids if i not in rows]
         if missing:
             raise VersionError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.bridge.pydantic import BaseModel, Field, create_model
+from llama_index.core.bridge.pydantic import BaseModel
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 from llama_index.core.tools.types import ToolMetadata
 
@@ -67,23 +67,10 @@ class ClusterRagToolSpec(BaseToolSpec):
     def get_fn_schema_from_fn_name(
         self, fn_name: str, spec_functions: list[SPEC_FUNCTION_TYPE] | None = None
     ) -> type[BaseModel] | None:
-        """The argument model of tool ``fn_name``, with the core's argument descriptions."""
+        """The argument model of tool ``fn_name``: the core's (:mod:`cluster_rag.tool_specs`)."""
         if fn_name not in TOOL_NAMES:
             raise ValueError(f"invalid tool name {fn_name!r}; tools: {list(TOOL_NAMES)}")
-        described = self.tools.parameter_descriptions(fn_name)
-        fields: dict[str, Any] = {
-            "list_topics": {
-                "query": (str | None, Field(default=None, description=described.get("query"))),
-                "limit": (int | None, Field(default=20, ge=1, description=described.get("limit"))),
-            },
-            "search_within_topic": {
-                "query": (str, Field(description=described.get("query"))),
-                "topic": (int | str, Field(description=described.get("topic"))),
-                "k": (int | None, Field(default=5, ge=1, description=described.get("k"))),
-            },
-            "get_document": {"id": (str, Field(description=described.get("id")))},
-        }[fn_name]
-        return create_model(fn_name, **fields)
+        return self.tools.specs[fn_name].args
 
     def get_metadata_from_fn_name(
         self, fn_name: str, spec_functions: list[SPEC_FUNCTION_TYPE] | None = None

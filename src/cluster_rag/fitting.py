@@ -1,0 +1,310 @@
+"""Stored vectors → a new model version → the atomic switch.
+
+A refit writes every chunk's assignment (``cr_v<N>``), describes the topics
+(c-TF-IDF keywords, representative chunks), matches them to the previous
+version's so stable ids and labels carry over (:mod:`cluster_rag.versioning`),
+calibrates the default route (:mod:`cluster_rag.routing`), stores centroids and
+the JSON payload, and only then switches the ``active`` record. A process killed
+at any point before the switch leaves the previous version active and complete.
+Old versions beyond ``keep_versions`` are pruned after the switch (their
+centroids, payload and assignment keys; never chunks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends import build_numpy_backend
+from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
+from .clustering.choose_k import KSweep
+from .clustering.online import initial_state
+from .config import IndexConfig
+from .drift import compute_baseline
+from .errors import InvalidKError, NotFittedError, VersionError
+from .labeling import ctfidf_keywords, keyword_label, representative_indices
+from .model import AddedLog, ClusterModel, numpy_loader, positions_of, record_from_payload
+from .routing import calibrate
+from .store import ChromaStore, added_key, version_key
+from .types import ModelInfo, Topic
+from .versioning import RefitReport, TopicMatching, match_topics
+
+__all__ = ["FitRequest", "Previous", "activate", "fit_version", "previous_of", "prune_versions"]
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """How to cluster (validated by :meth:`cluster_rag.ClusterIndex.fit`).
+
+    Attributes:
+        k: clusters; ``None``: :func:`~cluster_rag.clustering.default_k`; ``"auto"``: sweep.
+        engine: k-means engine name.
+        clusterer: any scikit-learn-style estimator (overrides ``k`` and ``engine``).
+        n_init: k-means restarts (``None``: engine default).
+        matching: thresholds of topic matching against the previous version.
+        reduce_dim: PCA components to cluster in (``None``: none).
+    """
+
+    k: int | str | None = None
+    engine: str = "auto"
+    clusterer: Any = None
+    n_init: int | None = None
+    matching: TopicMatching | None = None
+    reduce_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The version active when a refit started, as topic matching needs it.
+
+    Attributes:
+        labels: ``(n,)`` position of each chunk of the refit, in its order.
+        fitted: ``(n,)`` bool: the chunk was one the previous version was fitted on.
+    """
+
+    version: int
+    topics: list[Topic]
+    centroids: np.ndarray
+    labels: np.ndarray
+    fitted: np.ndarray
+    next_topic_id: int
+
+
+def previous_of(
+    store: ChromaStore, model: ClusterModel | None, vectors: np.ndarray, metas: list[dict[str, Any]]
+) -> Previous | None:
+    """The active version with each chunk's position in it, for topic matching."""
+    if model is None:
+        return None
+    version = model.version
+    labels = positions_of(version, metas, vectors, model.centroids)
+    key, mark = version_key(version), added_key(version)
+    fitted = np.fromiter((key in m and mark not in m for m in metas), dtype=bool, count=len(metas))
+    return Previous(version, list(model.topics), model.centroids, labels, fitted, model.record.next_topic_id)
+
+
+def _cluster(
+    vectors: np.ndarray, request: FitRequest, config: IndexConfig
+) -> tuple[np.ndarray, np.ndarray, str, KSweep | None]:
+    """Centroids ``(k, d)``, labels ``(n,)``, engine name and the k sweep (when ``k="auto"``)."""
+    if request.clusterer is not None:
+        centroids, labels = fit_any(request.clusterer, vectors)
+        return centroids, labels, type(request.clusterer).__name__, None
+    k, sweep = request.k, None
+    if isinstance(k, str) and k == "auto":
+        from .clustering.choose_k import auto_k
+
+        sweep = auto_k(vectors, random_state=config.seed, progress=config.progress)
+        k = sweep.recommended
+    if isinstance(k, str):
+        raise InvalidKError(f"k={k!r} must be an int, None (the default) or 'auto'")
+    k = default_k(len(vectors)) if k is None else k
+    validate_k(k, len(vectors))
+    km = SphericalKMeans(
+        k,
+        engine=request.engine,
+        random_state=config.seed,
+        n_init=request.n_init,
+        progress=config.progress,
+        reduce_dim=request.reduce_dim,
+    ).fit(vectors)
+    return km.cluster_centers_, km.labels_, km.engine_, sweep
+
+
+def fit_version(
+    store: ChromaStore, config: IndexConfig, active: ClusterModel | None, request: FitRequest
+) -> ClusterModel:
+    """Cluster every stored chunk and make the result the new active version.
+
+    Raises:
+        NotFittedError: fewer than 2 chunks stored.
+        InvalidKError: ``k`` out of range.
+    """
+    ids, vectors, metas = store.load_all()
+    if len(ids) < 2:
+        raise NotFittedError(
+            f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
+        )
+    centroids, labels, engine, sweep = _cluster(vectors, request, config)
+    previous = previous_of(store, active, vectors, metas)
+    del metas
+    return _commit(store, config, ids, vectors, centroids, labels, engine, previous, request.matching, sweep)
+
+
+def _join_late_arrivals(
+    store: ChromaStore,
+    version: int,
+    ids: list[str],
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Chunks added by another process while we fitted: assign them before switching."""
+    if store.count() == len(ids):
+        return ids, vectors, labels
+    known = set(ids)
+    extra_ids: list[str] = []
+    extra_vecs: list[np.ndarray] = []
+    for got in store.iter_all(include=["embeddings"]):
+        for cid, vec in zip(got["ids"], got["embeddings"], strict=True):
+            if cid not in known:
+                extra_ids.append(cid)
+                extra_vecs.append(np.asarray(vec, dtype=np.float32))
+    if not extra_ids:
+        return ids, vectors, labels
+    extra = np.stack(extra_vecs)
+    extra_labels, _ = assign(extra, centroids)
+    store.write_assignments(version, extra_ids, extra_labels, added=True)
+    return ids + extra_ids, np.concatenate([vectors, extra]), np.concatenate([labels, extra_labels])
+
+
+def _commit(
+    store: ChromaStore,
+    config: IndexConfig,
+    ids: list[str],
+    vectors: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    engine: str,
+    previous: Previous | None,
+    matching: TopicMatching | None,
+    sweep: KSweep | None,
+) -> ClusterModel:
+    k = len(centroids)
+    versions = store.versions()
+    version = (max(versions) + 1) if versions else 1
+    n_fit = len(ids)
+    store.write_assignments(version, ids, labels)
+    ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
+    topics = describe_topics(store, ids, vectors, centroids, labels, progress=config.progress)
+    refit: RefitReport | None = None
+    next_id = k
+    if previous is not None:
+        # merges/splits/overlap are judged on the chunks the previous version was fitted on:
+        # chunks added since were forced into their nearest topic, new topics hide among them
+        fitted = previous.fitted
+        topics, refit, next_id = match_topics(
+            previous.topics,
+            previous.centroids,
+            previous.labels[fitted],
+            topics,
+            centroids,
+            labels[:n_fit][fitted],
+            next_topic_id=previous.next_topic_id,
+            previous_version=previous.version,
+            matching=matching,
+        )
+    # default route: per-query centroid score gap calibrated on chunks as pseudo-queries
+    # (a fixed n_probe calibrated that way under-probes real questions; see routing.py)
+    cal = calibrate(
+        vectors,
+        labels,
+        centroids,
+        target=config.target_recall,
+        n_queries=config.calibration_queries,
+        seed=config.seed,
+    )
+    sims = np.einsum("ij,ij->i", vectors, centroids[labels])
+    info = ModelInfo(
+        version=version,
+        k=k,
+        n_chunks=len(ids),
+        engine=engine,
+        seed=config.seed,
+        inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
+        n_probe=cal.n_probe,
+        calibrated_recall=cal.recall,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        embedding_model=store.model_name,
+        probe_gap=cal.gap,
+    )
+    payload: dict[str, Any] = {
+        "info": info.to_dict(),
+        "topics": [t.to_dict() for t in topics],
+        "sizes": np.bincount(labels, minlength=k).astype(int).tolist(),
+        "recall_curve": cal.curve.tolist(),
+        "baseline": compute_baseline(vectors[:n_fit], labels[:n_fit], k).to_dict(),
+        "online": initial_state(vectors[:n_fit], labels[:n_fit], k).to_dict(),
+        "next_topic_id": next_id,
+        "refit": refit.to_dict() if refit is not None else None,
+    }
+    if sweep is not None:  # how k was chosen, next to the version it made
+        payload["choose_k"] = sweep.to_dict()
+    store.save_model(version, payload, centroids)
+    store.set_active(version)  # the atomic switch
+    prune_versions(store, config.keep_versions)
+    record = record_from_payload(payload, centroids)
+    backend = build_numpy_backend(centroids, ids, vectors, labels)
+    return ClusterModel(record, numpy_loader(store), backend=backend, added=AddedLog(list(ids[n_fit:])))
+
+
+def describe_topics(
+    store: ChromaStore,
+    ids: list[str],
+    vectors: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    *,
+    progress: bool = False,
+) -> list[Topic]:
+    """Keyword-labelled topics by position: c-TF-IDF keywords and the chunks nearest each centroid.
+
+    Args:
+        ids: ``(n,)`` chunk ids; their texts are read from ``store``.
+        vectors: ``(n, d)`` float32, L2-normalized.
+        centroids: ``(k, d)`` float32, L2-normalized.
+        labels: ``(n,)`` int64 positions.
+    """
+    k = len(centroids)
+    texts_by_id: dict[str, str] = {}
+    pages = store.iter_all(include=["documents"])
+    for got in tqdm(
+        pages, desc="topics", disable=not progress, leave=False, total=math.ceil(len(ids) / 5000)
+    ):
+        texts_by_id.update(zip(got["ids"], got["documents"], strict=True))
+    keywords = ctfidf_keywords([texts_by_id.get(cid, "") for cid in ids], labels, k)
+    id_array = np.asarray(ids, dtype=object)
+    topics: list[Topic] = []
+    for c in range(k):
+        members = np.nonzero(labels == c)[0]
+        rep = members[representative_indices(vectors[members], centroids[c])]
+        topics.append(
+            Topic(
+                id=c,
+                size=len(members),
+                keywords=keywords[c],
+                representative_ids=[str(x) for x in id_array[rep]],
+                label=keyword_label(keywords[c]),
+            )
+        )
+    return topics
+
+
+def prune_versions(store: ChromaStore, keep: int) -> None:
+    """Drop the oldest inactive versions so at most ``keep`` remain (never the active one)."""
+    active = store.active_version()
+    old = [v for v in store.versions() if v != active]
+    for version in old[: max(0, len(old) - (keep - 1))]:
+        store.delete_model(version)
+        store.drop_assignments(version)
+
+
+def activate(store: ChromaStore, version: int | None) -> int:
+    """Make ``version`` (default: the newest one older than the active one) active; returns it.
+
+    Raises:
+        VersionError: no such version, or no older one kept.
+    """
+    if version is None:
+        active, kept = store.active_version(), store.versions()
+        older = [v for v in kept if active is None or v < active]
+        if not older:
+            raise VersionError(f"no version older than {active} is kept; versions: {kept}")
+        version = older[-1]
+    store.set_active(version)
+    return version

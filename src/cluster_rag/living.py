@@ -1,0 +1,231 @@
+"""A living index: adds and deletes after a fit, online centroid updates, drift.
+
+After a fit, new chunks join their nearest cluster at once (their ``cr_v<N>`` key
+is written with them, marked ``cr_added_v<N>``) and are searchable immediately;
+the version's per-topic sizes in its payload follow every add and delete.
+``update_centroids`` also moves the touched centroids toward the new chunks
+(MiniBatchKMeans ``partial_fit`` semantics, :mod:`cluster_rag.clustering.online`),
+in place in the same version. :func:`drift_report` compares what was added since
+the fit with the fit's baseline (:mod:`cluster_rag.drift`).
+
+Every function takes the active :class:`~cluster_rag.model.ClusterModel` and
+returns the next snapshot; the facade holds the write lock and swaps it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .clustering import assign
+from .clustering.online import OnlineState, initial_state, partial_fit_step
+from .drift import Baseline, DriftReport, DriftThresholds, compare, compute_baseline
+from .errors import DuplicateIdError, VersionError
+from .model import ClusterModel
+from .store import ChromaStore, added_key, version_key
+from .store.chroma_store import HASH_KEY
+
+__all__ = [
+    "add_rows",
+    "default_ids",
+    "delete_rows",
+    "drift_report",
+    "embed_with_cache",
+    "fold_added",
+    "partial_fit",
+    "refuse_stored",
+    "stored_vectors",
+]
+
+
+def _bump_sizes(store: ChromaStore, model: ClusterModel, positions: np.ndarray, sign: int) -> np.ndarray:
+    """Add ``sign`` per entry of ``positions`` to the version's stored sizes; returns them ``(k,)``."""
+    delta = np.bincount(np.asarray(positions, dtype=np.int64), minlength=model.k) * sign
+    payload = store.load_model(model.version)
+    if payload is None:
+        raise VersionError(f"model version {model.version} was deleted meanwhile; refit or roll back")
+    current = np.asarray(payload.get("sizes") or model.sizes, dtype=np.int64)
+    sizes: np.ndarray = np.maximum(current + delta, 0)
+    payload["sizes"] = sizes.astype(int).tolist()
+    store.update_model(model.version, payload)
+    return sizes
+
+
+def add_rows(
+    store: ChromaStore,
+    model: ClusterModel | None,
+    ids: list[str],
+    texts: list[str],
+    vectors: np.ndarray,
+    metas: list[dict[str, Any]],
+    hashes: list[str],
+    *,
+    fold: bool = False,
+) -> ClusterModel | None:
+    """Write chunks (vectors ``(n, d)`` float32, L2-normalized) and return the next snapshot.
+
+    Before any fit the chunks are only stored. After one, each joins its nearest cluster.
+    """
+    rows = [{**m, HASH_KEY: h} for m, h in zip(metas, hashes, strict=True)]
+    if model is None:
+        store.add(ids, texts, vectors, rows)
+        return None
+    version = model.version
+    labels, _ = assign(vectors, model.centroids)
+    key, mark = version_key(version), added_key(version)
+    rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, labels, strict=True)]
+    store.add(ids, texts, vectors, rows)
+    sizes = _bump_sizes(store, model, labels, +1)
+    if not model.loaded:  # the next snapshot loads from the store, which holds the new rows
+        nxt = model.evolve(sizes=sizes)
+        return fold_added(store, nxt, vectors, labels) if fold else nxt
+    nxt = model.evolve(
+        backend=model.backend.with_added(ids, vectors, labels), added=model.added.extended(ids), sizes=sizes
+    )
+    return fold_added(store, nxt, vectors, labels) if fold else nxt
+
+
+def fold_added(
+    store: ChromaStore, model: ClusterModel, vectors: np.ndarray, labels: np.ndarray
+) -> ClusterModel:
+    """Move the centroids toward ``vectors`` ``(b, d)`` (positions ``labels``) and persist them in place.
+
+    The touched centroid rows are written first (one upsert while k <= the store's batch
+    size), then the counts in the payload; a crash between leaves moved centroids with old
+    counts, which only changes the weight of later updates.
+    """
+    online = model.online or _initial_online(store, model)
+    centroids, online = partial_fit_step(model.centroids, online, vectors, labels)
+    touched = np.unique(np.asarray(labels, dtype=np.int64))
+    store.save_centroids(model.version, touched.tolist(), centroids[touched])
+    payload = store.load_model(model.version)
+    if payload is not None:
+        payload["online"] = online.to_dict()
+        store.update_model(model.version, payload)
+    # routing reads the model's centroids; the backend's blocks stay as they are
+    return model.evolve(centroids=np.ascontiguousarray(centroids, dtype=np.float32), online=online)
+
+
+def _initial_online(store: ChromaStore, model: ClusterModel) -> OnlineState:
+    """Online statistics of a version stored before they were: from its current members."""
+    ids, labels = model.assignments()
+    _, vectors, _ = stored_vectors(store, [str(x) for x in ids], with_metadata=False)
+    return initial_state(vectors, labels, model.k)
+
+
+def partial_fit(store: ChromaStore, model: ClusterModel) -> tuple[ClusterModel, int]:
+    """Fold every chunk added since the fit and not folded yet into the centroids.
+
+    Returns:
+        The next snapshot and the number of chunks folded.
+    """
+    key, mark = version_key(model.version), added_key(model.version)
+    ids, vectors, metas = stored_vectors(store, model.added.ids(), with_metadata=True)
+    todo = [i for i, m in enumerate(metas) if m.get(mark) != 2]
+    if not todo:
+        return model, 0
+    ids = [ids[i] for i in todo]
+    vectors = vectors[todo]
+    nearest = assign(vectors, model.centroids)[0]
+    labels = np.array([int(metas[i].get(key, nearest[j])) for j, i in enumerate(todo)], dtype=np.int64)
+    nxt = fold_added(store, model, vectors, labels)
+    store.update_metadata(ids, [{key: int(c), mark: 2} for c in labels])
+    return nxt, len(ids)
+
+
+def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThresholds | None) -> DriftReport:
+    """Compare the chunks added since the fit with the fit's baseline."""
+    _, vectors, _ = stored_vectors(store, model.added.ids(), with_metadata=False)
+    if len(vectors):
+        labels, sims = assign(vectors, model.centroids)
+    else:
+        labels, sims = np.zeros(0, np.int64), np.zeros(0)
+    baseline = model.baseline or _legacy_baseline(store, model)
+    return compare(
+        sims, labels, baseline, [t.id for t in model.topics], version=model.version, thresholds=thresholds
+    )
+
+
+def _legacy_baseline(store: ChromaStore, model: ClusterModel) -> Baseline:
+    """Baseline of a version stored before baselines were: its non-added chunks."""
+    added = set(model.added.ids())
+    ids, labels = model.assignments()
+    keep = [i for i, cid in enumerate(ids) if cid not in added]
+    _, vectors, _ = stored_vectors(store, [str(ids[i]) for i in keep], with_metadata=False)
+    return compute_baseline(vectors, labels[keep], model.k)
+
+
+def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:
+    """Delete stored chunks ``ids`` (all known to exist) and return the next snapshot."""
+    positions = np.zeros(0, np.int64)
+    if model is not None:
+        key = version_key(model.version)
+        got = store.get(ids, include=["metadatas"])
+        positions = np.asarray([int((m or {}).get(key, -1)) for m in got["metadatas"]], dtype=np.int64)
+        positions = positions[(positions >= 0) & (positions < model.k)]
+    store.delete(ids)
+    if model is None:
+        return None
+    sizes = _bump_sizes(store, model, positions, -1)
+    if not model.loaded:
+        return model.evolve(sizes=sizes)
+    gone = set(ids)
+    return model.evolve(backend=model.backend.without(gone), added=model.added.without(gone), sizes=sizes)
+
+
+def stored_vectors(
+    store: ChromaStore, ids: Sequence[str], *, with_metadata: bool
+) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """Ids still stored among ``ids``, their vectors ``(m, d)`` float32 and (optionally) metadata."""
+    include = ["embeddings", "metadatas"] if with_metadata else ["embeddings"]
+    out_ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    metas: list[dict[str, Any]] = []
+    for start in range(0, len(ids), store.batch_size):
+        got = store.get(list(ids[start : start + store.batch_size]), include=include)
+        if not got["ids"]:
+            continue
+        out_ids.extend(got["ids"])
+        vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+        if with_metadata:
+            metas.extend(m or {} for m in got["metadatas"])
+    vectors = np.concatenate(vecs) if vecs else np.zeros((0, store.dimension), np.float32)
+    return out_ids, vectors, metas
+
+
+def default_ids(hashes: list[str]) -> list[str]:
+    """Ids from content hashes: the first 24 hex digits, repeats of one text numbered ``-1``, ``-2``, …"""
+    seen: dict[str, int] = {}
+    out = []
+    for h in hashes:
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        out.append(h[:24] if n == 0 else f"{h[:24]}-{n}")
+    return out
+
+
+def refuse_stored(store: ChromaStore, ids: list[str]) -> None:
+    """Raise :class:`DuplicateIdError` when any of ``ids`` is already stored (nothing is written)."""
+    clash = store.existing_ids(ids)
+    if clash:
+        raise DuplicateIdError(
+            f"{len(clash)} id(s) already stored, e.g. {sorted(clash)[:5]}; pass new ids, or delete the "
+            "old chunks first (nothing was written)"
+        )
+
+
+def embed_with_cache(
+    store: ChromaStore, embed: Callable[[list[str]], np.ndarray], texts: list[str], hashes: list[str]
+) -> np.ndarray:
+    """Vectors ``(n, d)`` float32 for ``texts``, reusing any vector stored for the same text and model."""
+    known = store.vectors_by_hash(hashes)
+    missing = [i for i, h in enumerate(hashes) if h not in known]
+    vectors = np.empty((len(texts), store.dimension), dtype=np.float32)
+    if missing:
+        vectors[missing] = embed([texts[i] for i in missing])
+    for i, h in enumerate(hashes):
+        if h in known:
+            vectors[i] = known[h]
+    return vectors

@@ -1,0 +1,432 @@
+"""The fitted state of one model version: :class:`ClusterModel`, and how it is read from the store.
+
+A :class:`ClusterModel` is an immutable snapshot. Its small part — the version
+record (:class:`ModelInfo`, topics, centroids, per-topic sizes, drift baseline,
+online statistics) — is read from the version's JSON payload and centroid rows,
+``O(k·d)``, so ``model_info``, ``topics()`` and ``info()`` never touch chunk
+vectors. Its large part — the :class:`~cluster_rag.backends.SearchBackend` that
+searches inside clusters, and the ids added since the fit — is loaded on first
+use, once per snapshot. Writers build new snapshots (:meth:`ClusterModel.evolve`)
+and swap them by reference, so a reader holding one never sees two versions.
+
+Topic ids are stable across refits and need not run from 0 to k-1. Centroids,
+sizes and the backend work in cluster *positions*; ``topics[pos].id`` maps a
+position to its id, and :meth:`ClusterModel.resolve_topics` maps ids or names
+back (translation happens only here and at the facade).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .backends import SearchBackend, build_numpy_backend
+from .clustering import assign
+from .clustering.online import OnlineState
+from .drift import Baseline
+from .errors import UnknownTopicError
+from .store import ChromaStore, added_key, version_key
+from .types import ModelInfo, Topic
+
+__all__ = [
+    "AddedLog",
+    "ClusterModel",
+    "ContentsLoader",
+    "describe_index",
+    "VersionRecord",
+    "next_topic_id",
+    "numpy_loader",
+    "positions_of",
+    "read_active",
+    "read_record",
+    "record_from_payload",
+]
+
+
+class AddedLog:
+    """Ids of chunks added since the fit: an append-only list shared by the successive
+    snapshots of one version (appends happen under the write lock); each snapshot
+    sees its own prefix, so extending it is O(batch) and never changes older snapshots."""
+
+    __slots__ = ("_ids", "_n")
+
+    def __init__(self, ids: list[str] | None = None) -> None:
+        self._ids: list[str] = ids if ids is not None else []
+        self._n = len(self._ids)
+
+    def extended(self, ids: Sequence[str]) -> AddedLog:
+        """A log that also holds ``ids``; ``self`` still sees only its own prefix."""
+        base = self._ids if self._n == len(self._ids) else self._ids[: self._n]
+        base.extend(ids)
+        return AddedLog(base)
+
+    def without(self, gone: set[str]) -> AddedLog:
+        """A new log without the ids in ``gone``."""
+        return AddedLog([cid for cid in self.ids() if cid not in gone])
+
+    def ids(self) -> list[str]:
+        return self._ids[: self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What a version's stored record holds; no chunk vectors.
+
+    Attributes:
+        info: the version's :class:`ModelInfo`.
+        topics: by cluster position; ``topics[pos].id`` is the stable id.
+        centroids: ``(k, d)`` float32, L2-normalized.
+        sizes: ``(k,)`` int64 chunks per position, kept current by adds and deletes.
+        baseline: drift baseline of the fit (``None`` for versions written before it existed).
+        online: partial-fit statistics.
+        next_topic_id: smallest topic id never used.
+        extras: the rest of the payload (``choose_k`` sweep, ``refit`` report, ``recall_curve``).
+    """
+
+    info: ModelInfo
+    topics: tuple[Topic, ...]
+    centroids: np.ndarray
+    sizes: np.ndarray
+    baseline: Baseline | None = None
+    online: OnlineState | None = None
+    next_topic_id: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def next_topic_id(payload: dict[str, Any], topics: Sequence[Topic]) -> int:
+    """Smallest topic id never used (payloads before stable ids: max id + 1)."""
+    used = max((t.id for t in topics), default=-1) + 1
+    return max(int(payload.get("next_topic_id", 0)), used)
+
+
+def record_from_payload(payload: dict[str, Any], centroids: np.ndarray) -> VersionRecord:
+    """Parse a version's JSON payload (see :func:`cluster_rag.fitting.payload_of`)."""
+    info = ModelInfo.from_dict(payload["info"])
+    topics = tuple(Topic.from_dict(t) for t in payload["topics"])
+    raw_sizes = payload.get("sizes")
+    sizes = np.asarray(raw_sizes if raw_sizes is not None else [t.size for t in topics], dtype=np.int64)
+    known = {"info", "topics", "sizes", "baseline", "online", "next_topic_id"}
+    return VersionRecord(
+        info=info,
+        topics=topics,
+        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
+        sizes=sizes,
+        baseline=Baseline.from_dict(payload["baseline"]) if payload.get("baseline") else None,
+        online=OnlineState.from_dict(payload["online"]) if payload.get("online") else None,
+        next_topic_id=next_topic_id(payload, topics),
+        extras={k: v for k, v in payload.items() if k not in known},
+    )
+
+
+@dataclass(frozen=True)
+class _Contents:
+    backend: SearchBackend
+    added: AddedLog
+
+
+class _Once:
+    """A value computed at most once, on first :meth:`get`, thread-safe."""
+
+    __slots__ = ("_factory", "_lock", "_value")
+
+    def __init__(self, factory: Callable[[], _Contents] | None, value: _Contents | None = None) -> None:
+        self._factory, self._value, self._lock = factory, value, threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> _Contents:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    assert self._factory is not None
+                    self._value = self._factory()
+        return self._value
+
+
+ContentsLoader = Callable[[VersionRecord], tuple[SearchBackend, AddedLog]]
+
+
+class ClusterModel:
+    """One fitted model version, immutable; what every reader of the fitted state uses.
+
+    Args:
+        record: the version record.
+        loader: builds the search backend and the added-since-fit log from the store
+            on first use (``record`` → ``(backend, added)``).
+        backend, added: already built contents (after a fit or a write); then
+            ``loader`` is not needed.
+    """
+
+    def __init__(
+        self,
+        record: VersionRecord,
+        loader: ContentsLoader | None = None,
+        *,
+        backend: SearchBackend | None = None,
+        added: AddedLog | None = None,
+    ) -> None:
+        self.record = record
+        self._loader = loader
+        if backend is not None:
+            self._contents = _Once(None, _Contents(backend, added if added is not None else AddedLog()))
+        else:
+            if loader is None:
+                raise ValueError("ClusterModel needs a loader or a backend")
+            self._contents = _Once(lambda: _Contents(*loader(record)))
+
+    # the record (no chunk vectors) -------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self.record.info
+
+    @property
+    def version(self) -> int:
+        return self.record.info.version
+
+    @property
+    def k(self) -> int:
+        return len(self.record.topics)
+
+    @property
+    def topics(self) -> tuple[Topic, ...]:
+        """Topics by cluster position (``size`` as stored at fit; see :meth:`sized_topics`)."""
+        return self.record.topics
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """``(k, d)`` float32, L2-normalized, by position."""
+        return self.record.centroids
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """``(k,)`` int64 chunks per position, including chunks added since the fit."""
+        return self.record.sizes
+
+    @property
+    def baseline(self) -> Baseline | None:
+        return self.record.baseline
+
+    @property
+    def online(self) -> OnlineState | None:
+        return self.record.online
+
+    @cached_property
+    def position_of(self) -> dict[int, int]:
+        """Stable topic id -> cluster position."""
+        return {t.id: pos for pos, t in enumerate(self.record.topics)}
+
+    @cached_property
+    def topic_ids(self) -> np.ndarray:
+        """``(k,)`` int64 stable topic id of each position."""
+        return np.asarray([t.id for t in self.record.topics], dtype=np.int64)
+
+    def sized_topics(self) -> list[Topic]:
+        """Topics by position with current sizes."""
+        sizes = self.record.sizes
+        return [replace(t, size=int(sizes[pos])) for pos, t in enumerate(self.record.topics)]
+
+    # the contents (loaded on first use) ------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """Whether the backend is in memory (``False`` right after open)."""
+        return self._contents.ready
+
+    @property
+    def backend(self) -> SearchBackend:
+        """The search backend of this version (loaded from the store on first use)."""
+        return self._contents.get().backend
+
+    @property
+    def added(self) -> AddedLog:
+        """Chunks added since the fit (loads the contents)."""
+        return self._contents.get().added
+
+    def assignments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk id ``(n,)`` object and its cluster position ``(n,)`` int64."""
+        backend = self.backend
+        return backend.ids(), backend.labels()
+
+    def members(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids ``(m,)`` and vectors ``(m, d)`` float32 of the cluster at ``position``."""
+        return self.backend.members(position)
+
+    # new snapshots -------------------------------------------------------------
+    def evolve(
+        self,
+        *,
+        backend: SearchBackend | None = None,
+        added: AddedLog | None = None,
+        **record_changes: Any,
+    ) -> ClusterModel:
+        """A new snapshot with some record fields and/or contents replaced.
+
+        Contents not given are carried over when loaded, else loaded lazily by the
+        new snapshot (from the store, which already holds every write).
+        """
+        record = replace(self.record, **record_changes) if record_changes else self.record
+        if backend is None and self._contents.ready:
+            backend = self.backend
+        if backend is not None:
+            if added is None:
+                added = self.added if self._contents.ready else AddedLog()
+            return ClusterModel(record, self._loader, backend=backend, added=added)
+        return ClusterModel(record, self._loader)
+
+    # topic lookup ------------------------------------------------------------------
+    def resolve_topics(self, items: Sequence[Any]) -> list[int]:
+        """Stable topic ids of ids or names; raises :class:`UnknownTopicError` on unknown ones.
+
+        A name matches, in this order: a label (case-insensitive, whitespace folded);
+        a label or keyword containing the name as a whole word (``"fees"`` finds
+        "Card fees and charges"); a label containing it as a substring. When several
+        topics match at the first rule that matches, the error lists them.
+        """
+        out: list[int] = []
+        for item in items:
+            if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                out.append(self._topic_by_id(int(item)))
+            elif isinstance(item, str):
+                if item.strip().isdigit():
+                    out.append(self._topic_by_id(int(item.strip())))
+                else:
+                    out.append(self._topic_by_name(item))
+            else:
+                raise UnknownTopicError(
+                    f"topic {item!r} ({type(item).__name__}) must be an int id or a str name"
+                )
+        return out
+
+    def _topic_by_id(self, tid: int) -> int:
+        if tid in self.position_of:
+            return tid
+        known = sorted(self.position_of)
+        span = (
+            f"topic ids run from 0 to {len(known) - 1}"
+            if known == list(range(len(known)))
+            else f"topic ids are {known[:30]}{' ...' if len(known) > 30 else ''}"
+        )
+        text = str(tid) if len(str(tid)) <= 30 else str(tid)[:27] + "..."
+        raise UnknownTopicError(f"topic {text} does not exist; {span} (see `cluster-rag topics`)")
+
+    def _topic_by_name(self, name: str) -> int:
+        wanted = " ".join(name.split()).casefold()
+        topics = self.record.topics
+        rules: list[Callable[[Topic], bool]] = [
+            lambda t: " ".join(t.label.split()).casefold() == wanted,
+            lambda t: _has_word(t.label, wanted) or any(_has_word(w, wanted) for w in t.keywords),
+            lambda t: bool(wanted) and wanted in t.label.casefold(),
+        ]
+        for rule in rules:
+            found = [t for t in topics if rule(t)]
+            if len(found) == 1:
+                return found[0].id
+            if len(found) > 1:
+                names = [f"{t.id}: {t.label}" for t in found[:8]]
+                raise UnknownTopicError(
+                    f"topic name {_short(name)!r} matches {len(found)} topics ({'; '.join(names)}); "
+                    "use a topic id or a longer name"
+                )
+        close = difflib.get_close_matches(name, [t.label for t in topics], n=5, cutoff=0.3)
+        raise UnknownTopicError(
+            f"no topic named {_short(name)!r}; closest names: {close or '(none)'}; "
+            "use a topic id or a name from `cluster-rag topics`"
+        )
+
+
+def _has_word(text: str, word: str) -> bool:
+    if not word:
+        return False
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text.casefold()) is not None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# reading a version from the store -----------------------------------------------------
+def positions_of(
+    version: int, metas: Sequence[dict[str, Any]], vectors: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
+    """Cluster position of each chunk in ``version`` (``(n,)`` int64): its ``cr_v<N>`` key, or
+    the nearest centroid for chunks written without it."""
+    key = version_key(version)
+    labels = np.array([m.get(key, -1) for m in metas], dtype=np.int64)
+    missing = labels < 0
+    if missing.any():
+        labels[missing] = assign(vectors[missing], centroids)[0]
+    return labels
+
+
+def read_record(store: ChromaStore, version: int) -> VersionRecord | None:
+    """The record of ``version`` (payload + centroids, ``O(k·d)``); ``None`` when not stored."""
+    payload = store.load_model(version)
+    if payload is None:
+        return None
+    k = int(payload["info"]["k"])
+    return record_from_payload(payload, store.load_centroids(version, k))
+
+
+def read_active(store: ChromaStore) -> ClusterModel | None:
+    """The active version as a lazily loaded :class:`ClusterModel`; ``None`` before the first fit."""
+    version = store.active_version()
+    if version is None:
+        return None
+    record = read_record(store, version)
+    if record is None:
+        return None
+    return ClusterModel(record, numpy_loader(store))
+
+
+def numpy_loader(store: ChromaStore) -> ContentsLoader:
+    """Loader of the numpy backend: every chunk vector and its position, read from Chroma."""
+
+    def load(record: VersionRecord) -> tuple[SearchBackend, AddedLog]:
+        version = record.info.version
+        key, mark = version_key(version), added_key(version)
+        ids, vectors, metas = store.load_all()
+        labels = positions_of(version, metas, vectors, record.centroids)
+        # added since the fit: marked at add time, or written without this version's key
+        # (by a process still on an older version)
+        added = [cid for cid, m in zip(ids, metas, strict=True) if mark in m or key not in m]
+        return build_numpy_backend(record.centroids, ids, vectors, labels), AddedLog(added)
+
+    return load
+
+
+def describe_index(store: ChromaStore, model: ClusterModel | None, location: str) -> dict[str, Any]:
+    """What an index holds, JSON-ready, from the version record and counts (no chunk vectors)."""
+    out: dict[str, Any] = {
+        "location": location,
+        "collection": store.name,
+        "embedding_model": store.model_name,
+        "dimension": store.dimension,
+        "chunks": store.count(),
+        "fitted": model is not None,
+        "versions": store.versions(),
+    }
+    if model is not None:
+        info = model.info
+        out.update(
+            active_version=info.version,
+            k=info.k,
+            n_probe=info.n_probe,
+            probe_gap=info.probe_gap,
+            calibrated_recall=round(info.calibrated_recall, 4),
+            engine=info.engine,
+            fitted_at=info.created_at,
+            chunks_at_fit=info.n_chunks,
+            added_since_fit=store.count_added(info.version),
+        )
+    return out

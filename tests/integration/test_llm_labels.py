@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cluster_rag import ClusterIndex, OpenAILabeler
 from cluster_rag.labeling import keyword_list_problem
 from cluster_rag.labeling.names import closest_clash
 from tests.fixtures import _free_port
+from tests.llm_stub import LLAMA_SERVER
 from tests.loopback import ServerStartError, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,7 +47,7 @@ def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+        *LLAMA_SERVER, "--model", str(gguf), "--model_alias", "smollm2",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0",
     ]
     env = {**os.environ, "NO_PROXY": "127.0.0.1"}

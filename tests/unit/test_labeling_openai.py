@@ -207,7 +207,8 @@ def test_slow_answers_time_out_retry_and_fall_back(llm: ScriptedLLM, index: Clus
 
     llm.script = script
     # one request in flight and a known response format: the counts are the client's retries alone
-    report = index.label(labeler(llm, timeout=0.3, max_retries=1, concurrency=1, response_format="json_schema"))
+    lab = labeler(llm, timeout=0.3, max_retries=1, concurrency=1, response_format="json_schema")
+    report = index.label(lab)
     space = status_of(report, index, "space")
     assert space.status == "fallback" and "timed out after 2 attempt(s)" in (space.error or "")
     assert len(llm.requests_for("space")) == 2

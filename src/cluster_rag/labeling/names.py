@@ -5,28 +5,28 @@ accepted as "ok" were another topic's name (issue 13), and others were the topic
 keywords joined by slashes. Two checks catch them.
 
 **Near-duplicates.** Names are compared by :func:`name_key`: case-folded, punctuation
-and ``_`` as spaces, a plural ``s`` dropped (``ies`` → ``y``), function words (``of``, ``and``, ``the``,
-...) dropped, words sorted. Two names are near-duplicates when the
-:class:`difflib.SequenceMatcher` ratio of their keys is at least
-:data:`NEAR_DUPLICATE` = 0.9. The threshold sits between what must pass and what must
-not: over all 2,926 + 190 pairs of the distinct gold names of Banking77 (77 intents,
-``_`` → space) and 20 Newsgroups (hand-made readable names, bench/labels.py), the
-highest ratio is 0.882 (``verify my identity`` / ``why verify identity``), then 0.833
-(``get physical card`` / ``order physical card``) and 0.815 (``ibm pc hardware`` /
-``mac hardware``): distinct topics that share most words stay apart; rewrites of one
-name (case, punctuation, plural, word order, ``of``/``and``: ``Space flights`` /
-``flight, space``, ``Care of pets`` / ``Pet care``) score 1.0. A name that only adds a
-word (``Pet care tips`` / ``Pet care``: 0.80) is not caught: subset names are how
-distinct sibling intents are named (``card not working`` / ``virtual card not working``).
-The ratio is from the standard library; names are short, so a quadratic comparison
-over a run's few hundred names costs milliseconds.
+and ``_`` as spaces, a plural ``s`` dropped (``ies`` → ``y``), function words (``of``,
+``and``, ``the``, ...) dropped, words sorted. Two names are near-duplicates when the
+:class:`difflib.SequenceMatcher` ratio of their keys is at least :data:`NEAR_DUPLICATE`
+= 0.9 and they hold the same numbers (``Windows 95`` / ``Windows 98`` differ). The
+threshold sits between what must pass and what must not: over all 2,926 + 190 pairs of
+the distinct gold names of Banking77 (77 intents, ``_`` → space) and 20 Newsgroups
+(hand-made readable names, bench/labels.py), the highest ratio is 0.882 (``verify my
+identity`` / ``why verify identity``), then 0.833 (``get physical card`` / ``order
+physical card``) and 0.815 (``ibm pc hardware`` / ``mac hardware``): distinct topics
+that share most words stay apart. Rewrites of one name (case, punctuation, plural, word
+order, ``of``/``and``: ``Space flights`` / ``flight, space``, ``Care of pets`` / ``Pet
+care``) score 1.0. A name that only adds a word (``Pet care tips`` / ``Pet care``: 0.80)
+is not caught: that is how distinct sibling intents are named (``card not working`` /
+``virtual card not working``). The ratio is from the standard library; names are short,
+so comparing each answer with a run's few hundred names costs milliseconds.
 
 **Keyword lists.** A name is a keyword list when it is split by ``,``, ``/``, ``;``,
 ``|`` (or `` - ``) into two or more parts of which at least half are keywords of the
-topic (a part whose words all occur among the keywords), or when it is made of three or
-more whole keywords in their ranked order (``god jesus bible``; ``Top-up app`` is two). One word
-(``Baseball``) or keywords rearranged into a phrase (``Space shuttle launch`` from
-``space, launch, nasa, orbit, shuttle``) is a name.
+topic (a part whose words all occur among the keywords), or when it is made of three
+or more whole keywords in their ranked order (``god jesus bible``; ``Top-up app`` is
+two). One word (``Baseball``) or keywords rearranged into a phrase (``Space shuttle
+launch`` from ``space, launch, nasa, orbit, shuttle``) is a name.
 """
 
 from __future__ import annotations
@@ -69,16 +69,25 @@ def name_key(name: str) -> str:
 
 
 def similarity(a: str, b: str) -> float:
-    """SequenceMatcher ratio of the :func:`name_key` forms, in ``[0, 1]`` (1: the same name)."""
+    """SequenceMatcher ratio of the :func:`name_key` forms, in ``[0, 1]`` (1: the same name;
+    0 when the names' numbers differ)."""
     ka, kb = name_key(a), name_key(b)
     if ka == kb:
         return 1.0
+    if _numbers(ka) != _numbers(kb):
+        return 0.0
     return difflib.SequenceMatcher(None, ka, kb, autojunk=False).ratio()
 
 
+def _numbers(key: str) -> set[str]:
+    return {w for w in key.split() if any(ch.isdigit() for ch in w)}
+
+
 def closest_clash(name: str, others: Iterable[str], threshold: float = NEAR_DUPLICATE) -> str | None:
-    """The name in ``others`` most similar to ``name`` if it is a near-duplicate, else ``None``."""
+    """The name in ``others`` most similar to ``name`` if it is a near-duplicate, else ``None``.
+    Names whose numbers differ (``Windows 95`` / ``Windows 98``) are never near-duplicates."""
     key = name_key(name)
+    numbers = _numbers(key)
     best: tuple[float, str] | None = None
     for other in others:
         okey = name_key(other)
@@ -86,6 +95,8 @@ def closest_clash(name: str, others: Iterable[str], threshold: float = NEAR_DUPL
             continue
         if okey == key:
             return other
+        if _numbers(okey) != numbers:
+            continue
         matcher = difflib.SequenceMatcher(None, key, okey, autojunk=False)
         if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
             continue  # upper bounds: cheap rejection

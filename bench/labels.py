@@ -1,13 +1,23 @@
 """Label quality: does a topic's label name what the topic is about?
 
 ``python -m bench labels [--quick]`` prints markdown tables and writes
-``bench/results/labels.md``.
+``bench/results/labels.md`` (``--quick``: ``labels.quick.md``).
 
 Data: 20 Newsgroups message bodies with headers stripped (18,812 messages, k=20)
 and Banking77 (13,083 questions, k=77), with their cached all-MiniLM-L6-v2
 embeddings added to a temporary embedded Chroma index via ``add_embeddings`` and
-fitted with the index defaults (seed 0). ``--quick`` keeps a random 3,000 rows of
-each set and runs the LLM on 20 Newsgroups only.
+fitted with the index defaults (seed 0). ``--quick`` keeps a random 4,000 rows of
+each set (seed 0), runs the LLM on 20 Newsgroups only and gives it a smaller prompt
+(:data:`QUICK_LLM_OPTIONS`, 3 representatives): about 6 minutes on two cores.
+
+**Duplicate names.** An LLM name accepted (``ok``/``repaired``) is a *duplicate* when
+it equals or nearly equals (:func:`cluster_rag.labeling.similarity` >= 0.9, see
+``cluster_rag/labeling/names.py``) another topic's final name or another topic's
+name before the run (what the model was shown as siblings), and a *keyword list*
+when :func:`cluster_rag.labeling.keyword_list_problem` flags it against the topic's
+keywords. Duplicate-name rate = duplicates / accepted names (target 0). The
+*rejected* column counts the answers the labeler turned down as copies or keyword
+lists (what a model tried; each got one repair, then the keyword fallback).
 
 **Label hit rate.** Each cluster's *majority true label* is the gold label most of
 its chunks carry. Its label (whatever the labeler wrote) is embedded with the same
@@ -50,13 +60,20 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import LabeledSet, banking77, newsgroups_messages
-from bench.embed_cache import cached_embeddings
+from bench.embed_cache import CACHE_DIR, cache_key, cached_embeddings
 from cluster_rag import ClusterIndex, IndexConfig, KeywordLabeler, OpenAILabeler, SentenceTransformerEmbedder
+from cluster_rag.labeling import keyword_list_problem
+from cluster_rag.labeling.names import closest_clash
 from cluster_rag.labeling.prompt import PROMPT_VERSION
 from cluster_rag.store import version_key
+from tests.llm_stub import LLAMA_SERVER
 from tests.loopback import serve
 
 RESULTS = Path(__file__).resolve().parent / "results" / "labels.md"
+QUICK_RESULTS = RESULTS.with_name("labels.quick.md")
+#: ``--quick`` rows per set: a seed-0 sample (the one bench/hierarchy.py embeds too, so caches are shared)
+QUICK_ROWS = 4000
+QUICK_NOTE = " (quick: 4,000 random rows per set, LLM on 20 Newsgroups only, 3 representatives)"
 KEYWORD_TITLES = {5: "keywords (5, default)", 3: "keywords (3)"}
 #: which local LLMs to run (GGUF package import names); default: every one installed
 MODELS_ENV = "CLUSTER_RAG_BENCH_LLMS"
@@ -85,14 +102,16 @@ NEWSGROUP_NAMES = {
     "talk.religion.misc": "religion",
 }
 
-#: LLM settings: tokens capped so two CPU cores get through 97 clusters.
+#: LLM settings: tokens capped so two CPU cores get through 97 clusters. Concurrency is the
+#: labeler's default (at most 4, adaptive: a loopback server starts at 1 request in flight).
 LLM_OPTIONS: dict[str, Any] = {
-    "concurrency": 1,  # llama.cpp's server runs one request at a time anyway
     "timeout": 300.0,
     "max_retries": 1,
     "max_prompt_tokens": 500,
     "max_tokens": 80,
 }
+#: ``--quick``: a smaller prompt and answer (and 3 representatives instead of 5).
+QUICK_LLM_OPTIONS: dict[str, Any] = {**LLM_OPTIONS, "max_prompt_tokens": 350, "max_tokens": 60}
 
 
 class _Named:
@@ -130,11 +149,20 @@ def _subsample(data: LabeledSet, n: int | None, seed: int = 0) -> tuple[list[int
     return rows, pick
 
 
+def _vectors(full: LabeledSet, part: LabeledSet, rows: list[int]) -> np.ndarray:
+    """Embeddings of ``part`` (rows ``rows`` of ``full``): from the full set's cache when it
+    exists, else only the sample is embedded (and cached)."""
+    if len(rows) == len(full.texts) or (CACHE_DIR / f"{cache_key(full.texts)}.npy").exists():
+        return cached_embeddings(full.texts, progress=False)[rows]
+    return cached_embeddings(part.texts, progress=False)
+
+
 def _fit(name: str, data: LabeledSet, k: int, limit: int | None, folder: Path) -> _Fitted:
-    vectors = cached_embeddings(data.texts, progress=False)
-    rows, data = _subsample(data, limit)
+    rows, sample = _subsample(data, limit)
+    vectors = _vectors(data, sample, rows)
+    data = sample
     index = ClusterIndex.open(folder / name, embedder=_Named(), config=IndexConfig(progress=False))
-    index.add_embeddings(data.texts, vectors[rows], ids=data.ids)
+    index.add_embeddings(data.texts, vectors, ids=data.ids)
     info = index.fit(k=k)
     ids, _, metas = index.store.load_all()
     gold_of = dict(zip(data.ids, data.labels, strict=True))
@@ -160,14 +188,55 @@ def _hit_rates(vectors: np.ndarray, fitted: _Fitted, gold_vecs: dict[str, np.nda
     return out
 
 
-def _score(labeler: Any, fitted: _Fitted, gold_vecs: dict[str, np.ndarray], embedder: Any) -> dict[str, Any]:
+_COPY_MARKS = ("already used by another group", "the name of another group")
+_LIST_MARKS = ("list of the group's keywords", "repeats the group's top keywords")
+
+
+def _duplicates(before: list[str], topics: list[Any], report: Any) -> dict[str, int]:
+    """Accepted LLM names that copy another topic's name (final, or shown before the run),
+    accepted keyword lists, and the answers rejected as copies / keyword lists."""
+    status = {s.topic_id: s for s in report.topics}
+    out = {"accepted": 0, "duplicates": 0, "keyword_lists": 0, "rejected_copies": 0, "rejected_lists": 0}
+    for pos, t in enumerate(topics):
+        s = status[t.id]
+        error = s.error or ""
+        out["rejected_copies"] += sum(error.count(m) for m in _COPY_MARKS)
+        out["rejected_lists"] += sum(error.count(m) for m in _LIST_MARKS)
+        if s.status not in ("ok", "repaired") or t.label_source != "llm":
+            continue
+        out["accepted"] += 1
+        others = [o.label for o in topics if o.id != t.id] + [b for i, b in enumerate(before) if i != pos]
+        out["duplicates"] += closest_clash(t.label, others) is not None
+        out["keyword_lists"] += keyword_list_problem(t.label, t.keywords) is not None
+    return out
+
+
+def _score(
+    labeler: Any,
+    fitted: _Fitted,
+    gold_vecs: dict[str, np.ndarray],
+    embedder: Any,
+    n_representatives: int = 5,
+) -> dict[str, Any]:
+    before = [t.label for t in fitted.index.topics()]
     start = time.perf_counter()
-    report = fitted.index.label(labeler, force=True)
+    report = fitted.index.label(labeler, force=True, n_representatives=n_representatives)
     seconds = time.perf_counter() - start
-    labels = [t.label for t in fitted.index.topics()]  # by cluster position
+    topics = fitted.index.topics()
+    labels = [t.label for t in topics]  # by cluster position
     rates = _hit_rates(embedder.embed(labels), fitted, gold_vecs)
-    print(f"  {fitted.name} {labeler.cache_id}: {rates} in {seconds:.0f}s {report.counts()}", file=sys.stderr)
-    return {"rates": rates, "report": report, "labels": labels, "seconds": seconds}
+    dupes = _duplicates(before, topics, report)
+    trace = list(getattr(labeler, "concurrency_trace_", []))
+    transient = sum(s.transient for s in report.topics)
+    print(
+        f"  {fitted.name} {labeler.cache_id}: {rates} in {seconds:.0f}s {report.counts()} {dupes} "
+        f"concurrency {trace} transient {transient}",
+        file=sys.stderr,
+    )
+    return {
+        "rates": rates, "report": report, "labels": labels, "seconds": seconds, "dupes": dupes,
+        "trace": trace, "transient": transient,
+    }
 
 
 def _free_port() -> int:
@@ -214,13 +283,14 @@ def _local_models() -> list[tuple[str, Path, list[str]]]:
 def _llama_server(gguf: Path, extra: list[str]) -> Iterator[str]:
     """``python -m llama_cpp.server`` on loopback serving ``gguf`` as model ``local``."""
     port = _free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "local",
+    cmd = [  # python -m llama_cpp.server, AMX off (see tests/llm_stub.py)
+        *LLAMA_SERVER, "--model", str(gguf), "--model_alias", "local",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0", *extra,
     ]
     url = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryDirectory() as tmp, serve(cmd, f"{url}/models", Path(tmp) / "server.log", timeout=180):
-        yield url
+    with tempfile.TemporaryDirectory() as tmp:
+        with serve(cmd, f"{url}/models", Path(tmp) / "server.log", timeout=180):
+            yield url
 
 
 def _md(headers: list[str], rows: list[list[Any]]) -> str:
@@ -235,12 +305,16 @@ def _md(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def main(quick: bool = False) -> str:
+    import torch
+
+    torch.set_num_threads(1)
     embedder = SentenceTransformerEmbedder()
-    limit = 3000 if quick else None
+    limit = QUICK_ROWS if quick else None
     sets = [("20 Newsgroups", newsgroups_messages(), 20), ("Banking77", banking77(), 77)]
     models = _local_models()
     have_llama = importlib.util.find_spec("llama_cpp") is not None
     rows: list[list[Any]] = []
+    dup_rows: list[list[Any]] = []
     examples: dict[str, list[list[str]]] = {}
     notes: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="bench-labels-"))
@@ -258,15 +332,31 @@ def main(quick: bool = False) -> str:
             else:
                 from openai import OpenAI
 
+                options = QUICK_LLM_OPTIONS if quick else LLM_OPTIONS
                 for title, gguf, server_args in models:
                     with _llama_server(gguf, server_args) as url:
                         client = OpenAI(base_url=url, api_key="no-key")
-                        labeler = OpenAILabeler(client, "local", **LLM_OPTIONS)
-                        results[title] = _score(labeler, fitted, gold_vecs, embedder)
+                        labeler = OpenAILabeler(client, "local", **options)
+                        results[title] = _score(labeler, fitted, gold_vecs, embedder, 3 if quick else 5)
             base = results[KEYWORD_TITLES[5]]["rates"]
             for title, res in results.items():
-                report, rates = res["report"], res["rates"]
+                report, rates, dupes = res["report"], res["rates"], res["dupes"]
                 counts = report.counts()
+                dup_rate = f"{dupes['duplicates'] / dupes['accepted']:.2f}" if dupes["accepted"] else "-"
+                if title not in KEYWORD_TITLES.values():
+                    dup_rows.append(
+                        [
+                            dataset,
+                            title,
+                            dupes["accepted"],
+                            dupes["duplicates"],
+                            dup_rate,
+                            dupes["keyword_lists"],
+                            f"{dupes['rejected_copies']} / {dupes['rejected_lists']}",
+                            " → ".join(str(c) for c in res["trace"]) or "-",
+                            res["transient"],
+                        ]
+                    )
                 rows.append(
                     [
                         dataset,
@@ -311,24 +401,51 @@ def main(quick: bool = False) -> str:
         ],
         rows,
     )
+    dup_table = _md(
+        [
+            "dataset",
+            "labeler",
+            "accepted names",
+            "accepted duplicates",
+            "duplicate-name rate",
+            "accepted keyword lists",
+            "rejected copies / keyword lists",
+            "concurrency (limit changes)",
+            "timed-out topics",
+        ],
+        dup_rows,
+    )
+    options = QUICK_LLM_OPTIONS if quick else LLM_OPTIONS
     parts = [
         "# Label quality (label hit rate)",
         "",
         f"`python -m bench labels{' --quick' if quick else ''}`"
-        f"{' (quick: 3,000 random rows per set, LLM on 20 Newsgroups only)' if quick else ''}.",
+        f"{QUICK_NOTE if quick else ''}. Threads pinned: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "
+        "OPENBLAS_NUM_THREADS=1`, torch 1 thread.",
         "A cluster is a hit when its label, embedded with all-MiniLM-L6-v2, is nearest to the name of "
         "the cluster's majority true label among all true label names. *raw*: the datasets' label "
         "strings; *readable*: 20 Newsgroups names rewritten by hand (bench/labels.py `NEWSGROUP_NAMES`), "
         "Banking77 `_` → space. Purity: share of chunks that carry their cluster's majority label. "
-        f"LLM settings: {LLM_OPTIONS}, temperature 0, prompt version {PROMPT_VERSION}.",
+        f"LLM settings: {options}, temperature 0, prompt version {PROMPT_VERSION}.",
         "",
         table,
         *([""] + [f"- {n}" for n in dict.fromkeys(notes)] if notes else []),
+        "",
+        "## Duplicate names",
+        "",
+        "Accepted = LLM names kept (ok/repaired). A duplicate equals or nearly equals (similarity >= 0.9) "
+        "another topic's final name or its name before the run; a keyword list is flagged by "
+        "`keyword_list_problem`. Rejected: answers turned down as copies / keyword lists (one repair each, "
+        "then the keyword fallback). Concurrency: the labeler's in-flight limit at the start and after each "
+        "change (adaptive; loopback starts at 1). Timed-out topics: transient fallbacks.",
+        "",
+        dup_table,
     ]
     for dataset, ex in examples.items():
         parts += ["", f"## Examples: {dataset} (first clusters)", "", _md(ex[0], ex[1:])]
     text = "\n".join(parts) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    out = QUICK_RESULTS if quick else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     print(text)
     return text

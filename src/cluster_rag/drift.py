@@ -254,6 +254,7 @@ def compare(
     *,
     version: int,
     thresholds: DriftThresholds | None = None,
+    n_unfolded: int | None = None,
 ) -> DriftReport:
     """Compare added chunks with the fit's baseline and recommend what to do.
 
@@ -264,6 +265,9 @@ def compare(
         topic_ids: stable topic id of each position, ``k`` ints.
         version: the model version (reported).
         thresholds: decision thresholds (default :class:`DriftThresholds`).
+        n_unfolded: added chunks not yet folded into the centroids by a partial update
+            (``None``: unknown). When it is 0, a partial update has nothing left to do, so
+            ``"partial_update"`` becomes ``"ok"`` (only a refit can change the picture).
     """
     th = thresholds or DriftThresholds()
     k = len(baseline.sizes)
@@ -281,6 +285,10 @@ def compare(
     ratio = mean_added / baseline.mean_distance if m and baseline.mean_distance > 0 else 0.0
     js = js_divergence(sizes, sizes + added) if m else 0.0
     recommendation, reasons = _recommend(m, outlier, ratio, js, th)
+    if recommendation == "partial_update" and n_unfolded == 0:
+        recommendation = "ok"
+        reasons = [*reasons, "every added chunk is already folded into the centroids; refit when a refit "
+                   "threshold is reached"]
     return DriftReport(
         version=version,
         n_fit=baseline.n_chunks,

@@ -137,14 +137,22 @@ def partial_fit(store: ChromaStore, model: ClusterModel) -> tuple[ClusterModel, 
 
 def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThresholds | None) -> DriftReport:
     """Compare the chunks added since the fit with the fit's baseline."""
-    _, vectors, _ = stored_vectors(store, model.added.ids(), with_metadata=False)
+    _, vectors, metas = stored_vectors(store, model.added.ids(), with_metadata=True)
+    mark = added_key(model.version)
+    unfolded = sum(1 for m in metas if m.get(mark) != 2)
     if len(vectors):
         labels, sims = assign(vectors, model.centroids)
     else:
         labels, sims = np.zeros(0, np.int64), np.zeros(0)
     baseline = model.baseline or _legacy_baseline(store, model)
     return compare(
-        sims, labels, baseline, [t.id for t in model.topics], version=model.version, thresholds=thresholds
+        sims,
+        labels,
+        baseline,
+        [t.id for t in model.topics],
+        version=model.version,
+        thresholds=thresholds,
+        n_unfolded=unfolded,
     )
 
 

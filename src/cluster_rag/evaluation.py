@@ -225,6 +225,41 @@ def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
     return len(set(ranked[:k]) & relevant) / len(relevant)
 
 
+def _scores(ranked: list[str], rel: Mapping[str, int], cutoffs: Sequence[int]) -> dict[str, float]:
+    relevant = {d for d, r in rel.items() if r > 0}
+    out = {f"recall@{c}": recall_at_k(ranked, relevant, c) for c in cutoffs}
+    out["ndcg@10"] = ndcg_at_k(ranked, rel, 10)
+    return out
+
+
+def _append(acc: dict[str, list[float]], values: Mapping[str, float]) -> None:
+    for name, value in values.items():
+        acc.setdefault(name, []).append(value)
+
+
+def _curve_point(
+    curve_acc: dict[int, dict[str, list[float]]],
+    routing: RoutingIndex,
+    vec: np.ndarray,
+    rel: Mapping[str, int],
+    known: set[str],
+    fetch: int,
+    exact_top10: set[str],
+) -> None:
+    """Add one query's recall / nDCG / overlap with exact / share searched at every fixed ``n_probe``."""
+    relevant = {d for d, r in rel.items() if r > 0}
+    order = routing.route(vec, routing.k)
+    sizes, total = routing.sizes(), len(routing)
+    for p, acc in curve_acc.items():
+        cand = routing.candidates(vec, n_probe=p, limit=fetch)
+        docs = _doc_ranking([str(x) for x in cand.ids], known)
+        acc["recall@10"].append(recall_at_k(docs, relevant, 10))
+        acc["ndcg@10"].append(ndcg_at_k(docs, rel, 10))
+        shared = len(exact_top10 & set(cand.ids[:10].tolist()))
+        acc["overlap@10"].append(shared / max(1, len(exact_top10)))
+        acc["searched"].append(float(sizes[order[:p]].sum()) / max(1, total))
+
+
 def probe_grid(k: int, points: int = 12) -> list[int]:
     """``n_probe`` values for a curve: every value up to 16, then a geometric grid up to ``k``."""
     if k <= 16:
@@ -279,12 +314,6 @@ def retrieval_scores(
     total = len(routing)
     sizes = routing.sizes()
 
-    def scores_for(ranked: list[str], rel: Mapping[str, int]) -> dict[str, float]:
-        relevant = {d for d, r in rel.items() if r > 0}
-        out = {f"recall@{c}": recall_at_k(ranked, relevant, c) for c in cutoffs}
-        out["ndcg@10"] = ndcg_at_k(ranked, rel, 10)
-        return out
-
     exact_acc: dict[str, list[float]] = {}
     routed_acc: dict[str, list[float]] = {}
     curve_acc: dict[int, dict[str, list[float]]] = {
@@ -293,29 +322,14 @@ def retrieval_scores(
     for i in keep:
         vec = routing.check_query(q[i])
         rel = qrels[query_ids[i]]
-        relevant = {d for d, r in rel.items() if r > 0}
         exact = routing.exact(vec, fetch)
-        exact_top10 = set(exact.ids[:10].tolist())
-        exact_docs = _doc_ranking([str(x) for x in exact.ids], known)
-        for name, value in scores_for(exact_docs, rel).items():
-            exact_acc.setdefault(name, []).append(value)
-        order = routing.route(vec, routing.k)
+        _append(exact_acc, _scores(_doc_ranking([str(x) for x in exact.ids], known), rel, cutoffs))
         default = routing.route(vec, n_probe, gap=gap) if gap is not None else routing.route(vec, n_probe)
         cand = routing.candidates(vec, topics=default.tolist(), limit=fetch)
-        docs = _doc_ranking([str(x) for x in cand.ids], known)
-        for name, value in scores_for(docs, rel).items():
-            routed_acc.setdefault(name, []).append(value)
+        _append(routed_acc, _scores(_doc_ranking([str(x) for x in cand.ids], known), rel, cutoffs))
         routed_acc.setdefault("n_probe", []).append(float(len(default)))
         routed_acc.setdefault("searched", []).append(float(sizes[default].sum()) / max(1, total))
-        for p in grid:
-            cand = routing.candidates(vec, n_probe=p, limit=fetch)
-            docs = _doc_ranking([str(x) for x in cand.ids], known)
-            acc = curve_acc[p]
-            acc["recall@10"].append(recall_at_k(docs, relevant, 10))
-            acc["ndcg@10"].append(ndcg_at_k(docs, rel, 10))
-            shared = len(exact_top10 & set(cand.ids[:10].tolist()))
-            acc["overlap@10"].append(shared / max(1, len(exact_top10)))
-            acc["searched"].append(float(sizes[order[:p]].sum()) / max(1, total))
+        _curve_point(curve_acc, routing, vec, rel, known, fetch, set(exact.ids[:10].tolist()))
     curve = tuple(
         {"n_probe": float(p), **{m: float(np.mean(v)) for m, v in curve_acc[p].items()}} for p in grid
     )

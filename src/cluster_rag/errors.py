@@ -18,6 +18,9 @@ working for callers who do not know this package::
     ├── ModelMismatchError (ValueError) store made with another embedding model
     ├── StoreNotFoundError (FileNotFoundError)  missing path or collection
     ├── StoreConnectionError (ConnectionError)  Chroma server unreachable
+    ├── StoreError (RuntimeError)       Chroma, sqlite or the disk failed an operation
+    │   └── StoreCorruptedError         the store cannot be read: run `cluster-rag repair`
+    ├── ConcurrentWriteError (RuntimeError)  another process changed the store meanwhile
     ├── UnsupportedFileError (ValueError)       unknown suffix or undecodable file
     ├── VersionError (LookupError)      unknown model version (rollback, prune)
     ├── LabelingError (RuntimeError)    a labeler could not produce a label
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "ClusterRagError",
+    "ConcurrentWriteError",
     "DimensionMismatchError",
     "DuplicateIdError",
     "EmptyTextError",
@@ -40,6 +44,8 @@ __all__ = [
     "ModelMismatchError",
     "NotFittedError",
     "StoreConnectionError",
+    "StoreCorruptedError",
+    "StoreError",
     "StoreNotFoundError",
     "UnknownDocumentError",
     "UnknownTopicError",
@@ -108,6 +114,20 @@ class StoreNotFoundError(ClusterRagError, FileNotFoundError):
 
 class StoreConnectionError(ClusterRagError, ConnectionError):
     """The Chroma server cannot be reached."""
+
+
+class StoreError(ClusterRagError, RuntimeError):
+    """Chroma, its sqlite database or the disk failed an operation (the message names the fix)."""
+
+
+class StoreCorruptedError(StoreError):
+    """The store's files cannot be read (e.g. a half-written vector segment after a crash);
+    ``cluster-rag repair --path PATH`` rebuilds them from the records Chroma keeps."""
+
+
+class ConcurrentWriteError(ClusterRagError, RuntimeError):
+    """Another process changed the store while this write ran (e.g. two fits at once);
+    nothing of this call was made active: retry it."""
 
 
 class UnsupportedFileError(ClusterRagError, ValueError):

@@ -19,17 +19,28 @@ second process or machine can open it without any sidecar file):
     ``active`` record, which Chroma writes atomically: readers see the old or the
     new version, never a mix. A version is only made active after its centroids and
     every chunk's ``cr_v<N>`` are written.
+    ``claim:v<N>`` (JSON ``{"token", "pid", "host", "active", "at"}``): version number ``N``
+    taken by one fit. Chroma's ``add`` ignores an id that exists, so adding the claim and
+    reading it back is a compare-and-swap: two fits never write the same version.
+    ``journal:<token>`` (JSON ``{"op", "ids", "hashes", "pid", "host", "at", "version"}``): a
+    write in flight (:mod:`cluster_rag.journal`), removed when it completes; one left behind by
+    a killed process is finished or undone on the next open.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import (
+    ConcurrentWriteError,
     DimensionMismatchError,
     ModelMismatchError,
     StoreNotFoundError,
@@ -42,6 +53,30 @@ RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
 _META_VECTOR = [1.0]
 _SCHEMA = 1
+#: how often (seconds) a reader re-reads the ``active`` record to notice another process's refit
+ACTIVE_CHECK_SECONDS = 2.0
+
+
+def owner_stamp() -> dict[str, Any]:
+    """Who writes: process id, host name and wall time (seconds), to tell live writers from dead ones."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
+
+
+def owner_alive(stamp: dict[str, Any], *, stale_after: float = 3600.0) -> bool:
+    """Whether the writer of ``stamp`` may still be running: same host → its pid exists;
+    another host → stamped less than ``stale_after`` seconds ago."""
+    if stamp.get("host") == socket.gethostname():
+        pid = int(stamp.get("pid", -1))
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OSError):
+            return True
+        return True
+    return time.time() - float(stamp.get("at", 0.0)) < stale_after
 
 
 def version_key(version: int) -> str:
@@ -82,8 +117,11 @@ class ChromaStore:
         dimension: int | None,
         create: bool = True,
     ) -> None:
+        from ..validation import check_collection_name  # validation imports this package
+
         self.client = client
-        self.name = name
+        self.name = check_collection_name(name)
+        self._active_seen: tuple[float, int | None] | None = None
         try:
             self.chunks = client.get_collection(name, embedding_function=None)
         except Exception as exc:
@@ -277,17 +315,120 @@ class ChromaStore:
             return None
         return int(json.loads(got["documents"][0])["version"])
 
-    def set_active(self, version: int) -> None:
-        """Make ``version`` active (one atomic upsert)."""
+    def set_active(self, version: int, *, expect: int | None | str = "any") -> None:
+        """Make ``version`` active (one atomic upsert).
+
+        Args:
+            expect: the version that must still be active (``None``: none yet); ``"any"``: no check.
+
+        Raises:
+            VersionError: no such version.
+            ConcurrentWriteError: another process switched the active version since ``expect``.
+        """
         if self.load_model(version) is None:
             raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+        if expect != "any":
+            now = self.active_version()
+            if now != expect:
+                raise ConcurrentWriteError(
+                    f"another process made version {now} active while this fit ran (it started from "
+                    f"version {expect}); version {version} is stored but not active: run "
+                    f"`cluster-rag rollback {version}` to use it, or fit again"
+                )
         self.meta.upsert(
             ids=["active"], documents=[json.dumps({"version": int(version)})], embeddings=[_META_VECTOR]
         )
+        self._active_seen = (time.monotonic(), int(version))
+
+    def active_moved(self, version: int | None, *, every: float = ACTIVE_CHECK_SECONDS) -> bool:
+        """Whether the active version differs from ``version``; reads the ``active`` record at most
+        once per ``every`` seconds (a reader calls this on each use to notice other processes' refits)."""
+        now = time.monotonic()
+        seen = self._active_seen
+        if seen is None or now - seen[0] >= every:
+            seen = (now, self.active_version())
+            self._active_seen = seen
+        return seen[1] != version
+
+    def claim_version(self) -> tuple[int, int | None]:
+        """Take the next free version number for a fit (compare-and-swap on ``claim:v<N>``).
+
+        Returns:
+            The version number, and the version active when it was claimed (pass it to
+            :meth:`set_active` as ``expect``).
+        """
+        token = uuid.uuid4().hex
+        active = self.active_version()
+        got = self.meta.get(include=[])
+        taken = [int(i.rsplit(":v", 1)[1]) for i in got["ids"] if i.startswith(("model:v", "claim:v"))]
+        version = max(taken, default=0) + 1
+        for _ in range(1000):
+            doc = json.dumps({"token": token, "active": active, **owner_stamp()})
+            self.meta.add(ids=[f"claim:v{version}"], documents=[doc], embeddings=[_META_VECTOR])
+            back = self.meta.get(ids=[f"claim:v{version}"], include=["documents"])
+            if back["ids"] and json.loads(back["documents"][0]).get("token") == token:
+                return version, active
+            version += 1
+        raise ConcurrentWriteError("could not claim a version number after 1000 tries; retry the fit")
+
+    def claims(self) -> dict[int, dict[str, Any]]:
+        """Version claims by number (see :meth:`claim_version`)."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = [i for i in self.meta.get(include=[])["ids"] if i.startswith("claim:v")]
+        if ids:
+            back = self.meta.get(ids=ids, include=["documents"])
+            for cid, doc in zip(back["ids"], back["documents"], strict=True):
+                out[int(cid.rsplit(":v", 1)[1])] = dict(json.loads(doc))
+        return out
+
+    def drop_claims(self, versions: Sequence[int]) -> None:
+        if versions:
+            self.meta.delete(ids=[f"claim:v{int(v)}" for v in versions])
+
+    # write journal -----------------------------------------------------------------
+    def put_journal(self, entry: dict[str, Any]) -> str:
+        """Record a write about to happen; returns its key (see :mod:`cluster_rag.journal`)."""
+        key = f"journal:{uuid.uuid4().hex}"
+        self.meta.upsert(
+            ids=[key], documents=[json.dumps({**entry, **owner_stamp()})], embeddings=[_META_VECTOR]
+        )
+        return key
+
+    def journal(self) -> dict[str, dict[str, Any]]:
+        """Writes in flight (or left by killed processes), by key."""
+        ids = [i for i in self.meta.get(include=[])["ids"] if i.startswith("journal:")]
+        if not ids:
+            return {}
+        got = self.meta.get(ids=ids, include=["documents"])
+        return {k: dict(json.loads(d)) for k, d in zip(got["ids"], got["documents"], strict=True)}
+
+    def drop_journal(self, key: str) -> None:
+        self.meta.delete(ids=[key])
+
+    def probe(self) -> None:
+        """Read a little of every part (records, a vector, the vector index) so a damaged store
+        fails here, on open, rather than in the middle of a later call."""
+        self.chunks.count()
+        got = self.chunks.get(limit=1, include=["embeddings"])
+        if got["ids"] and got["embeddings"] is not None and len(got["embeddings"]):
+            self.chunks.query(query_embeddings=[list(got["embeddings"][0])], n_results=1, include=[])
+        self.meta.get(ids=["active"], include=["documents"])
+        self.centroids.count()
 
     def versions(self) -> list[int]:
         got = self.meta.get(include=[])
         return sorted(int(i.split(":v", 1)[1]) for i in got["ids"] if i.startswith("model:v"))
+
+    def centroid_versions(self) -> set[int]:
+        """Versions that have centroid rows (a crash may leave some without a payload)."""
+        versions: set[int] = set()
+        offset = 0
+        while True:
+            got = self.centroids.get(include=["metadatas"], limit=5000, offset=offset)
+            if not got["ids"]:
+                return versions
+            versions.update(int((m or {}).get("version", -1)) for m in got["metadatas"])
+            offset += len(got["ids"])
 
     def save_model(self, version: int, payload: dict[str, Any], centroids: np.ndarray) -> None:
         """Store a version's centroids ``(k, d)`` and its JSON payload (not yet active)."""
@@ -347,10 +488,41 @@ class ChromaStore:
         return np.stack([rows[i] for i in ids])
 
     def delete_model(self, version: int) -> None:
-        """Delete a version's payload and centroids (never the active one)."""
+        """Delete a version's payload, then its centroids (never the active one).
+
+        The payload goes first (one atomic delete): a process killed after it leaves only
+        centroid rows no version lists, which the next prune removes; never a listed
+        version without centroids.
+        """
         if self.active_version() == version:
             raise VersionError(f"version {version} is active; roll back to another version first")
+        self.meta.delete(ids=[f"model:v{version}"])
+        self.delete_centroids(version)
+
+    def delete_centroids(self, version: int) -> None:
+        """Delete the centroid rows of ``version``."""
         got = self.centroids.get(where={"version": int(version)}, include=[])
         if got["ids"]:
             self.centroids.delete(ids=got["ids"])
-        self.meta.delete(ids=[f"model:v{version}"])
+
+    def check_version(self, version: int) -> dict[str, Any]:
+        """The payload of ``version`` after checking it is complete (payload readable, every centroid).
+
+        Raises:
+            VersionError: missing, unreadable payload, or missing centroids.
+        """
+        try:
+            payload = self.load_model(version)
+        except ValueError:
+            raise VersionError(f"model version {version} has an unreadable record; pick another") from None
+        if payload is None:
+            raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+        try:
+            k = int(payload["info"]["k"])
+            topics = payload["topics"]
+        except (KeyError, TypeError, ValueError):
+            raise VersionError(f"model version {version} has an incomplete record; pick another") from None
+        if len(topics) != k:
+            raise VersionError(f"model version {version} lists {len(topics)} topics for k={k}; pick another")
+        self.load_centroids(version, k)
+        return payload

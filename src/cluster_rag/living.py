@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import journal
 from .clustering import assign
 from .clustering.online import OnlineState, initial_state, partial_fit_step
 from .drift import Baseline, DriftReport, DriftThresholds, compare, compute_baseline
@@ -68,15 +69,43 @@ def add_rows(
 
     Before any fit the chunks are only stored. After one, each joins its nearest cluster.
     """
-    rows = [{**m, HASH_KEY: h} for m, h in zip(metas, hashes, strict=True)]
+    token = journal.new_token()
+    rows = [{**m, HASH_KEY: h, journal.WRITE_KEY: token} for m, h in zip(metas, hashes, strict=True)]
+    version = model.version if model is not None else None
+    key = journal.begin(store, "add", token, ids, hashes, version)
+    try:
+        nxt = _add_journaled(store, model, ids, texts, vectors, rows, token, fold)
+    except BaseException:
+        try:
+            journal.undo_rows(store, token, ids)
+            journal.finish(store, key)
+        except Exception:  # the store itself failed: the journal entry stays for the next open
+            pass
+        raise
+    journal.finish(store, key)
+    return nxt
+
+
+def _add_journaled(
+    store: ChromaStore,
+    model: ClusterModel | None,
+    ids: list[str],
+    texts: list[str],
+    vectors: np.ndarray,
+    rows: list[dict[str, Any]],
+    token: str,
+    fold: bool,
+) -> ClusterModel | None:
     if model is None:
         store.add(ids, texts, vectors, rows)
+        journal.claim_rows(store, token, ids)
         return None
     version = model.version
     labels, _ = assign(vectors, model.centroids)
     key, mark = version_key(version), added_key(version)
     rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, labels, strict=True)]
     store.add(ids, texts, vectors, rows)
+    journal.claim_rows(store, token, ids)
     sizes = _bump_sizes(store, model, labels, +1)
     if not model.loaded:  # the next snapshot loads from the store, which holds the new rows
         nxt = model.evolve(sizes=sizes)
@@ -166,7 +195,17 @@ def _legacy_baseline(store: ChromaStore, model: ClusterModel) -> Baseline:
 
 
 def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:
-    """Delete stored chunks ``ids`` (all known to exist) and return the next snapshot."""
+    """Delete stored chunks ``ids`` (all known to exist) and return the next snapshot.
+
+    Journaled: a process killed midway leaves a record the next open completes.
+    """
+    key = journal.begin(store, "delete", journal.new_token(), ids, None, model.version if model else None)
+    nxt = _delete_journaled(store, model, ids)
+    journal.finish(store, key)
+    return nxt
+
+
+def _delete_journaled(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:
     positions = np.zeros(0, np.int64)
     if model is not None:
         key = version_key(model.version)

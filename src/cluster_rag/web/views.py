@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UnknownDocumentError
 from ..plots import MAP_SAMPLE, TopicProjection, display_label, keyword_coverage, project_topics, topic_color
+from ..search import probed_clusters
 
 if TYPE_CHECKING:
     from ..index import ClusterIndex
@@ -154,9 +155,10 @@ def topic_detail(index: ClusterIndex, topic_id: int, *, offset: int = 0, limit: 
 def probed_topics(index: ClusterIndex, vector: np.ndarray) -> list[dict[str, Any]]:
     """The topics the default route searches for a query vector, nearest centroid first.
 
-    The routing rule of :meth:`ClusterIndex.search` with ``n_probe=None``: every cluster whose
-    centroid cosine is within ``probe_gap`` of the best one (the fixed ``n_probe`` nearest for
-    versions without a gap).
+    The routing rule of :meth:`ClusterIndex.search` with ``n_probe=None``
+    (:func:`cluster_rag.search.probed_clusters`): every cluster whose centroid cosine is
+    within ``probe_gap`` of the best one (the fixed ``n_probe`` nearest for versions
+    without a gap).
 
     Args:
         index: a fitted index.
@@ -166,14 +168,12 @@ def probed_topics(index: ClusterIndex, vector: np.ndarray) -> list[dict[str, Any
         ``[{"topic_id", "score"}]`` with the centroid cosine, best first.
     """
     model = index.model
-    sims = np.asarray(model.centroids, dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
-    order = np.argsort(-sims, kind="stable")
-    gap = model.info.probe_gap
-    if gap is not None:
-        count = max(1, int(np.count_nonzero(sims >= sims.max() - gap)))
-    else:
-        count = max(1, min(int(model.info.n_probe), len(sims)))
-    return [{"topic_id": model.topics[int(p)].id, "score": round(float(sims[p]), 4)} for p in order[:count]]
+    q = np.asarray(vector, dtype=np.float32)
+    sims = np.asarray(model.centroids, dtype=np.float32) @ q
+    return [
+        {"topic_id": model.topics[int(p)].id, "score": round(float(sims[p]), 4)}
+        for p in probed_clusters(model, q)
+    ]
 
 
 def search_payload(

@@ -376,7 +376,7 @@ def _report(**r: Any) -> str:
         "",
         "## Findings",
         "",
-        f"- Hybrid beats both halves: convex {res[r['best_name']][0]:.3f} vs BM25 {res['BM25'][0]:.3f} and routed "
+        f"- Hybrid beats both halves: convex {best_nd:.3f} vs BM25 {res['BM25'][0]:.3f} and routed "
         f"dense {routed_nd:.3f} nDCG@10; routing costs nothing measurable once BM25 is fused (routed and "
         "exact hybrid agree). The calibrated convex combination beats RRF, on train and on test, as Bruch "
         "et al. (2023) report; the train curve is flat for alpha 0.3-0.6, so the choice is not knife-edge.",

@@ -75,6 +75,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         pending: dict[str, str] = {}
         results: list[str] = []
         for m in messages[last_user + 1 :]:
+            if m["role"] == "assistant" and not isinstance(m.get("content"), str):
+                # llama.cpp's server renders `message['content']` in its chat template and answers 500
+                raise ValueError("assistant message without a string 'content' (send \"\" with tool_calls)")
             if m["role"] == "assistant":
                 pending = {c["id"]: c["function"]["name"] for c in m.get("tool_calls") or []}
             elif m["role"] == "tool":
@@ -109,17 +112,44 @@ def start_scripted_server() -> tuple[ThreadingHTTPServer, str]:
 
 
 # the agent loop ---------------------------------------------------------------------------
-def chat(client: Any, model: str, tools: TopicTools, question: str, max_turns: int = 6) -> dict[str, Any]:
-    """One conversation: the model calls tools until it answers (or ``max_turns`` runs out)."""
+def assistant_turn(message: Any) -> dict[str, Any]:
+    """The assistant's reply as a message to send back: ``content`` always a string.
+
+    ``message.model_dump(exclude_none=True)`` drops ``content`` when the model only called
+    tools, and servers whose chat template reads ``message['content']`` (llama.cpp's
+    ``llama_cpp.server``) then answer the next request with HTTP 500.
+    """
+    turn: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
+    if message.tool_calls:
+        turn["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+    return turn
+
+
+def chat(
+    client: Any,
+    model: str,
+    tools: TopicTools,
+    question: str,
+    max_turns: int = 6,
+    first_tool_choice: Any = None,
+) -> dict[str, Any]:
+    """One conversation: the model calls tools until it answers (or ``max_turns`` runs out).
+
+    ``first_tool_choice`` (e.g. ``{"type": "function", "function": {"name": "list_topics"}}``)
+    is sent with the first request only; later requests let the model choose.
+    """
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": question},
     ]
     steps: list[dict[str, Any]] = []
-    for _ in range(max_turns):
-        reply = client.chat.completions.create(model=model, messages=messages, tools=tools.openai_tools())
+    for turn in range(max_turns):
+        extra = {"tool_choice": first_tool_choice} if turn == 0 and first_tool_choice is not None else {}
+        reply = client.chat.completions.create(
+            model=model, messages=messages, tools=tools.openai_tools(), **extra
+        )
         message = reply.choices[0].message
-        messages.append(message.model_dump(exclude_none=True))
+        messages.append(assistant_turn(message))
         if not message.tool_calls:
             return {"question": question, "steps": steps, "answer": message.content or ""}
         for call in message.tool_calls:

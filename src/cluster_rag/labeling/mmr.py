@@ -4,12 +4,14 @@ The chunks nearest a centroid are often near-copies of one another (the same
 question asked five ways); showing five of them to a labeler wastes its token
 budget. MMR picks greedily the chunk that maximizes
 ``(1 - diversity) * cos(chunk, centroid) - diversity * max cos(chunk, already picked)``
-among the ``pool`` chunks nearest the centroid.
+among the ``pool`` chunks nearest the centroid (:func:`cluster_rag.mmr.mmr_select`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..mmr import mmr_select
 
 __all__ = ["mmr_indices"]
 
@@ -34,21 +36,8 @@ def mmr_indices(
     Returns:
         ``(min(n, m),)`` int64 row indices in pick order (the first is the most central).
     """
-    m = len(vectors)
-    if m == 0 or n <= 0:
+    if len(vectors) == 0 or n <= 0:
         return np.empty(0, dtype=np.int64)
     sims = vectors @ centroid
     cand = np.argsort(-sims, kind="stable")[: max(pool, n)]
-    picked = [int(cand[0])]
-    rest = list(int(c) for c in cand[1:])
-    # running max similarity of each remaining candidate to the picked set
-    redundancy = vectors[rest] @ vectors[picked[0]] if rest else np.empty(0)
-    while rest and len(picked) < n:
-        scores = (1.0 - diversity) * sims[rest] - diversity * redundancy
-        j = int(np.argmax(scores))
-        chosen = rest.pop(j)
-        redundancy = np.delete(redundancy, j)
-        picked.append(chosen)
-        if rest:
-            redundancy = np.maximum(redundancy, vectors[rest] @ vectors[chosen])
-    return np.asarray(picked, dtype=np.int64)
+    return cand[mmr_select(sims[cand], vectors[cand], n, lambda_mult=1.0 - diversity)]

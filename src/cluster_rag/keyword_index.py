@@ -157,6 +157,15 @@ class KeywordIndex:
             self._rebuild()
         return self
 
+    def build_tokenized(self, ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> KeywordIndex:
+        """:meth:`build` from tokens already made by :func:`tokenize`; returns ``self``."""
+        if len(ids) != len(tokens):
+            raise LengthMismatchError(f"{len(ids)} ids but {len(tokens)} token lists; give one per id")
+        with self._lock:
+            self._tokens = {str(cid): list(t) for cid, t in zip(ids, tokens, strict=True)}
+            self._rebuild()
+        return self
+
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Add rows (searchable at once, through the delta). Ids must be new."""
         _check_rows(ids, texts)
@@ -256,11 +265,10 @@ class KeywordIndex:
             if not q or not self._tokens:
                 return KeywordHits([], np.zeros(0, dtype=np.float32))
             ids, scores = self._score_all(q)
-        if allowed_ids is not None:
-            allowed = allowed_ids if isinstance(allowed_ids, (set, frozenset)) else set(allowed_ids)
-            keep = np.fromiter((cid in allowed for cid in ids), dtype=bool, count=len(ids))
-            scores = np.where(keep, scores, 0.0).astype(np.float32)
         positive = np.flatnonzero(scores > 0)
+        if allowed_ids is not None:  # only rows sharing a query term are checked
+            allowed = allowed_ids if isinstance(allowed_ids, (set, frozenset)) else set(allowed_ids)
+            positive = positive[np.fromiter((ids[i] in allowed for i in positive), bool, len(positive))]
         if len(positive) > k:
             part = np.argpartition(-scores[positive], k - 1)[:k]
             positive = positive[part]
@@ -322,13 +330,10 @@ class KeywordIndex:
             raise InvalidInputError(
                 f"keyword index payload format {payload.get('format')!r} is not {_FORMAT}"
             )
-        index = cls(k1=float(payload["k1"]), b=float(payload["b"]), **kwargs)
-        index._tokens = {
-            str(cid): (t.split() if t else [])
-            for cid, t in zip(payload["ids"], payload["tokens"], strict=True)
-        }
-        index._rebuild()
-        return index
+        tokens = [t.split() if t else [] for t in payload["tokens"]]
+        return cls(k1=float(payload["k1"]), b=float(payload["b"]), **kwargs).build_tokenized(
+            [str(cid) for cid in payload["ids"]], tokens
+        )
 
     def save(self, collection: Any, key: str = "keyword") -> None:
         """Write the index into a Chroma collection as JSON documents (embedded or server).

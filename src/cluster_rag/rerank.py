@@ -85,10 +85,10 @@ class MMRReranker:
 
     @classmethod
     def for_index(cls, index: Any, *, diversity: float = 0.3) -> MMRReranker:
-        """Wire to a :class:`~cluster_rag.ClusterIndex`: its embedder and its store's vectors."""
+        """Wire to a :class:`~cluster_rag.ClusterIndex`: its ``embed_query`` and its store's vectors."""
 
         def embed_query(query: str) -> np.ndarray:
-            return np.asarray(index.embedder.embed([query])[0], dtype=np.float32)
+            return np.asarray(index.embed_query(query), dtype=np.float32)
 
         def vectors(ids: Sequence[str]) -> dict[str, np.ndarray]:
             got = index.store.get(list(ids), include=["embeddings"])

@@ -166,6 +166,7 @@ def main(quick: bool = False) -> str:
                         py_ms.append(_time(py, 1000 + i))
                 p, w = statistics.median(py_ms), statistics.median(web_ms)
                 rows.append([name, reps, f"{p:.2f}", f"{w:.2f}", f"{w - p:+.2f}", f"{w / p:.2f}x"])
+        load = os.getloadavg()[0]
         data = "the shipped 400-row sample, k=20" if quick else f"Banking77, {len(index)} chunks, k={k}"
         headers = ["call", "calls", "Python API (ms)", "HTTP API (ms)", "HTTP - Python (ms)", "ratio"]
         table = _md(headers, rows)
@@ -173,7 +174,9 @@ def main(quick: bool = False) -> str:
         text = (
             f"# Explorer latency: HTTP API vs Python API\n\n`{command}`; "
             f"{data}; index built in {build_s:.0f} s; medians of {reps} interleaved calls each, threads "
-            f"pinned to 1, uvicorn in its own process on 127.0.0.1, httpx keep-alive client.\n\n{table}\n"
+            f"pinned to 1, uvicorn in its own process on 127.0.0.1, httpx keep-alive client; load average "
+            f"{load:.1f} on {os.cpu_count()} CPUs at the end (a loaded machine adds scheduling delay to "
+            f"every HTTP round trip).\n\n{table}\n"
         )
         print(text)
         if not quick:

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from .config import IndexConfig
 from .embedding import Embedder, SentenceTransformerEmbedder
-from .errors import InvalidInputError, StoreConnectionError, StoreNotFoundError
+from .errors import InvalidInputError, StoreConnectionError, StoreCorruptedError, StoreNotFoundError
 from .store import ChromaStore
 
 __all__ = ["http_client", "open_store", "persistent_client"]
@@ -38,7 +38,17 @@ def persistent_client(path: str | os.PathLike[str], *, create: bool) -> Any:
         raise StoreNotFoundError(
             f"no index at {str(folder)!r}; run `cluster-rag ingest --path {folder} FILES` first"
         )
-    return chromadb.PersistentClient(path=str(folder), settings=_settings())
+    try:
+        return chromadb.PersistentClient(path=str(folder), settings=_settings())
+    except Exception as exc:
+        from .guard import translate
+
+        err = translate(exc)
+        if err is None:
+            raise
+        raise StoreCorruptedError(
+            f"the store at {str(folder)!r} cannot be opened ({err}); run `cluster-rag repair --path {folder}`"
+        ) from exc
 
 
 def http_client(url: str, *, headers: dict[str, str] | None = None) -> Any:
@@ -109,4 +119,7 @@ def open_store(
                 "pass --collection NAME, or ingest data first"
             ) from None
         store = ChromaStore(client, cfg.collection, model_name=emb.name, dimension=emb.dimension)
+    from .repair import on_open
+
+    on_open(store)  # a damaged store fails here; writes killed processes left are undone/completed
     return store, emb, cfg

@@ -12,6 +12,7 @@ centroids, payload and assignment keys; never chunks).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,10 +32,21 @@ from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .model import AddedLog, ClusterModel, numpy_loader, positions_of, record_from_payload
 from .routing import calibrate
 from .store import ChromaStore, added_key, version_key
+from .store.chroma_store import owner_alive
 from .types import ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching, match_topics
 
-__all__ = ["FitRequest", "Previous", "activate", "fit_version", "previous_of", "prune_versions"]
+__all__ = [
+    "FitRequest",
+    "Previous",
+    "activate",
+    "drop_orphans",
+    "fit_version",
+    "previous_of",
+    "prune_versions",
+]
+
+log = logging.getLogger("cluster_rag")
 
 
 @dataclass(frozen=True)
@@ -176,8 +188,7 @@ def _commit(
     sweep: KSweep | None,
 ) -> ClusterModel:
     k = len(centroids)
-    versions = store.versions()
-    version = (max(versions) + 1) if versions else 1
+    version, started_from = store.claim_version()  # compare-and-swap: two fits never share a number
     n_fit = len(ids)
     store.write_assignments(version, ids, labels)
     ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
@@ -236,7 +247,7 @@ def _commit(
     if sweep is not None:  # how k was chosen, next to the version it made
         payload["choose_k"] = sweep.to_dict()
     store.save_model(version, payload, centroids)
-    store.set_active(version)  # the atomic switch
+    store.set_active(version, expect=started_from)  # the atomic switch (ConcurrentWriteError if raced)
     prune_versions(store, config.keep_versions)
     record = record_from_payload(payload, centroids)
     backend = build_numpy_backend(centroids, ids, vectors, labels)
@@ -288,6 +299,7 @@ def describe_topics(
 def prune_versions(store: ChromaStore, keep: int) -> None:
     """Drop the oldest inactive versions so at most ``keep`` remain (never the active one)."""
     active = store.active_version()
+    drop_orphans(store)
     old = [v for v in store.versions() if v != active]
     for version in old[: max(0, len(old) - (keep - 1))]:
         store.delete_model(version)
@@ -300,11 +312,35 @@ def activate(store: ChromaStore, version: int | None) -> int:
     Raises:
         VersionError: no such version, or no older one kept.
     """
-    if version is None:
-        active, kept = store.active_version(), store.versions()
-        older = [v for v in kept if active is None or v < active]
-        if not older:
-            raise VersionError(f"no version older than {active} is kept; versions: {kept}")
-        version = older[-1]
-    store.set_active(version)
-    return version
+    if version is not None:
+        store.check_version(version)  # never activate a version missing its record or centroids
+        store.set_active(version)
+        return version
+    active, kept = store.active_version(), store.versions()
+    older = [v for v in kept if active is None or v < active]
+    skipped: list[str] = []
+    for candidate in reversed(older):
+        try:
+            store.check_version(candidate)
+        except VersionError as exc:
+            skipped.append(str(exc))
+            continue
+        for line in skipped:
+            log.warning("rollback skipped a broken version: %s", line)
+        store.set_active(candidate)
+        return candidate
+    detail = f"; skipped broken ones: {' | '.join(skipped)}" if skipped else ""
+    raise VersionError(f"no complete version older than {active} is kept; versions: {kept}{detail}")
+
+
+def drop_orphans(store: ChromaStore) -> list[int]:
+    """Remove what fits killed midway left: centroid rows, ``cr_v<N>`` keys and claims of versions
+    that have no record and whose claiming process is gone. Returns those versions."""
+    saved = set(store.versions())
+    claims = store.claims()
+    dead = [v for v, c in claims.items() if v not in saved and not owner_alive(c)]
+    for version in dead:
+        store.delete_centroids(version)
+        store.drop_assignments(version)
+    store.drop_claims(dead + [v for v in claims if v in saved])  # a saved version keeps its number
+    return dead

@@ -28,6 +28,7 @@ from .connection import http_client, open_store, persistent_client
 from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, content_hash, normalize
 from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
+from .guard import guard_public_methods, retry_transient
 from .ingest import load_chunks
 from .labeling.base import Labeler, LabelReport
 from .model import ClusterModel, describe_index, read_active
@@ -44,7 +45,9 @@ from .validation import (
     check_query_text,
     check_texts,
     check_topic_name,
+    check_topics,
     check_vectors,
+    check_where,
 )
 from .versioning import RefitReport, TopicMatching
 
@@ -156,6 +159,8 @@ class ClusterIndex:
         return model
 
     def _active(self) -> ClusterModel | None:
+        if self._loaded and self.store.active_moved(self._model.version if self._model else None):
+            self.refresh()  # another process refit or rolled back (checked at most every 2 s)
         if not self._loaded:
             with self._write_lock:
                 if not self._loaded:
@@ -166,7 +171,7 @@ class ClusterIndex:
     def refresh(self) -> None:
         """Re-read the active version from Chroma (after another process wrote to it)."""
         with self._write_lock:
-            self._model = read_active(self.store)
+            self._model = retry_transient(lambda: read_active(self.store))
             self._loaded = True
 
     @property
@@ -364,7 +369,7 @@ class ClusterIndex:
     def topic(self, topic: int | str) -> Topic:
         """One topic by id or name (see :meth:`ClusterModel.resolve_topics`)."""
         model = self.model
-        return model.sized_topics()[model.position_of[model.resolve_topics([topic])[0]]]
+        return model.sized_topics()[model.position_of[model.resolve_topics(check_topics([topic]) or [])[0]]]
 
     def search(
         self,
@@ -388,7 +393,7 @@ class ClusterIndex:
         Returns:
             Up to ``k`` hits, best first.
         """
-        check_query_text(query)
+        check_query_text(query), check_topics(topics), check_where(where)
         model = self.model
         request = build_request(model, k, n_probe, topics, where)
         return routed_search(model, self.store, self.embed_query(query), request)
@@ -403,6 +408,7 @@ class ClusterIndex:
         where: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """:meth:`search` with a precomputed ``(d,)`` query vector."""
+        check_topics(topics), check_where(where)
         model = self.model
         return routed_search(model, self.store, vector, build_request(model, k, n_probe, topics, where))
 
@@ -572,3 +578,6 @@ class ClusterIndex:
     def info(self) -> dict[str, Any]:
         """What the index holds, JSON-ready (from the version record; no chunk vectors)."""
         return describe_index(self.store, self._active(), self.location)
+
+
+guard_public_methods(ClusterIndex)  # Chroma/sqlite/OS/HTTP errors leave as ClusterRagError

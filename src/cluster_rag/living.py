@@ -28,6 +28,9 @@ from .model import ClusterModel
 from .store import ChromaStore, added_key, version_key
 from .store.chroma_store import HASH_KEY
 
+#: journaled writes remembered in a version payload (``applied_writes``) for crash recovery
+APPLIED_KEEP = 64
+
 __all__ = [
     "add_rows",
     "default_ids",
@@ -41,8 +44,14 @@ __all__ = [
 ]
 
 
-def _bump_sizes(store: ChromaStore, model: ClusterModel, positions: np.ndarray, sign: int) -> np.ndarray:
-    """Add ``sign`` per entry of ``positions`` to the version's stored sizes; returns them ``(k,)``."""
+def _bump_sizes(
+    store: ChromaStore, model: ClusterModel, positions: np.ndarray, sign: int, token: str | None = None
+) -> np.ndarray:
+    """Add ``sign`` per entry of ``positions`` to the version's stored sizes; returns them ``(k,)``.
+
+    ``token`` (a journaled write) is recorded in the same upsert, under ``applied_writes``, so
+    recovery knows whether a killed write had already counted its rows.
+    """
     delta = np.bincount(np.asarray(positions, dtype=np.int64), minlength=model.k) * sign
     payload = store.load_model(model.version)
     if payload is None:
@@ -50,6 +59,8 @@ def _bump_sizes(store: ChromaStore, model: ClusterModel, positions: np.ndarray, 
     current = np.asarray(payload.get("sizes") or model.sizes, dtype=np.int64)
     sizes: np.ndarray = np.maximum(current + delta, 0)
     payload["sizes"] = sizes.astype(int).tolist()
+    if token is not None:
+        payload["applied_writes"] = [*payload.get("applied_writes", [])[-(APPLIED_KEEP - 1) :], token]
     store.update_model(model.version, payload)
     return sizes
 
@@ -106,7 +117,7 @@ def _add_journaled(
     rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, labels, strict=True)]
     store.add(ids, texts, vectors, rows)
     journal.claim_rows(store, token, ids)
-    sizes = _bump_sizes(store, model, labels, +1)
+    sizes = _bump_sizes(store, model, labels, +1, token)
     if not model.loaded:  # the next snapshot loads from the store, which holds the new rows
         nxt = model.evolve(sizes=sizes)
         return fold_added(store, nxt, vectors, labels) if fold else nxt

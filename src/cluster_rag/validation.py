@@ -171,7 +171,8 @@ def _check_scalar(value: Any, where: str) -> bool:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise MetadataError(
-                f"{where} is {value}; Chroma stores only finite numbers (use None or a string)"
+                f"{where} is {'NaN' if value != value else value}; Chroma stores only finite numbers "
+                "(use None or a string)"
             )
         return True
     return False

@@ -1,0 +1,286 @@
+"""Search modes (dense, keyword, hybrid) and the re-rank stage, on top of routed search.
+
+One search here: validated :class:`~cluster_rag.search.SearchRequest` (topics, ``where``
+and the caller's scope already folded in by :func:`~cluster_rag.search.build_request`)
+→ candidates from routed dense search (:func:`~cluster_rag.search.routed_search`) and/or
+the BM25 :class:`~cluster_rag.keyword_index.KeywordIndex` restricted to the same topics
+and filter → fused (:func:`~cluster_rag.fusion.convex_combination`, ``alpha`` =
+:data:`DEFAULT_ALPHA`) → optionally re-ranked (:class:`~cluster_rag.rerank.Reranker`) →
+the first ``k``. Every hit carries its topic; ``Hit.score`` stays the cosine similarity
+between query and chunk in every mode (the order is the fused one).
+
+Defaults, from ``python -m bench retrieval`` (bench/results/retrieval.md; SciFact, 300
+test claims): routed dense 0.643 nDCG@10, BM25 0.686, hybrid RRF 0.713, hybrid convex
+0.729 with ``alpha = 0.45`` calibrated on the 809 *train* claims (train curve flat for
+0.3-0.6), at a p50 of 1.35x routed dense; so the default mode is ``"hybrid"`` with the
+convex rule. ``DEFAULT_DEPTH`` candidates per retriever (100, as measured).
+
+The keyword index is built lazily on the first keyword or hybrid search: loaded from the
+store's ``NAME__meta`` collection when a saved copy exists (embedded or server mode),
+else rebuilt from the stored chunk texts and saved there. It follows the index's model
+snapshot: each new :class:`~cluster_rag.model.ClusterModel` (after an add, a delete, a
+fit or a refresh) is diffed against the keyword index once, so adds and deletes, also
+by other processes, reach it without any hook in the write path.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .fusion import convex_combination
+from .keyword_index import KeywordIndex
+from .model import ClusterModel
+from .rerank import Reranker
+from .scope import Scope
+from .search import SearchRequest, build_request, get_hits, routed_search
+from .store import ChromaStore
+from .types import Hit
+from .validation import check_query_text
+
+if TYPE_CHECKING:
+    from .index import ClusterIndex
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_DEPTH",
+    "DEFAULT_MODE",
+    "MODES",
+    "KeywordState",
+    "SearchMode",
+    "check_mode",
+    "fetch_depth",
+    "search",
+    "search_index",
+]
+
+SearchMode = Literal["dense", "keyword", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "keyword", "hybrid")
+DEFAULT_MODE: SearchMode = "hybrid"
+#: dense weight of the convex combination, calibrated on SciFact train (bench/results/retrieval.md)
+DEFAULT_ALPHA = 0.45
+#: candidates taken from each retriever before fusion
+DEFAULT_DEPTH = 100
+#: save the keyword index again once this share of rows changed since the last save
+_RESAVE_FRACTION = 0.1
+
+_states: weakref.WeakKeyDictionary[Any, KeywordState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def check_mode(mode: object) -> SearchMode:
+    """``mode`` validated (``None``: :data:`DEFAULT_MODE`)."""
+    if mode is None:
+        return DEFAULT_MODE
+    if mode not in MODES:
+        raise InvalidInputError(f"mode={mode!r} must be one of {', '.join(map(repr, MODES))}")
+    return mode  # type: ignore[return-value]
+
+
+def fetch_depth(k: int, rerank: Reranker | None) -> int:
+    """Hits handed to a re-ranker for a final ``k``: ``max(4 k, 20)`` (just ``k`` without one)."""
+    return k if rerank is None else max(4 * k, 20)
+
+
+class KeywordState:
+    """The keyword index of one :class:`~cluster_rag.ClusterIndex`, kept in step with its model.
+
+    Args:
+        key: name of the saved copy inside the store's meta collection.
+    """
+
+    def __init__(self, key: str = "keyword") -> None:
+        self.key = key
+        self._lock = threading.Lock()
+        self._index: KeywordIndex | None = None
+        self._model: ClusterModel | None = None
+        self._ids = np.empty(0, dtype=object)
+        self._labels = np.empty(0, dtype=np.int64)
+        self._changed = 0
+
+    def get(self, model: ClusterModel, store: ChromaStore) -> tuple[KeywordIndex, np.ndarray, np.ndarray]:
+        """The keyword index holding exactly the model's chunks, with the backend's ids ``(n,)``
+        object and their cluster positions ``(n,)`` int64."""
+        with self._lock:
+            if self._index is not None and model is self._model:
+                return self._index, self._ids, self._labels
+            all_ids, labels = model.backend.ids(), model.backend.labels()
+            ids = [str(x) for x in all_ids]
+            if self._index is None:
+                self._index = KeywordIndex.load(store.meta, self.key)
+                if self._index is None:
+                    self._index = KeywordIndex.from_collection(store.chunks)
+                    self._index.save(store.meta, self.key)
+                self._changed = 0
+            self._changed += self._sync(self._index, store, ids)
+            if self._changed > _RESAVE_FRACTION * max(len(ids), 1):
+                self._index.save(store.meta, self.key)
+                self._changed = 0
+            self._model, self._ids, self._labels = model, all_ids, labels
+            return self._index, self._ids, self._labels
+
+    @staticmethod
+    def _sync(index: KeywordIndex, store: ChromaStore, ids: Sequence[str]) -> int:
+        live = set(ids)
+        have = set(index.ids)
+        gone = have - live
+        missing = [cid for cid in ids if cid not in have]
+        if gone:
+            index.remove(gone)
+        for start in range(0, len(missing), store.batch_size):
+            got = store.get(missing[start : start + store.batch_size], include=["documents"])
+            index.add(got["ids"], [d or "" for d in got["documents"]])
+        return len(gone) + len(missing)
+
+
+def search(
+    model: ClusterModel,
+    store: ChromaStore,
+    keyword: KeywordState,
+    query: str,
+    vector: np.ndarray,
+    request: SearchRequest,
+    *,
+    mode: SearchMode = DEFAULT_MODE,
+    rerank: Reranker | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    depth: int = DEFAULT_DEPTH,
+) -> list[Hit]:
+    """Best ``request.k`` hits for ``query`` (embedded as ``vector`` ``(d,)``) in ``mode``.
+
+    ``rerank`` sees the first :func:`fetch_depth` hits and its first ``k`` are returned.
+    """
+    k = request.k
+    wanted = fetch_depth(k, rerank)
+    if mode == "dense":
+        hits = routed_search(model, store, vector, replace(request, k=wanted))
+    else:
+        hits = _fused(model, store, keyword, query, vector, request, mode, alpha, max(depth, wanted))[:wanted]
+    if rerank is not None and len(hits) > 1:
+        hits = list(rerank(query, hits))
+    return hits[:k]
+
+
+def _fused(
+    model: ClusterModel,
+    store: ChromaStore,
+    keyword: KeywordState,
+    query: str,
+    vector: np.ndarray,
+    request: SearchRequest,
+    mode: SearchMode,
+    alpha: float,
+    depth: int,
+) -> list[Hit]:
+    index, ids, labels = keyword.get(model, store)
+    kw_ids, kw_scores = _keyword_candidates(model, store, index, ids, labels, query, request, depth)
+    dense: list[Hit] = []
+    if mode == "hybrid":
+        dense = routed_search(model, store, vector, replace(request, k=depth))
+        fused = convex_combination(
+            ([h.id for h in dense], [h.score for h in dense]), (kw_ids, kw_scores), alpha
+        )
+        order = fused.ids
+    else:
+        order = kw_ids
+    by_id = {h.id: h for h in dense}
+    extra = [cid for cid in order if cid not in by_id]
+    if extra:
+        got = store.get(extra, include=["embeddings"])
+        q = np.asarray(vector, dtype=np.float32)
+        vecs = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+        cosine = dict(zip(got["ids"], (vecs @ q).tolist(), strict=True))
+        for h in get_hits(model, store, extra):
+            score = cosine.get(h.id, 0.0)
+            label = None if request.withhold_labels else h.topic_label
+            by_id[h.id] = replace(h, score=score, topic_label=label)
+    return [by_id[cid] for cid in order if cid in by_id]
+
+
+def _keyword_candidates(
+    model: ClusterModel,
+    store: ChromaStore,
+    index: KeywordIndex,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    query: str,
+    request: SearchRequest,
+    depth: int,
+) -> tuple[list[str], np.ndarray]:
+    """BM25 ids and scores inside the request's topics and ``where`` filter, best first."""
+    allowed: set[str] | None = None
+    topics = request.topics if request.topics is not None else request.allowed
+    if topics is not None:
+        positions = np.asarray(sorted({model.position_of[t] for t in topics}), dtype=np.int64)
+        allowed = {str(x) for x in ids[np.isin(labels, positions)]}
+    if request.where is None:
+        got = index.search(query, depth, allowed_ids=allowed)
+        return got.ids, got.scores
+    got = index.search(query, 4 * depth, allowed_ids=allowed)
+    passing = store.filter_ids(got.ids, request.where) if got.ids else set()
+    keep = [i for i, cid in enumerate(got.ids) if cid in passing][:depth]
+    return [got.ids[i] for i in keep], got.scores[keep]
+
+
+def keyword_state(index: ClusterIndex) -> KeywordState:
+    """The :class:`KeywordState` of ``index`` (one per index object, created on first use)."""
+    with _states_lock:
+        state = _states.get(index)
+        if state is None:
+            state = _states[index] = KeywordState()
+        return state
+
+
+def search_index(
+    index: ClusterIndex,
+    query: str,
+    k: int = 10,
+    *,
+    n_probe: int | None = None,
+    topics: Sequence[int | str] | None = None,
+    where: dict[str, Any] | None = None,
+    scope: Scope | None = None,
+    mode: str | None = None,
+    rerank: Reranker | None = None,
+) -> list[Hit]:
+    """:meth:`ClusterIndex.search <cluster_rag.ClusterIndex.search>` with ``mode`` and ``rerank``.
+
+    Args:
+        index: a fitted index.
+        query: non-blank text.
+        k: hits returned.
+        n_probe, topics, where, scope: as for ``ClusterIndex.search``; every mode honours them.
+        mode: ``"dense"`` (routed vectors), ``"keyword"`` (BM25) or ``"hybrid"`` (both, fused);
+            ``None``: :data:`DEFAULT_MODE`.
+        rerank: a :class:`~cluster_rag.rerank.Reranker` applied to the first
+            :func:`fetch_depth` hits.
+
+    Returns:
+        Up to ``k`` hits, best first.
+    """
+    check_query_text(query)
+    chosen = check_mode(mode)
+    if rerank is not None and not callable(rerank):
+        raise InvalidInputError(f"rerank={rerank!r} must be a Reranker: a callable (query, hits) -> hits")
+    if scope is not None:
+        if not isinstance(scope, Scope):
+            raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
+        scope.check_collection(index.store.name)
+    model = index.model
+    request = build_request(model, k, n_probe, topics, where, scope=scope, store=index.store)
+    return search(
+        model,
+        index.store,
+        keyword_state(index),
+        query,
+        index.embed_query(query),
+        request,
+        mode=chosen,
+        rerank=rerank,
+    )

@@ -1,0 +1,117 @@
+"""Search modes through a real embedded index: topics, where, scope, updates, persistence, re-rank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cluster_rag import ClusterIndex, IndexConfig
+from cluster_rag.errors import InvalidInputError
+from cluster_rag.hybrid import fetch_depth, search_index
+from cluster_rag.keyword_index import KeywordIndex
+from cluster_rag.scope import Scope
+from cluster_rag.types import Hit
+from tests.fixtures import FakeEmbedder
+
+pytestmark = pytest.mark.integration
+
+WORDS = {
+    "pets": "dog cat puppy kitten leash bark meow vet",
+    "space": "rocket orbit moon mars launch astronaut nasa planet",
+    "food": "pasta pizza recipe oven garlic tomato cheese bake",
+    "music": "guitar piano drums melody chord concert band song",
+}
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> ClusterIndex:
+    rng = np.random.default_rng(0)
+    texts, metas = [], []
+    for name, words in WORDS.items():
+        vocab = words.split()
+        for i in range(20):
+            texts.append(" ".join(rng.choice(vocab, size=6)) + f" note {name} {i}")
+            metas.append({"lang": "fr" if i % 2 else "en", "group": name})
+    idx = ClusterIndex.open(
+        tmp_path_factory.mktemp("hybrid") / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False)
+    )
+    idx.add_texts(texts, metadatas=metas)
+    idx.fit(k=4)
+    return idx
+
+
+def _topic_of(index: ClusterIndex, group: str) -> int:
+    hit = index.search(f"note {group} 0", k=1, where={"group": group})[0]
+    return hit.topic_id
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid", "dense"])
+def test_modes_return_hits_with_their_topic_and_cosine_score(index: ClusterIndex, mode: str) -> None:
+    hits = search_index(index, "rocket launch orbit", k=5, mode=mode)
+    assert len(hits) == 5
+    assert all(h.metadata["group"] == "space" for h in hits)
+    q = index.embed_query("rocket launch orbit")
+    stored = {h.id: h for h in index.get([h.id for h in hits])}
+    for h in hits:
+        assert h.topic_id == stored[h.id].topic_id  # BM25 hits carry their topic
+        vec = np.asarray(index.store.get([h.id], include=["embeddings"])["embeddings"][0], dtype=np.float32)
+        assert h.score == pytest.approx(float(vec @ q), abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_topics_where_and_scope_are_respected(index: ClusterIndex, mode: str) -> None:
+    food = _topic_of(index, "food")
+    # a query about space, restricted to the food topic: nothing from space comes back
+    hits = search_index(index, "rocket pizza", k=10, mode=mode, topics=[food])
+    assert hits and all(h.topic_id == food for h in hits)
+    hits = search_index(index, "rocket launch", k=10, mode=mode, where={"lang": "fr"})
+    assert hits and all(h.metadata["lang"] == "fr" for h in hits)
+    hits = search_index(index, "rocket launch", k=10, mode=mode, scope=Scope(where={"lang": "en"}))
+    assert hits and all(h.metadata["lang"] == "en" for h in hits)
+    hits = search_index(index, "rocket pizza", k=10, mode=mode, scope=Scope(topics=[food]))
+    assert hits and all(h.topic_id == food for h in hits)
+
+
+def test_keyword_index_follows_adds_and_deletes_and_is_saved(tmp_path: Path) -> None:
+    idx = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+    idx.add_texts([f"{w} note {i}" for i, w in enumerate(WORDS["pets"].split() * 3)])
+    idx.fit(k=2)
+    assert search_index(idx, "zeppelin", k=3, mode="keyword") == []
+    assert KeywordIndex.saved_fingerprint(idx.store.meta) is not None  # built once, saved in the store
+    [new_id] = idx.add_texts(["zeppelin airship over the dog park"])
+    assert [h.id for h in search_index(idx, "zeppelin", k=3, mode="keyword")] == [new_id]
+    idx.delete([new_id])
+    assert search_index(idx, "zeppelin", k=3, mode="keyword") == []
+    # another process opening the same store reads the saved copy and catches up on the delta
+    other = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+    [late] = idx.add_texts(["a zeppelin again"])
+    other.refresh()
+    assert [h.id for h in search_index(other, "zeppelin", k=3, mode="keyword")] == [late]
+
+
+class _Reverse:
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def __call__(self, query: str, hits: list[Hit]) -> list[Hit]:
+        self.seen.append([h.id for h in hits])
+        return list(reversed(hits))
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_rerank_sees_the_deeper_list_and_decides_the_order(index: ClusterIndex, mode: str) -> None:
+    rr = _Reverse()
+    plain = search_index(index, "guitar song", k=40, mode=mode)
+    hits = search_index(index, "guitar song", k=3, mode=mode, rerank=rr)
+    assert len(rr.seen) == 1 and len(rr.seen[0]) == fetch_depth(3, rr) == 20
+    assert rr.seen[0] == [h.id for h in plain[:20]]
+    assert [h.id for h in hits] == rr.seen[0][::-1][:3]
+
+
+@pytest.mark.parametrize("bad", [{"mode": "sparse"}, {"rerank": "mmr"}])
+def test_bad_arguments(index: ClusterIndex, bad: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError):
+        search_index(index, "guitar", k=3, **bad)

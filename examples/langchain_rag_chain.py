@@ -4,9 +4,10 @@ Offline by default: the index is built from the Banking77 sample shipped with
 cluster-rag (bundled embedding model, nothing downloaded) and the chat model is
 LangChain's ``FakeListChatModel``, so the chain runs end to end with no network.
 Point it at any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama,
-OpenAI, ...) with ``--base-url`` and ``--model``; that path needs ``pip install openai``.
+OpenAI, ...) with ``--base-url`` and ``--model``; that path uses LangChain's ``ChatOpenAI``
+(``pip install -e ".[examples]"``).
 
-    pip install -e . -e integrations/langchain
+    pip install -e ".[examples]" -e integrations/langchain
     python examples/langchain_rag_chain.py
     python examples/langchain_rag_chain.py --question "How do I unblock my PIN?" --k 3
     python examples/langchain_rag_chain.py --path ./kb            # an index you built and fitted
@@ -26,9 +27,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, convert_to_openai_messages
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompt_values import PromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
@@ -59,22 +58,16 @@ def format_docs(docs: list[Document]) -> str:
     return "\n".join(f"[{d.id}] ({d.metadata['topic_label']}) {d.page_content}" for d in docs)
 
 
-def openai_compatible_chat(base_url: str, model: str, api_key: str) -> Runnable[PromptValue, AIMessage]:
-    """A chat model on any OpenAI-compatible endpoint, via the ``openai`` client."""
+def openai_compatible_chat(base_url: str, model: str, api_key: str) -> Runnable[Any, Any]:
+    """LangChain's own ``ChatOpenAI`` on any OpenAI-compatible endpoint."""
     try:
-        from openai import OpenAI
+        from langchain_openai import ChatOpenAI
     except ImportError:
         sys.exit(
-            "--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')"
+            "--base-url needs LangChain's OpenAI chat model: pip install langchain-openai "
+            "(or: pip install -e '.[examples]')"
         )
-    client = OpenAI(base_url=base_url, api_key=api_key)
-
-    def chat(prompt: PromptValue) -> AIMessage:
-        messages: Any = convert_to_openai_messages(prompt.to_messages())
-        reply = client.chat.completions.create(model=model, messages=messages, temperature=0)
-        return AIMessage(content=reply.choices[0].message.content or "")
-
-    return RunnableLambda(chat, name="openai_compatible_chat")
+    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, temperature=0)
 
 
 def main(argv: list[str] | None = None) -> int:

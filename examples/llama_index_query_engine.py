@@ -5,9 +5,9 @@ cluster-rag (bundled embedding model, nothing downloaded) and the LLM is
 llama-index-core's ``MockLLM``, which echoes its prompt, so you see exactly the
 context the retriever handed over. Point it at any OpenAI-compatible endpoint
 (vLLM, llama.cpp server, Ollama, OpenAI, ...) with ``--base-url`` and ``--model``;
-that path needs ``pip install openai``.
+that path uses LlamaIndex's ``OpenAILike`` (``pip install -e ".[examples]"``).
 
-    pip install -e . -e integrations/llama-index
+    pip install -e ".[examples]" -e integrations/llama-index
     python examples/llama_index_query_engine.py
     python examples/llama_index_query_engine.py --question "How do I unblock my PIN?" --k 3
     python examples/llama_index_query_engine.py --path ./kb       # an index you built and fitted
@@ -23,17 +23,8 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from llama_index.core.llms import (
-    LLM,
-    CompletionResponse,
-    CompletionResponseGen,
-    CustomLLM,
-    LLMMetadata,
-    MockLLM,
-)
-from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms import LLM, MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
 from cluster_rag import ClusterIndex, IndexConfig
@@ -51,48 +42,18 @@ def build_demo_index(path: Path) -> ClusterIndex:
     return index
 
 
-class OpenAICompatibleLLM(CustomLLM):
-    """Completions from any OpenAI-compatible chat endpoint, via the ``openai`` client.
-
-    (With ``llama-index-llms-openai-like`` installed, ``OpenAILike(model=..., api_base=...,
-    is_chat_model=True)`` does the same.)
-    """
-
-    model: str
-    client: Any
-    context_window: int = 4096
-    num_output: int = 256
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(
-            model_name=self.model, context_window=self.context_window, num_output=self.num_output
-        )
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        reply = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": prompt}],
-            temperature=0,
-            max_tokens=self.num_output,
-        )
-        return CompletionResponse(text=reply.choices[0].message.content or "")
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        response = self.complete(prompt, formatted=formatted, **kwargs)
-        yield CompletionResponse(text=response.text, delta=response.text)
-
-
 def openai_compatible_llm(base_url: str, model: str, api_key: str) -> LLM:
+    """LlamaIndex's own ``OpenAILike`` chat LLM on any OpenAI-compatible endpoint."""
     try:
-        from openai import OpenAI
+        from llama_index.llms.openai_like import OpenAILike
     except ImportError:
         sys.exit(
-            "--base-url needs the openai client: pip install openai  (or: pip install 'cluster-rag[openai]')"
+            "--base-url needs LlamaIndex's OpenAI-compatible LLM: pip install llama-index-llms-openai-like "
+            "(or: pip install -e '.[examples]')"
         )
-    return OpenAICompatibleLLM(model=model, client=OpenAI(base_url=base_url, api_key=api_key))
+    return OpenAILike(
+        model=model, api_base=base_url, api_key=api_key, is_chat_model=True, temperature=0, max_tokens=256
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

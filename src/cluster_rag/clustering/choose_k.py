@@ -58,15 +58,21 @@ from ..embedding import normalize
 from ..errors import InvalidInputError, InvalidKError
 
 __all__ = [
+    "BROAD_RULE",
     "RULE",
+    "BroadCandidate",
+    "BroadCut",
     "KScore",
     "KSweep",
     "auto_k",
     "auto_k_range",
+    "broad_rule",
+    "choose_broad_k",
     "k_grid",
     "kneedle",
     "recommend_k",
     "sweep_k",
+    "weighted_ari",
 ]
 
 RULE = (
@@ -406,3 +412,254 @@ def auto_k(
     """The sweep behind ``fit(k="auto")``: :func:`sweep_k` over :func:`auto_k_range`."""
     lo, hi = auto_k_range(len(vectors), sample)
     return sweep_k(vectors, lo, hi, sample=sample, random_state=random_state, progress=progress)
+
+
+# ----------------------------------------------------------------------------- broad topics
+BROAD_RULE = (
+    "the most reproducible cut (highest leaf-subset stability) among the cuts no coarser than the "
+    "best-separated one (highest size-weighted centroid silhouette), m in [2, k // 2]"
+)
+
+
+@dataclass(frozen=True)
+class BroadCandidate:
+    """Scores of one candidate number of broad topics ``m`` (a cut of the topic tree).
+
+    Attributes:
+        m: groups in the cut.
+        gap: height of the merge that would make ``m - 1`` groups over the height of the
+            merge that made ``m`` (> 1: the next merge joins groups that are farther apart).
+        silhouette: size-weighted cosine silhouette of the leaf centroids under the cut.
+        stability: mean chunk-weighted adjusted Rand index between the cut and the cuts
+            of trees built on random subsets of the leaves (each leaf assigned to the
+            nearest group of the subset's cut), in ``[-1, 1]``; ``nan`` when ``m`` is more
+            groups than a subset holds.
+        stability_se: standard error of that mean over the subsets.
+        silhouette_resampled: mean of the silhouette of the same cut of each subset's tree,
+            on the subset's leaves (the silhouette curve with the tree's chance merges averaged out).
+    """
+
+    m: int
+    gap: float
+    silhouette: float
+    stability: float
+    stability_se: float = math.nan
+    silhouette_resampled: float = math.nan
+
+
+@dataclass(frozen=True)
+class BroadCut:
+    """How the number of broad topics was chosen (stored as the tree's evidence).
+
+    Attributes:
+        chosen: the number of broad topics.
+        candidates: one :class:`BroadCandidate` per ``m`` scored, ascending.
+        rule: the rule, in words.
+        n_leaves: leaves of the tree.
+        method: linkage method of the tree.
+        n_resamples: leaf subsets drawn for the stability score.
+        subsample: share of leaves in each subset.
+    """
+
+    chosen: int
+    candidates: tuple[BroadCandidate, ...]
+    rule: str = BROAD_RULE
+    n_leaves: int = 0
+    method: str = "ward"
+    n_resamples: int = 0
+    subsample: float = 0.8
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``nan`` written as ``None``)."""
+        data = asdict(self)
+        data["candidates"] = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(c).items()}
+            for c in self.candidates
+        ]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BroadCut:
+        """Inverse of :meth:`to_dict`."""
+        cands = tuple(
+            BroadCandidate(
+                m=int(c["m"]),
+                **{k: (math.nan if v is None else float(v)) for k, v in c.items() if k != "m"},
+            )
+            for c in data.get("candidates", [])
+        )
+        return cls(**{**{k: v for k, v in data.items() if k != "candidates"}, "candidates": cands})
+
+
+def weighted_ari(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings of weighted items (a leaf of ``w`` chunks counts ``w`` times).
+
+    Args:
+        a: ``(k,)`` int labels in ``[0, max]``.
+        b: ``(k,)`` int labels.
+        weights: ``(k,)`` non-negative counts.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    nb = int(b.max()) + 1
+    table = np.bincount(a * nb + b, weights=weights, minlength=(int(a.max()) + 1) * nb).reshape(-1, nb)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1.0) / 2.0).sum())
+
+    total = pairs(np.asarray([table.sum()]))
+    if total <= 0:
+        return 1.0
+    both, ra, rb = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = ra * rb / total
+    top = (ra + rb) / 2.0
+    return 1.0 if top == expected else (both - expected) / (top - expected)
+
+
+def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """Silhouette of weighted points: mean distances and the final mean weighted by chunk counts.
+
+    Args:
+        dist: ``(k, k)`` cosine distances between leaf centroids.
+        labels: ``(k,)`` group ids (any ints).
+        weights: ``(k,)`` chunks per leaf.
+    """
+    _, lab = np.unique(labels, return_inverse=True)
+    lab = lab.reshape(-1)
+    m = int(lab.max()) + 1
+    if not 2 <= m < len(lab):
+        return math.nan
+    onehot = np.zeros((len(lab), m))
+    onehot[np.arange(len(lab)), lab] = weights
+    totals = onehot.sum(0)
+    mean = (dist @ onehot) / np.maximum(totals, 1e-12)  # (k, m) weighted mean distance to each group
+    own_total = totals[lab] - weights  # own group without the leaf itself
+    rows = np.arange(len(lab))
+    a = np.where(own_total > 0, (mean[rows, lab] * totals[lab]) / np.maximum(own_total, 1e-12), 0.0)
+    other = mean.copy()
+    other[rows, lab] = np.inf
+    b = other.min(1)
+    s = np.where(own_total > 0, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float((s * weights).sum() / weights.sum())
+
+
+def choose_broad_k(
+    centroids: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    method: str = "ward",
+    m_min: int = 2,
+    m_max: int | None = None,
+    n_resamples: int = 20,
+    subsample: float = 0.8,
+    random_state: int = 0,
+    merges: np.ndarray | None = None,
+) -> BroadCut:
+    """Choose the number of broad topics from the topic tree over the leaf clusters.
+
+    Args:
+        centroids: ``(k, d)`` float, L2-normalized leaf centroids.
+        sizes: ``(k,)`` chunks per leaf.
+        method: linkage method of the tree (see :mod:`cluster_rag.hierarchy`).
+        m_min: smallest number of broad topics considered (>= 2).
+        m_max: largest (default ``k // 2``: a broad topic holds two leaves on average at least;
+            finer cuts are the leaves' business).
+        n_resamples: leaf subsets for the stability score.
+        subsample: share of leaves in each subset, in ``(0, 1)``.
+        random_state: seed of the subsets.
+        merges: the tree's linkage (recomputed when ``None``).
+
+    Returns:
+        The :class:`BroadCut` with every candidate's scores and the choice.
+
+    Raises:
+        InvalidInputError: bad shapes or parameters.
+    """
+    from ..hierarchy import all_cuts, linkage, renumber
+
+    c = np.asarray(centroids, dtype=np.float64)
+    w = np.asarray(sizes, dtype=np.float64).reshape(-1)
+    k = len(c)
+    if c.ndim != 2 or w.shape != (k,):
+        raise InvalidInputError(f"centroids {c.shape} and sizes {w.shape} must be (k, d) and (k,)")
+    if k < 4:
+        raise InvalidInputError(f"choosing broad topics needs at least 4 leaves, got {k}")
+    if not 0.0 < subsample < 1.0:
+        raise InvalidInputError(f"subsample={subsample!r} must be in (0, 1)")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise InvalidInputError(f"n_resamples={n_resamples!r} must be an int >= 1")
+    hi = k // 2 if m_max is None else min(int(m_max), k - 1)
+    lo = max(2, int(m_min))
+    if hi < lo:
+        raise InvalidInputError(f"m_min={m_min} and m_max={m_max} leave no candidate for {k} leaves")
+    w = np.maximum(w, 1e-9)
+    unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    z = linkage(unit, w, method, random_state=random_state) if merges is None else np.asarray(merges)
+    heights = z[:, 2]
+    rng = np.random.default_rng(random_state)
+    size_sub = max(3, int(round(subsample * k)))
+    subs = []
+    for _ in range(n_resamples):
+        idx = np.sort(rng.choice(k, size_sub, replace=False))
+        sub_cuts = all_cuts(linkage(unit[idx], w[idx], method, random_state=random_state), len(idx))
+        weighted = unit[idx] * w[idx, None]
+        # scores of every leaf against every subset leaf, and the subset leaves' Gram matrix:
+        # a group's centre is the normalized sum of its weighted members
+        subs.append((idx, sub_cuts, unit @ weighted.T, weighted @ weighted.T))
+    cuts = all_cuts(z, k)
+    dist = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    cands: list[BroadCandidate] = []
+    for m in range(lo, hi + 1):
+        lab = renumber(cuts[m])
+        gap = float(heights[k - m] / max(heights[k - m - 1], 1e-12))
+        scores = []
+        sub_sil = []
+        for idx, sub_cuts, sims, gram in subs:
+            if m > len(idx):
+                continue
+            sub_lab = renumber(sub_cuts[m])
+            sub_sil.append(_weighted_silhouette(dist[np.ix_(idx, idx)], sub_lab, w[idx]))
+            onehot = np.zeros((len(idx), m))
+            onehot[np.arange(len(idx)), sub_lab] = 1.0
+            norms = np.sqrt(np.maximum(((gram @ onehot) * onehot).sum(0), 1e-24))
+            scores.append(weighted_ari(lab, ((sims @ onehot) / norms).argmax(1), w))
+        stab = float(np.mean(scores)) if scores else math.nan
+        se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
+        cands.append(
+            BroadCandidate(
+                m,
+                round(gap, 6),
+                round(_weighted_silhouette(dist, lab, w), 6),
+                round(stab, 6),
+                round(se, 6),
+                _nanmean(sub_sil),
+            )
+        )
+    chosen = broad_rule(cands)
+    return BroadCut(
+        chosen=chosen,
+        candidates=tuple(cands),
+        n_leaves=k,
+        method=method,
+        n_resamples=n_resamples,
+        subsample=subsample,
+    )
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    return math.nan if not len(arr) or np.all(np.isnan(arr)) else round(float(np.nanmean(arr)), 6)
+
+
+def broad_rule(cands: Sequence[BroadCandidate]) -> int:
+    """Apply :data:`BROAD_RULE` to scored candidates (ascending ``m``); ties → smaller ``m``."""
+    sil = np.asarray([c.silhouette for c in cands], dtype=float)
+    stab = np.asarray([c.stability for c in cands], dtype=float)
+    if np.all(np.isnan(sil)):
+        return int(cands[0].m)
+    first = int(np.nanargmax(sil))
+    tail = stab[first:]
+    if np.all(np.isnan(tail)):
+        return int(cands[first].m)
+    return int(cands[first + int(np.nanargmax(tail))].m)

@@ -1,0 +1,642 @@
+"""A topic tree over the fitted leaf clusters: build it, cut it into levels, keep its ids stable.
+
+Leaves are the routing clusters (``k = round(sqrt(n))``, see ``default_k``); the tree
+only groups them, so routing and search are unchanged. People and agents read the
+top level (a handful of broad topics) and drill down.
+
+**Building.** The leaf centroids ``(k, d)`` are points weighted by their chunk
+counts; :func:`linkage` merges them bottom-up (``"ward"``: weighted Ward, the
+merge that least increases the within-group squared distance, i.e. the
+k-means objective; ``"average"``: size-weighted average cosine distance, UPGMA)
+or splits them top-down (``"bisect"``: recursive spherical 2-means on the
+centroids, splitting the group with the largest weighted scatter first). Every
+method returns the same thing: ``k - 1`` merges in order, so the partition into
+``m`` groups is "undo the last ``m - 1`` merges" (:func:`cut`). Measured in
+``bench/results/hierarchy.md`` (V-measure of the cut at the true number of labels,
+5 seeds): Ward is the default; see the table there for average and bisect.
+
+**Levels.** The top level is the broad cut ``m*`` chosen by
+:func:`cluster_rag.clustering.choose_k.choose_broad_k` (its evidence is kept in
+:attr:`TopicTree.evidence`). Between the top and the leaves, intermediate levels are
+added so that no level multiplies the node count by more than :data:`MAX_FANOUT`
+on average (counts spaced geometrically from ``m*`` to ``k``). The principle is a
+bounded listing: an agent that opens a node sees at most ~``MAX_FANOUT`` children on
+average, and a person scanning the top sees ``m*`` items, never ``k``.
+Nodes are the distinct leaf sets of these nested cuts: a group that is the same at
+two levels is one node (its ``level`` is the highest), and a single leaf is never
+wrapped in an intermediate node. Every top-level node is a parent node, even
+when it holds one leaf, so ``topics(level=top)`` always returns parents.
+
+**Ids.** Leaves carry their stable topic ids (``versioning.match_topics``). Parent
+nodes take ids from the same counter as topics (``next_id``), so a node id is never
+shared by a leaf and a parent, and never reused. :func:`match_tree` carries parent
+ids across refits: parents are matched one-to-one (Hungarian) by the chunk-weighted
+Jaccard overlap of their leaf *topic ids*, a pair counting when the overlap is at
+least :data:`MIN_PARENT_OVERLAP`; unmatched parents get fresh ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError, UnknownTopicError
+
+__all__ = [
+    "LINKAGE_METHODS",
+    "MAX_FANOUT",
+    "MIN_PARENT_OVERLAP",
+    "TopicTree",
+    "TreeNode",
+    "all_cuts",
+    "build_tree",
+    "cut",
+    "level_counts",
+    "linkage",
+    "match_tree",
+    "renumber",
+]
+
+LINKAGE_METHODS = ("ward", "average", "bisect")
+#: Average children per node between two consecutive levels, at most (bounded listings).
+MAX_FANOUT = 8
+#: Chunk-weighted Jaccard overlap of leaf topic ids two parents need to share an id across refits.
+MIN_PARENT_OVERLAP = 0.5
+TREE_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- linkage
+def _check_inputs(centroids: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(centroids, dtype=np.float64)
+    w = np.asarray(sizes, dtype=np.float64)
+    if c.ndim != 2 or len(c) < 1:
+        raise InvalidInputError(f"centroids must be a non-empty (k, d) array, got shape {c.shape}")
+    if w.shape != (len(c),):
+        raise InvalidInputError(f"sizes has shape {w.shape}; expected ({len(c)},), one count per centroid")
+    if not np.all(np.isfinite(c)) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise InvalidInputError("centroids and sizes must be finite, sizes >= 0")
+    return c, np.maximum(w, 1e-9)  # an empty leaf still gets a place in the tree
+
+
+def linkage(
+    centroids: np.ndarray, sizes: np.ndarray, method: str = "ward", *, random_state: int = 0
+) -> np.ndarray:
+    """Merge order of the leaves, in scipy's linkage-matrix layout.
+
+    Args:
+        centroids: ``(k, d)`` float, L2-normalized leaf centroids.
+        sizes: ``(k,)`` chunk count of each leaf (the weight of its centroid).
+        method: ``"ward"``, ``"average"`` or ``"bisect"`` (see the module docstring).
+        random_state: seed of ``"bisect"``'s 2-means.
+
+    Returns:
+        ``(k - 1, 4)`` float64: row ``i`` merges groups ``a`` and ``b`` (ids ``< k`` are
+        leaves, ``k + j`` is the group made by row ``j``) at height ``h`` into a group of
+        ``count`` leaves. Ward heights are ``sqrt(2 * delta)`` with ``delta`` the
+        increase of the weighted within-group squared distance (scipy's convention),
+        average heights are mean cosine distances, bisect heights are the scatter
+        removed by the split. Ward and average heights never decrease down the rows.
+
+    Raises:
+        InvalidInputError: bad shapes or method.
+    """
+    if method not in LINKAGE_METHODS:
+        raise InvalidInputError(f"method={method!r}; choose one of {LINKAGE_METHODS}")
+    c, w = _check_inputs(centroids, sizes)
+    if len(c) == 1:
+        return np.zeros((0, 4))
+    if method == "bisect":
+        return _bisect(c, w, random_state)
+    return _agglomerate(c, w, method)
+
+
+def _agglomerate(c: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
+    k = len(c)
+    means = c.copy()
+    weight = w.copy()
+    count = np.ones(k)
+    node = np.arange(k)
+    if method == "ward":
+        norms = (c**2).sum(1)
+        sq = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (c @ c.T), 0.0)
+        dist = (w[:, None] * w[None, :]) / (w[:, None] + w[None, :]) * sq
+    else:
+        unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        dist = 1.0 - unit @ unit.T
+    np.fill_diagonal(dist, np.inf)
+    alive = np.ones(k, dtype=bool)
+    out = np.zeros((k - 1, 4))
+    for step in range(k - 1):
+        flat = int(np.argmin(dist))
+        i, j = divmod(flat, k)
+        if i > j:
+            i, j = j, i
+        h = float(dist[i, j])
+        wi, wj = weight[i], weight[j]
+        if method == "ward":
+            means[i] = (wi * means[i] + wj * means[j]) / (wi + wj)
+            weight[i] = wi + wj
+            sq = ((means - means[i]) ** 2).sum(-1)
+            row = weight * weight[i] / (weight + weight[i]) * sq
+            out[step] = (min(node[i], node[j]), max(node[i], node[j]), math.sqrt(2.0 * max(h, 0.0)), 0)
+        else:
+            row = (wi * dist[i] + wj * dist[j]) / (wi + wj)
+            weight[i] = wi + wj
+            out[step] = (min(node[i], node[j]), max(node[i], node[j]), max(h, 0.0), 0)
+        count[i] += count[j]
+        out[step, 3] = count[i]
+        alive[j] = False
+        row[~alive] = np.inf
+        row[i] = np.inf
+        dist[i, :] = row
+        dist[:, i] = row
+        dist[j, :] = np.inf
+        dist[:, j] = np.inf
+        node[i] = k + step
+    if method == "ward":  # floating-point ties can break monotonicity by ~1e-12
+        out[:, 2] = np.maximum.accumulate(out[:, 2])
+    return out
+
+
+def _bisect(c: np.ndarray, w: np.ndarray, seed: int) -> np.ndarray:
+    """Recursive spherical 2-means, largest weighted scatter first; returned as merges."""
+    from sklearn.cluster import KMeans
+
+    k = len(c)
+    unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+    def scatter(idx: np.ndarray) -> float:
+        m = (w[idx, None] * unit[idx]).sum(0)
+        norm = np.linalg.norm(m)
+        centre = m / norm if norm > 0 else m
+        return float((w[idx] * (1.0 - unit[idx] @ centre)).sum())
+
+    groups: list[np.ndarray] = [np.arange(k)]
+    splits: list[tuple[int, np.ndarray, np.ndarray, float]] = []  # (group index, left, right, gain)
+    pending = {0: scatter(groups[0])}
+    while pending:
+        g = max(pending, key=lambda i: (pending[i], -i))
+        del pending[g]
+        idx = groups[g]
+        if len(idx) < 2:
+            continue
+        if len(idx) == 2:
+            lab = np.array([0, 1])
+        else:
+            km = KMeans(n_clusters=2, n_init=3, random_state=seed).fit(unit[idx], sample_weight=w[idx])
+            lab = km.labels_
+            if lab.min() == lab.max():  # identical points: split off one
+                lab = np.zeros(len(idx), dtype=int)
+                lab[0] = 1
+        left, right = idx[lab == 0], idx[lab == 1]
+        gain = scatter(idx) - scatter(left) - scatter(right)
+        splits.append((g, left, right, gain))
+        for part in (left, right):
+            groups.append(part)
+            if len(part) >= 2:
+                pending[len(groups) - 1] = scatter(part)
+    # merges are the splits in reverse; leaf sets identify nodes
+    node_of: dict[tuple[int, ...], int] = {(i,): i for i in range(k)}
+    out = np.zeros((k - 1, 4))
+    for step, (_, left, right, gain) in enumerate(reversed(splits)):
+        a, b = node_of[tuple(sorted(left.tolist()))], node_of[tuple(sorted(right.tolist()))]
+        node_of[tuple(sorted(left.tolist() + right.tolist()))] = k + step
+        out[step] = (min(a, b), max(a, b), max(gain, 0.0), len(left) + len(right))
+    return out
+
+
+def all_cuts(merges: np.ndarray, n_leaves: int) -> np.ndarray:
+    """Every cut of the tree at once.
+
+    Args:
+        merges: ``(k - 1, 4)`` from :func:`linkage`.
+        n_leaves: ``k``.
+
+    Returns:
+        ``(k + 1, k)`` int64: row ``m`` labels the leaves for ``m`` groups (labels are
+        group ids in ``[0, 2k - 1)``, not renumbered; row 0 is unused).
+    """
+    k = n_leaves
+    out = np.zeros((k + 1, k), dtype=np.int64)
+    labels = np.arange(k, dtype=np.int64)
+    out[k] = labels
+    for step in range(k - 1):
+        a, b = int(merges[step, 0]), int(merges[step, 1])
+        labels = labels.copy()
+        labels[(labels == a) | (labels == b)] = k + step
+        out[k - 1 - step] = labels
+    return out
+
+
+def cut(merges: np.ndarray, n_leaves: int, n_groups: int) -> np.ndarray:
+    """Partition of the leaves into ``n_groups`` by undoing the last ``n_groups - 1`` merges.
+
+    Args:
+        merges: ``(k - 1, 4)`` from :func:`linkage`.
+        n_leaves: ``k``.
+        n_groups: ``1 <= n_groups <= k``.
+
+    Returns:
+        ``(k,)`` int64 group of each leaf in ``[0, n_groups)``, numbered by first leaf.
+    """
+    if not 1 <= n_groups <= n_leaves:
+        raise InvalidInputError(f"n_groups={n_groups} must be in [1, {n_leaves}]")
+    labels = np.arange(n_leaves, dtype=np.int64)
+    for step in range(n_leaves - n_groups):
+        a, b = int(merges[step, 0]), int(merges[step, 1])
+        labels[(labels == a) | (labels == b)] = n_leaves + step
+    return renumber(labels)
+
+
+def renumber(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered ``0, 1, ...`` by first occurrence, ``(k,)`` int64."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
+def level_counts(n_top: int, n_leaves: int, max_fanout: int = MAX_FANOUT) -> list[int]:
+    """Node counts of the parent levels, top first: ``n_top``, then geometric steps to the leaves.
+
+    The number of levels is the fewest that keep the average fan-out between
+    consecutive levels (leaves included) at most ``max_fanout``.
+
+    Example: ``level_counts(5, 140)`` → ``[5, 26]`` (fan-out ~5.3 then ~5.4).
+    """
+    if n_top >= n_leaves:
+        return [n_leaves]
+    steps = max(1, math.ceil(math.log(n_leaves / n_top) / math.log(max_fanout) - 1e-9))
+    ratio = (n_leaves / n_top) ** (1.0 / steps)
+    counts = [n_top]
+    for s in range(1, steps):
+        counts.append(max(counts[-1] + 1, int(round(n_top * ratio**s))))
+    return [c for c in counts if c < n_leaves] or [n_top]
+
+
+# ----------------------------------------------------------------------------- the tree
+@dataclass(frozen=True)
+class TreeNode:
+    """One node of a :class:`TopicTree`.
+
+    Attributes:
+        id: stable id; a leaf's is its topic id, a parent's comes from the same counter.
+        level: 0 for leaves; parents ``1 .. depth``, the top level is ``depth``.
+        parent: id of the parent node, ``None`` at the top.
+        children: ids of the child nodes (empty for a leaf).
+        leaves: positions (``0 .. k-1`` in the model's centroid order) of the leaves under it.
+        size: chunks under it.
+        height: merge distance at which the node's group formed (0 for a leaf), in the
+            units of the tree's method.
+    """
+
+    id: int
+    level: int
+    parent: int | None
+    children: tuple[int, ...]
+    leaves: tuple[int, ...]
+    size: int
+    height: float = 0.0
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.level == 0
+
+
+@dataclass(frozen=True)
+class TopicTree:
+    """A levelled topic tree over the leaf clusters; plain data, JSON round-trip.
+
+    Attributes:
+        nodes: every node, leaves first (in position order), then parents by level and id.
+        depth: number of parent levels (the top level's number).
+        method: linkage method used.
+        next_id: the id counter after the parents took theirs.
+        evidence: how the top-level count was chosen (``BroadCut.to_dict()``), or ``{}``.
+    """
+
+    nodes: tuple[TreeNode, ...]
+    depth: int
+    method: str = "ward"
+    next_id: int = 0
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    # lookups ---------------------------------------------------------------
+    def node(self, node_id: int) -> TreeNode:
+        """The node with this id.
+
+        Raises:
+            UnknownTopicError: no node has that id.
+        """
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise UnknownTopicError(
+            f"no topic or parent topic with id {node_id!r}; ids are {sorted(n.id for n in self.nodes)[:50]}"
+        )
+
+    @property
+    def leaves(self) -> list[TreeNode]:
+        """Leaf nodes in position order."""
+        return sorted((n for n in self.nodes if n.level == 0), key=lambda n: n.leaves[0])
+
+    @property
+    def top(self) -> list[TreeNode]:
+        """Top-level nodes (the broad topics), largest first."""
+        return sorted((n for n in self.nodes if n.parent is None), key=lambda n: (-n.size, n.id))
+
+    def children(self, node_id: int) -> list[TreeNode]:
+        """Children of a node, largest first (``[]`` for a leaf)."""
+        return sorted((self.node(c) for c in self.node(node_id).children), key=lambda n: (-n.size, n.id))
+
+    def at_level(self, level: int) -> list[TreeNode]:
+        """The partition seen at ``level``: the coarsest nodes at or below it, largest first.
+
+        ``at_level(depth)`` is :attr:`top`; ``at_level(0)`` is every leaf.
+        """
+        bad_type = isinstance(level, bool) or not isinstance(level, (int, np.integer))
+        if bad_type or not 0 <= level <= self.depth:
+            raise InvalidInputError(f"level={level!r} must be an int in [0, {self.depth}] (0: leaves)")
+        out: list[TreeNode] = []
+        stack = list(self.top)
+        while stack:
+            n = stack.pop()
+            if n.level <= level:
+                out.append(n)
+            else:
+                stack.extend(self.node(c) for c in n.children)
+        return sorted(out, key=lambda n: (-n.size, n.id))
+
+    def leaf_positions(self, node_id: int) -> list[int]:
+        """Leaf positions under a node (the clusters ``search(topics=[node_id])`` scans)."""
+        return list(self.node(node_id).leaves)
+
+    def leaf_ids(self, node_id: int) -> list[int]:
+        """Topic ids of the leaves under a node."""
+        by_pos = {n.leaves[0]: n.id for n in self.nodes if n.level == 0}
+        return [by_pos[p] for p in self.node(node_id).leaves]
+
+    def top_labels(self) -> np.ndarray:
+        """``(k,)`` int64 top-level group (index into :attr:`top`) of each leaf position."""
+        out = np.zeros(sum(1 for n in self.nodes if n.level == 0), dtype=np.int64)
+        for g, n in enumerate(self.top):
+            out[list(n.leaves)] = g
+        return out
+
+    # serialisation ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (stored in the model version's payload under ``"tree"``)."""
+        return {
+            "format": TREE_FORMAT,
+            "depth": self.depth,
+            "method": self.method,
+            "next_id": self.next_id,
+            "evidence": self.evidence,
+            "nodes": [
+                {**asdict(n), "children": list(n.children), "leaves": list(n.leaves)} for n in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopicTree:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            InvalidInputError: not a tree dict of a known format.
+        """
+        if not isinstance(data, dict) or data.get("format") != TREE_FORMAT or "nodes" not in data:
+            raise InvalidInputError(f"not a stored topic tree of format {TREE_FORMAT}: keys {list(data)[:8]}")
+        nodes = tuple(
+            TreeNode(
+                id=int(n["id"]),
+                level=int(n["level"]),
+                parent=None if n["parent"] is None else int(n["parent"]),
+                children=tuple(int(c) for c in n["children"]),
+                leaves=tuple(int(p) for p in n["leaves"]),
+                size=int(n["size"]),
+                height=float(n["height"]),
+            )
+            for n in data["nodes"]
+        )
+        return cls(
+            nodes=nodes,
+            depth=int(data["depth"]),
+            method=str(data.get("method", "ward")),
+            next_id=int(data.get("next_id", 0)),
+            evidence=dict(data.get("evidence") or {}),
+        )
+
+
+def _node_height(merges: np.ndarray, k: int, leaves: set[int]) -> float:
+    """Height of the last merge whose group is exactly ``leaves`` (0 for one leaf)."""
+    if len(leaves) == 1:
+        return 0.0
+    members: dict[int, frozenset[int]] = {i: frozenset([i]) for i in range(k)}
+    target = frozenset(leaves)
+    for step, row in enumerate(merges):
+        merged = members[int(row[0])] | members[int(row[1])]
+        members[k + step] = merged
+        if merged == target:
+            return float(row[2])
+    return float("nan")
+
+
+def build_tree(
+    centroids: np.ndarray,
+    sizes: Sequence[int] | np.ndarray,
+    leaf_ids: Sequence[int] | None = None,
+    *,
+    n_top: int | str = "auto",
+    method: str = "ward",
+    next_id: int | None = None,
+    max_fanout: int = MAX_FANOUT,
+    random_state: int = 0,
+) -> TopicTree:
+    """Build the levelled topic tree over ``k`` leaf clusters.
+
+    Args:
+        centroids: ``(k, d)`` float32, L2-normalized leaf centroids, in position order.
+        sizes: ``(k,)`` chunks per leaf.
+        leaf_ids: stable topic id of each leaf (default ``0 .. k-1``).
+        n_top: number of broad topics, or ``"auto"``: chosen by
+            :func:`cluster_rag.clustering.choose_k.choose_broad_k` (evidence kept; with
+            fewer than 4 leaves every leaf is its own broad topic).
+        method: linkage method (:data:`LINKAGE_METHODS`).
+        next_id: first id free for parent nodes (default ``max(leaf_ids) + 1``).
+        max_fanout: average fan-out bound between levels (:func:`level_counts`).
+        random_state: seed of the auto choice's resamples and of ``"bisect"``.
+
+    Returns:
+        The :class:`TopicTree` (fresh parent ids; use :func:`match_tree` to carry ids
+        over from a previous version's tree).
+
+    Raises:
+        InvalidInputError: bad shapes, ids or ``n_top``.
+    """
+    c, w = _check_inputs(centroids, np.asarray(sizes))
+    k = len(c)
+    ids = list(range(k)) if leaf_ids is None else [int(i) for i in leaf_ids]
+    if len(ids) != k or len(set(ids)) != k:
+        raise InvalidInputError(
+            f"leaf_ids must hold {k} distinct ids, got {len(ids)} ({len(set(ids))} distinct)"
+        )
+    if isinstance(max_fanout, bool) or not isinstance(max_fanout, int) or max_fanout < 2:
+        raise InvalidInputError(f"max_fanout={max_fanout!r} must be an int >= 2")
+    counter = (max(ids) + 1) if next_id is None else int(next_id)
+    if counter <= max(ids):
+        raise InvalidInputError(f"next_id={next_id} must exceed every leaf id (max {max(ids)})")
+    merges = linkage(c, w, method, random_state=random_state)
+    evidence: dict[str, Any] = {}
+    if n_top == "auto" and k < 4:
+        top = k  # too few leaves to group: each leaf is its own broad topic
+        evidence = {"chosen": k, "rule": "fewer than 4 leaves: every leaf is a broad topic", "candidates": []}
+    elif n_top == "auto":
+        from .clustering.choose_k import choose_broad_k
+
+        broad = choose_broad_k(c, w, method=method, random_state=random_state, merges=merges)
+        top = broad.chosen
+        evidence = broad.to_dict()
+    elif isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool) and 1 <= n_top <= k:
+        top = int(n_top)
+    else:
+        raise InvalidInputError(f"n_top={n_top!r} must be 'auto' or an int in [1, {k}] (k = {k} leaves)")
+    counts = level_counts(top, k, max_fanout) if k > 1 else [1]
+    # nested partitions, top first
+    parts = [cut(merges, k, m) for m in counts]
+    size_arr = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    leaf_nodes = [
+        TreeNode(id=ids[p], level=0, parent=None, children=(), leaves=(p,), size=int(size_arr[p]))
+        for p in range(k)
+    ]
+    # collect distinct groups, top level first; a group repeated lower keeps its top level
+    groups: list[tuple[int, tuple[int, ...]]] = []  # (level, leaves)
+    seen: set[tuple[int, ...]] = set()
+    depth = len(counts)
+    for li, labels in enumerate(parts):
+        level = depth - li
+        for g in range(int(labels.max()) + 1):
+            leaves = tuple(int(p) for p in np.flatnonzero(labels == g))
+            if leaves in seen or (level != depth and len(leaves) == 1):
+                continue
+            seen.add(leaves)
+            groups.append((level, leaves))
+    parent_ids = list(range(counter, counter + len(groups)))
+    counter += len(groups)
+    # parent of each group: the smallest strictly larger group containing it
+    def parent_of(leaves: tuple[int, ...], level: int) -> int | None:
+        best: tuple[int, int] | None = None
+        s = set(leaves)
+        for gi, (lv, other) in enumerate(groups):
+            if lv > level and len(other) > len(leaves) and s <= set(other):
+                if best is None or len(other) < best[0]:
+                    best = (len(other), gi)
+        return None if best is None else parent_ids[best[1]]
+
+    group_parent = [parent_of(lv_leaves, lv) for lv, lv_leaves in groups]
+    leaf_parent = []
+    for p in range(k):
+        best: tuple[int, int] | None = None
+        for gi, (_, other) in enumerate(groups):
+            if p in other and (best is None or len(other) < best[0]):
+                best = (len(other), gi)
+        leaf_parent.append(None if best is None else parent_ids[best[1]])
+    children: dict[int, list[int]] = {pid: [] for pid in parent_ids}
+    for gi, par in enumerate(group_parent):
+        if par is not None:
+            children[par].append(parent_ids[gi])
+    for p, par in enumerate(leaf_parent):
+        if par is not None:
+            children[par].append(ids[p])
+    nodes = [replace(n, parent=leaf_parent[p]) for p, n in enumerate(leaf_nodes)]
+    for gi, (level, leaves) in enumerate(groups):
+        nodes.append(
+            TreeNode(
+                id=parent_ids[gi],
+                level=level,
+                parent=group_parent[gi],
+                children=tuple(sorted(children[parent_ids[gi]])),
+                leaves=leaves,
+                size=int(size_arr[list(leaves)].sum()),
+                height=_node_height(merges, k, set(leaves)),
+            )
+        )
+    return TopicTree(nodes=tuple(nodes), depth=depth, method=method, next_id=counter, evidence=evidence)
+
+
+# ----------------------------------------------------------------------------- stable ids
+def match_tree(old: TopicTree, new: TopicTree, *, min_overlap: float = MIN_PARENT_OVERLAP) -> TopicTree:
+    """Give ``new``'s parent nodes the ids of the ``old`` parents they continue.
+
+    Parents are matched one-to-one with the Hungarian assignment on the chunk-weighted
+    Jaccard overlap of their leaf topic ids (leaf ids are already stable across
+    refits), top level against top level and the other parents against each other;
+    a pair needs ``overlap >= min_overlap``. Unmatched new
+    parents get ids from ``max(old.next_id, new's first parent id)`` upwards, so ids
+    are never reused.
+
+    Args:
+        old: the previous version's tree.
+        new: a freshly built tree whose leaves already carry matched topic ids, and
+            whose parent ids were drawn from the current counter.
+        min_overlap: threshold in ``(0, 1]``.
+
+    Returns:
+        ``new`` with parent ids replaced and ``next_id`` advanced.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if not 0.0 < min_overlap <= 1.0:
+        raise InvalidInputError(f"min_overlap={min_overlap!r} must be in (0, 1]")
+    old_par = [n for n in old.nodes if n.level > 0]
+    new_par = [n for n in new.nodes if n.level > 0]
+    if not new_par:
+        return new
+
+    def weights(tree: TopicTree, node: TreeNode) -> dict[int, int]:
+        leaves = {n.leaves[0]: n for n in tree.nodes if n.level == 0}
+        return {leaves[p].id: max(leaves[p].size, 1) for p in node.leaves}
+
+    ow = [weights(old, n) for n in old_par]
+    nw = [weights(new, n) for n in new_par]
+    sim = np.zeros((len(new_par), len(old_par)))
+    for i, a in enumerate(nw):
+        for j, b in enumerate(ow):
+            inter = sum(min(a[t], b[t]) for t in a.keys() & b.keys())
+            union = sum(a.values()) + sum(b.values()) - inter
+            sim[i, j] = inter / union if union else 0.0
+    mapping: dict[int, int] = {}
+    # top level against top level, then the other parents against each other
+    for top_tier in (True, False):
+        rows_i = [i for i, n in enumerate(new_par) if (n.parent is None) == top_tier]
+        cols_j = [j for j, n in enumerate(old_par) if (n.parent is None) == top_tier]
+        if not rows_i or not cols_j:
+            continue
+        block = sim[np.ix_(rows_i, cols_j)]
+        rows, cols = linear_sum_assignment(-block)
+        for r, cidx in zip(rows, cols, strict=True):
+            if block[r, cidx] >= min_overlap - 1e-12:
+                mapping[new_par[rows_i[r]].id] = old_par[cols_j[cidx]].id
+    counter = max(old.next_id, min(n.id for n in new_par))
+    for n in new_par:
+        if n.id not in mapping:
+            mapping[n.id] = counter
+            counter += 1
+    leaf_ids = {n.id for n in new.nodes if n.level == 0}
+
+    def remap(i: int | None) -> int | None:
+        return None if i is None else (i if i in leaf_ids else mapping[i])
+
+    nodes = tuple(
+        replace(
+            n,
+            id=n.id if n.level == 0 else mapping[n.id],
+            parent=remap(n.parent),
+            children=tuple(sorted(i if i in leaf_ids else mapping[i] for i in n.children)),
+        )
+        for n in new.nodes
+    )
+    return replace(new, nodes=nodes, next_id=max(counter, new.next_id))

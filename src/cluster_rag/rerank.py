@@ -37,7 +37,14 @@ from .errors import InvalidInputError, StoreNotFoundError, missing_dependency
 from .labeling.mmr import mmr_indices  # TODO(ARCH-SPLIT): cluster_rag.mmr, the one MMR
 from .types import Hit
 
-__all__ = ["CrossEncoderReranker", "LLMReranker", "MMRReranker", "Reranker", "RERANK_PROMPT_VERSION"]
+__all__ = [
+    "RERANK_PROMPT_VERSION",
+    "CrossEncoderReranker",
+    "LLMReranker",
+    "MMRReranker",
+    "Reranker",
+    "reranker_from_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +312,37 @@ class LLMReranker:
                 self.fallbacks += 1
             return list(hits)
         return [head[i] for i in order] + tail
+
+
+def reranker_from_spec(spec: str, index: Any) -> Reranker:
+    """A re-ranker from a short text spec, as the CLI's ``--rerank`` and tool arguments give it.
+
+    Specs: ``mmr`` or ``mmr:<diversity>`` (e.g. ``mmr:0.5``); ``cross-encoder:<local folder>``;
+    ``llm:<model>@<base url>`` (an OpenAI-compatible endpoint; the key is read from
+    ``OPENAI_API_KEY`` when set).
+
+    Args:
+        spec: the text.
+        index: the :class:`~cluster_rag.ClusterIndex` whose vectors MMR reads.
+
+    Raises:
+        InvalidInputError: an unknown or malformed spec (the message lists the forms).
+    """
+    import os
+
+    forms = "mmr, mmr:<diversity>, cross-encoder:<folder>, llm:<model>@<base url>"
+    kind, _, arg = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if kind == "mmr":
+        try:
+            diversity = float(arg) if arg else 0.3
+        except ValueError:
+            raise InvalidInputError(f"rerank spec {spec!r}: diversity {arg!r} is not a number") from None
+        return MMRReranker.for_index(index, diversity=diversity)
+    if kind == "cross-encoder" and arg:
+        return CrossEncoderReranker.from_path(arg)
+    if kind == "llm" and "@" in arg:
+        model, _, url = arg.partition("@")
+        if model and url:
+            return LLMReranker.connect(url, model, api_key=os.environ.get("OPENAI_API_KEY", "unused"))
+    raise InvalidInputError(f"rerank spec {spec!r} is not one of: {forms}")

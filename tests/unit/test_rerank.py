@@ -17,6 +17,7 @@ from cluster_rag.rerank import (
     Reranker,
     build_prompt,
     parse_ranking,
+    reranker_from_spec,
 )
 from cluster_rag.types import Hit
 
@@ -156,3 +157,19 @@ def test_llm_argument_checks() -> None:
         LLMReranker(_FakeClient("x"), "m", max_candidates=1)
     with pytest.raises(InvalidInputError):
         LLMReranker(_FakeClient("x"), "m", timeout=0)
+
+
+# -- specs (CLI --rerank, tool arguments) ---------------------------------------------------------
+def test_reranker_from_spec(tmp_path: Path) -> None:
+    index = SimpleNamespace(embed_query=lambda q: _unit([1.0, 0.0]), store=None)
+    mmr = reranker_from_spec("mmr:0.6", index)
+    assert isinstance(mmr, MMRReranker) and mmr.diversity == 0.6
+    assert reranker_from_spec("MMR", index).diversity == 0.3  # type: ignore[attr-defined]
+    llm = reranker_from_spec("llm:qwen2.5@http://127.0.0.1:9/v1", index)
+    assert isinstance(llm, LLMReranker) and llm.model == "qwen2.5"
+    assert str(llm.client.base_url).startswith("http://127.0.0.1:9/v1")
+    with pytest.raises(StoreNotFoundError):
+        reranker_from_spec(f"cross-encoder:{tmp_path / 'missing'}", index)
+    for bad in ("bm25", "mmr:lots", "llm:no-url", "cross-encoder:"):
+        with pytest.raises(InvalidInputError):
+            reranker_from_spec(bad, index)

@@ -25,15 +25,19 @@ by other processes, reach it without any hook in the write path.
 
 from __future__ import annotations
 
+import statistics
 import threading
+import time
 import weakref
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .chunk_ids import document_id
 from .errors import InvalidInputError
+from .evaluation import ndcg_at_k, recall_at_k
 from .fusion import convex_combination
 from .keyword_index import KeywordIndex
 from .model import ClusterModel
@@ -54,7 +58,9 @@ __all__ = [
     "MODES",
     "KeywordState",
     "SearchMode",
+    "ModeScores",
     "check_mode",
+    "compare_modes",
     "fetch_depth",
     "search",
     "search_index",
@@ -284,3 +290,71 @@ def search_index(
         mode=chosen,
         rerank=rerank,
     )
+
+
+@dataclass(frozen=True)
+class ModeScores:
+    """One row of :func:`compare_modes`.
+
+    Attributes:
+        name: ``"dense"``, ``"keyword"``, ``"hybrid"`` or ``"<mode> + <re-ranker name>"``.
+        ndcg_at_10: mean nDCG@10 over the queries with a relevant document.
+        recall_at_100: mean recall of the documents of the first 100 chunks.
+        p50_ms: median milliseconds per query (query embedding included).
+        n_queries: queries scored.
+    """
+
+    name: str
+    ndcg_at_10: float
+    recall_at_100: float
+    p50_ms: float
+    n_queries: int
+
+
+def compare_modes(
+    index: ClusterIndex,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    modes: Sequence[str] = MODES,
+    rerankers: Mapping[str, Reranker] | None = None,
+    rerank_mode: str | None = None,
+) -> list[ModeScores]:
+    """Score every search mode (and each re-ranker on top of ``rerank_mode``) against qrels.
+
+    Chunk hits map to their document (``doc#n`` -> ``doc``, or the id itself when the qrels
+    name chunks), each document counted once, as :func:`~cluster_rag.evaluation.evaluate` does.
+
+    Args:
+        index: a fitted index.
+        queries: ``{query id: text}``.
+        qrels: ``{query id: {document id: relevance}}``; relevance > 0 is relevant.
+        modes: the modes to score.
+        rerankers: ``{name: reranker}``, each applied over ``rerank_mode`` (default mode).
+        rerank_mode: the mode the re-rankers re-rank.
+
+    Returns:
+        One :class:`ModeScores` per mode, then one per re-ranker.
+    """
+    ids = [qid for qid in queries if any(r > 0 for r in qrels.get(qid, {}).values())]
+    if not ids:
+        raise InvalidInputError(
+            f"none of the {len(queries)} queries has a relevant document in the qrels; check the query ids"
+        )
+    known = {d for qid in ids for d in qrels[qid]}
+    runs: list[tuple[str, str, Reranker | None]] = [(m, check_mode(m), None) for m in modes]
+    base = check_mode(rerank_mode)
+    runs += [(f"{base} + {name}", base, rr) for name, rr in (rerankers or {}).items()]
+    out: list[ModeScores] = []
+    for name, mode, rr in runs:
+        nd, rc, ms = [], [], []
+        for qid in ids:
+            t0 = time.perf_counter()
+            hits = search_index(index, queries[qid], 100, mode=mode, rerank=rr)
+            ms.append((time.perf_counter() - t0) * 1000)
+            docs = list(dict.fromkeys(h.id if h.id in known else document_id(h.id) for h in hits))
+            nd.append(ndcg_at_k(docs, qrels[qid], 10))
+            rc.append(recall_at_k(docs, {d for d, r in qrels[qid].items() if r > 0}, 100))
+        p50 = statistics.median(ms)
+        out.append(ModeScores(name, statistics.fmean(nd), statistics.fmean(rc), p50, len(ids)))
+    return out

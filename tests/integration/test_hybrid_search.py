@@ -115,3 +115,19 @@ def test_rerank_sees_the_deeper_list_and_decides_the_order(index: ClusterIndex, 
 def test_bad_arguments(index: ClusterIndex, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         search_index(index, "guitar", k=3, **bad)
+
+
+def test_compare_modes_scores_every_mode_and_reranker(index: ClusterIndex) -> None:
+    from cluster_rag.hybrid import compare_modes
+
+    docs = {g: [h.id for h in index.search(f"note {g}", k=20, where={"group": g})] for g in WORDS}
+    queries = {"q1": "rocket launch orbit", "q2": "pasta pizza", "q3": "nothing relevant here"}
+    qrels = {"q1": dict.fromkeys(docs["space"], 1), "q2": dict.fromkeys(docs["food"], 1)}
+    rows = compare_modes(index, queries, qrels, rerankers={"reverse": _Reverse()})
+    assert [r.name for r in rows] == ["dense", "keyword", "hybrid", "hybrid + reverse"]
+    assert all(r.n_queries == 2 and 0.0 <= r.ndcg_at_10 <= 1.0 for r in rows)
+    by = {r.name: r for r in rows}
+    assert by["keyword"].ndcg_at_10 == pytest.approx(1.0)  # every hit shares a query word with its topic
+    assert by["hybrid + reverse"].ndcg_at_10 < by["hybrid"].ndcg_at_10
+    with pytest.raises(InvalidInputError):
+        compare_modes(index, {"q3": "x"}, qrels)

@@ -135,7 +135,7 @@ def test_versions_rollback_and_drift(demo_index: ClusterIndex, banking_rows: lis
     client = TestClient(create_app(demo_index))
     assert client.get("/api/drift").json()["n_added"] == 0
     r = client.post("/api/rollback", json={})
-    assert r.status_code == 404 and "no version older" in r.json()["detail"]
+    assert r.status_code == 404 and "older than 1" in r.json()["detail"]
     demo_index.add_texts([f"{r['text']} (again)" for r in banking_rows[:25]])
     drift = client.get("/api/drift").json()
     assert drift["n_added"] == 25 and drift["recommendation"] in ("ok", "partial_update", "refit")

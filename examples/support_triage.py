@@ -12,6 +12,10 @@ over micro-batches of tickets with ``TopicTools.list_topics_batch``.
 
 Banking77 tickets carry their true intent (``label``); the summary reports queue
 purity: the share of tickets whose intent is the most common one in their queue.
+A topic model only knows the intents it was fitted on: tickets whose intent none of
+the fitted tickets had still land in their nearest queue, which then does not fit
+them. The output says how many there are and marks them, instead of hiding them in
+mislabelled queues.
 """
 
 from __future__ import annotations
@@ -66,6 +70,16 @@ def purity(queues: list[dict[str, Any]]) -> float | None:
     return sum(Counter(x).most_common(1)[0][1] for x in labelled if x) / total
 
 
+def unseen_intents(history: list[dict[str, Any]], tickets: list[dict[str, Any]]) -> dict[str, int]:
+    """Intents of incoming tickets that no fitted ticket had, with ticket counts (labelled data only)."""
+    known = {r["label"] for r in history if "label" in r}
+    if not known:
+        return {}
+    return dict(
+        Counter(t["label"] for t in tickets if "label" in t and t["label"] not in known).most_common()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -82,17 +96,39 @@ def main(argv: list[str] | None = None) -> int:
     tickets = read_tickets(args.tickets) if args.tickets else rows[HISTORY:]
     queues = triage(TopicTools(index), tickets, max(1, args.batch))
     share = purity(queues)
+    unseen = unseen_intents(rows[:HISTORY] if args.path is None else [], tickets)
+    n_unseen = sum(unseen.values())
     if args.json:
-        print(json.dumps({"tickets": len(tickets), "purity": share, "queues": queues}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "tickets": len(tickets),
+                    "purity": share,
+                    "unseen_intents": unseen,
+                    "unseen_tickets": n_unseen,
+                    "queues": queues,
+                },
+                indent=2,
+            )
+        )
         return 0
     for q in queues:
         intents = Counter(t.get("label", "?") for t in q["tickets"]).most_common(3)
-        mix = ", ".join(f"{name} {n}" for name, n in intents)
+        mix = ", ".join(f"{name} {n}" + (" (unseen intent)" if name in unseen else "") for name, n in intents)
         print(f"\n## queue {q['topic']}: {q['name']}  ({len(q['tickets'])} tickets; {mix})")
         for t in q["tickets"][: args.show]:
-            print(f"   - {t['text'][:90]}")
+            mark = "  [unseen intent: no topic fits]" if t.get("label") in unseen else ""
+            print(f"   - {t['text'][:90]}{mark}")
     print(f"\nrouted {len(tickets)} tickets into {len(queues)} queues", end="")
     print(f"; queue purity {share:.2f}" if share is not None else "")
+    if n_unseen:
+        print(
+            f"note: {n_unseen} of {len(tickets)} tickets have an intent that none of the {HISTORY} "
+            f"fitted tickets had ({len(unseen)} intents, e.g. {', '.join(list(unseen)[:3])}); they sit "
+            "in their nearest queue, whose name does not describe them. Refit (`cluster-rag cluster`) "
+            "once such tickets are stored; "
+            "`cluster-rag drift` tells when."
+        )
     return 0
 
 

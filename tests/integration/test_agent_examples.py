@@ -56,6 +56,9 @@ def test_support_triage_routes_the_held_out_tickets(tmp_path: Path) -> None:
     assert len({q["topic"] for q in queues}) == len(queues) > 5
     # Banking77 intents were never shown to the clustering: most tickets still share their queue's intent
     assert out["purity"] > 0.6
+    # the stream's intents are all held out of the fit: the output says so instead of hiding it
+    assert out["unseen_tickets"] == 100 and sum(out["unseen_intents"].values()) == 100
+    assert set(out["unseen_intents"]) == {t["label"] for q in queues for t in q["tickets"]}
     assert not list(tmp_path.iterdir())  # nothing written to the working directory
 
 

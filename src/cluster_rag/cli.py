@@ -860,6 +860,37 @@ def report(html: Path | None, png_dir: Path | None, opts: Opts) -> int:
     return 0
 
 
+@cli.command()
+@store_options()
+def repair(opts: Opts) -> int:
+    """Check a store and repair it: undo or finish writes of killed processes, rebuild a collection
+    whose files cannot be read (texts re-embedded if its vectors are lost), and make the newest
+    complete version active if the active one is broken."""
+    from .repair import repair_store
+
+    if opts.chroma_url:
+        from .connection import http_client
+
+        client = http_client(opts.chroma_url)
+    else:
+        from .connection import persistent_client
+
+        client = persistent_client(Path(opts.path), create=False)
+    config = _config(opts)
+
+    def embed(texts: list[str]) -> Any:
+        from .embedding import SentenceTransformerEmbedder, normalize
+
+        model = SentenceTransformerEmbedder(config.model, batch_size=config.batch_size)
+        return normalize(model.embed(texts, progress=opts.progress))
+
+    report = repair_store(client, config.collection, embed=embed)
+    lines = report.messages or ["the store is readable and complete; nothing to repair"]
+    _emit(opts, {"messages": report.messages, "chunks": report.chunks, "reembedded": report.reembedded},
+          "\n".join(lines))
+    return 0
+
+
 # entry point --------------------------------------------------------------------------------
 def _silence_stdout() -> None:
     """After a closed pipe: point stdout at /dev/null so the interpreter's final flush cannot fail."""
@@ -896,6 +927,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("cluster-rag: interrupted", err=True)
         return 130
+    except Exception as exc:  # a store, sqlite, OS or HTTP error outside the library's calls: one line
+        from .guard import translate
+
+        err = translate(exc)
+        if err is None:
+            raise
+        click.echo(f"cluster-rag: error: {err}", err=True)
+        return 2
     return result if isinstance(result, int) else 0
 
 

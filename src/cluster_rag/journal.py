@@ -54,18 +54,25 @@ def finish(store: ChromaStore, key: str) -> None:
 
 
 def undo_rows(store: ChromaStore, token: str, ids: Sequence[str]) -> int:
-    """Delete those of ``ids`` stored by the write ``token`` (never another writer's); returns how many."""
+    """Delete those of ``ids`` stored by the write ``token`` (never another writer's); returns how many.
+
+    ``ids`` must be ids that were free when the write began (see :func:`_ours`).
+    """
     mine: list[str] = []
     for start in range(0, len(ids), store.batch_size):
         got = store.get(list(ids[start : start + store.batch_size]), include=["metadatas"])
-        mine += [
-            cid
-            for cid, m in zip(got["ids"], got["metadatas"], strict=True)
-            if (m or {}).get(WRITE_KEY) == token
-        ]
+        mine += [cid for cid, m in zip(got["ids"], got["metadatas"], strict=True) if _ours(m, token)]
     if mine:
         store.delete(mine)
     return len(mine)
+
+
+def _ours(meta: dict[str, Any] | None, token: str) -> bool:
+    """A row of write ``token``: stamped with it, or with no stamp at all (a process killed inside
+    Chroma's write can leave a record whose metadata is not written yet; the ids were checked
+    free before the write began, so such a row is this write's)."""
+    stamp = (meta or {}).get(WRITE_KEY)
+    return stamp is None or stamp == token
 
 
 def claim_rows(store: ChromaStore, token: str, ids: Sequence[str]) -> None:
@@ -77,11 +84,7 @@ def claim_rows(store: ChromaStore, token: str, ids: Sequence[str]) -> None:
     lost: list[str] = []
     for start in range(0, len(ids), store.batch_size):
         got = store.get(list(ids[start : start + store.batch_size]), include=["metadatas"])
-        lost += [
-            cid
-            for cid, m in zip(got["ids"], got["metadatas"], strict=True)
-            if (m or {}).get(WRITE_KEY) != token
-        ]
+        lost += [cid for cid, m in zip(got["ids"], got["metadatas"], strict=True) if not _ours(m, token)]
     if lost:
         undo_rows(store, token, ids)
         raise DuplicateIdError(

@@ -12,7 +12,7 @@ segment is unreadable) into a fresh collection and swaps it in by name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from .guard import translate
 from .store import ChromaStore, version_key
 from .store.chroma_store import owner_alive
 
-__all__ = ["RepairReport", "on_open", "rebuild", "recover_journal"]
+__all__ = ["RepairReport", "on_open", "rebuild", "recover_journal", "repair_store"]
 
 log = logging.getLogger("cluster_rag")
 _REBUILD_SUFFIX = "__rebuild"
@@ -58,7 +58,8 @@ def on_open(store: ChromaStore) -> list[str]:
         if err is None:
             raise
         raise StoreCorruptedError(
-            f"collection {store.name!r} cannot be read ({err}); run `cluster-rag repair --path PATH "
+            f"collection {store.name!r} cannot be read ({type(exc).__name__}: {_one_line(exc)}); "
+            f"run `cluster-rag repair --path PATH "
             f"--collection {store.name}` to rebuild it from the records Chroma keeps"
         ) from exc
     return recover_journal(store)
@@ -103,7 +104,7 @@ def _undo_add(store: ChromaStore, token: str, ids: list[str], version: Any) -> i
         got = store.get(ids[start : start + store.batch_size], include=["metadatas"])
         for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
             meta = meta or {}
-            if meta.get(journal.WRITE_KEY) == token:
+            if meta.get(journal.WRITE_KEY) in (token, None):  # unstamped: killed inside Chroma's write
                 mine.append(cid)
                 if key is not None and key in meta:
                     positions.append(int(meta[key]))
@@ -128,11 +129,13 @@ def rebuild(
     embed: Callable[[list[str]], np.ndarray] | None = None,
     page: int = 1000,
 ) -> RepairReport:
-    """Rebuild collection ``name`` (and, when unreadable, its centroids) from what Chroma can read.
+    """Rebuild the chunk collection ``name`` from what can still be read.
 
-    Copies ids, texts and metadata page by page into ``NAME__rebuild``; a page whose vectors
-    cannot be read has them recomputed with ``embed`` (texts → ``(n, d)`` float32 vectors of
-    the collection's model). The old collection is then deleted and the new one renamed, so
+    Copies ids, texts and metadata page by page into ``NAME__rebuild`` (through Chroma, or, when
+    its vector index cannot even be loaded, from the collection's sqlite metadata segment:
+    embedded stores only); a page whose vectors cannot be read has them recomputed with
+    ``embed`` (texts → ``(n, d)`` float32 vectors of the collection's model). The old collection
+    is then deleted and the new one renamed, so
     running it again after an interruption starts over cleanly.
 
     Raises:
@@ -146,45 +149,168 @@ def rebuild(
         client.get_collection(target, embedding_function=None).modify(name=name)
         report.messages.append(f"finished an interrupted repair of {name!r} (renamed {target!r})")
         return report
-    try:
-        old = client.get_collection(name, embedding_function=None)
-        meta = dict(old.metadata or {})
-        total = int(old.count())
-    except Exception as exc:
-        raise StoreCorruptedError(
-            f"collection {name!r}: even its records cannot be read ({exc}); restore the folder from a backup"
-        ) from exc
+    old = client.get_collection(name, embedding_function=None)
+    meta = dict(old.metadata or {})
     if target in names:
         client.delete_collection(target)
     new = client.create_collection(
         target, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=meta
     )
-    offset = 0
-    while offset < total:
-        got = old.get(include=["documents", "metadatas"], limit=page, offset=offset)
-        if not got["ids"]:
-            break
-        try:
-            vecs = old.get(ids=got["ids"], include=["embeddings"])
-            by_id = dict(zip(vecs["ids"], vecs["embeddings"], strict=True))
-            vectors = np.asarray([by_id[i] for i in got["ids"]], dtype=np.float32)
-        except Exception as exc:
+    try:
+        pages = list(_pages_via_chroma(old, page))
+    except Exception as exc:  # the vector index cannot even be loaded: read the records from sqlite
+        if embed is None:
+            raise StoreCorruptedError(
+                f"collection {name!r} cannot be read ({_one_line(exc)}); repair with the embedding model "
+                "(CLI: `cluster-rag repair` loads it)"
+            ) from exc
+        pages = list(_pages_via_sqlite(client, old.id, page))
+        report.messages.append(
+            f"read the records of {name!r} from its sqlite database (vector index unreadable)"
+        )
+    for ids, documents, metadatas, vectors in pages:
+        if vectors is None:
             if embed is None:
                 raise StoreCorruptedError(
-                    f"the vectors of collection {name!r} cannot be read ({exc}); repair with the "
-                    "embedding model (CLI: `cluster-rag repair` loads it)"
-                ) from exc
-            vectors = np.asarray(embed([d or "" for d in got["documents"]]), dtype=np.float32)
-            report.reembedded += len(got["ids"])
-        new.add(ids=got["ids"], documents=got["documents"], metadatas=got["metadatas"], embeddings=vectors)
-        report.chunks += len(got["ids"])
-        offset += len(got["ids"])
+                    f"the vectors of collection {name!r} cannot be read; repair with the embedding model "
+                    "(CLI: `cluster-rag repair` loads it)"
+                )
+            vectors = np.asarray(embed([d or "" for d in documents]), dtype=np.float32)
+            report.reembedded += len(ids)
+        new.add(ids=ids, documents=documents, metadatas=metadatas, embeddings=vectors)
+        report.chunks += len(ids)
     client.delete_collection(name)
     new.modify(name=name)
     report.messages.append(
         f"rebuilt collection {name!r}: {report.chunks} chunk(s) copied, {report.reembedded} re-embedded"
     )
     return report
+
+
+def repair_store(
+    client: Any, name: str, *, embed: Callable[[list[str]], np.ndarray] | None = None
+) -> RepairReport:
+    """Everything ``cluster-rag repair`` does to collection ``name`` of ``client``.
+
+    1. Rebuild the chunk collection when it cannot be read (:func:`rebuild`).
+    2. Recover the journal (:func:`recover_journal`).
+    3. Drop versions that are incomplete; if the active one was, make the newest complete one active.
+
+    Raises:
+        StoreNotFoundError: no such collection.
+        StoreCorruptedError: the records themselves cannot be read.
+    """
+    from .errors import StoreNotFoundError, VersionError
+
+    report = RepairReport()
+    names = _names(client)
+    if name not in names and f"{name}{_REBUILD_SUFFIX}" not in names:
+        raise StoreNotFoundError(f"collection {name!r} does not exist; collections here: {sorted(names)}")
+    model_name = _model_name(client, name, names)
+    try:
+        store = ChromaStore(client, name, model_name=model_name, dimension=None, create=False)
+        store.probe()
+    except Exception as exc:
+        if translate(exc) is None and not isinstance(exc, (StoreCorruptedError, StoreNotFoundError)):
+            raise
+        report.messages.append(f"collection {name!r} could not be read ({_one_line(exc)}); rebuilding it")
+        done = rebuild(client, name, embed=embed)
+        report.messages += done.messages
+        report.chunks, report.reembedded = done.chunks, done.reembedded
+        store = ChromaStore(client, name, model_name=model_name, dimension=None, create=False)
+    report.messages += recover_journal(store)
+    active = store.active_version()
+    broken: list[int] = []
+    for version in store.versions():
+        try:
+            store.check_version(version)
+        except VersionError as exc:
+            report.messages.append(str(exc))
+            broken.append(version)
+    if active in broken:
+        good = [v for v in store.versions() if v not in broken]
+        if good:
+            store.set_active(good[-1])
+            report.messages.append(f"active version {active} was broken; version {good[-1]} is active now")
+        else:
+            report.messages.append(f"active version {active} is broken and no complete one is kept; refit")
+    for version in broken:
+        if version != store.active_version():
+            store.delete_model(version)
+            report.messages.append(f"removed broken version {version}")
+    return report
+
+
+Page = tuple[list[str], list[str], list[Any], "np.ndarray | None"]
+
+
+def _pages_via_chroma(collection: Any, page: int) -> Iterator[Page]:
+    """Records page by page through Chroma; vectors ``None`` for a page whose vectors cannot be read."""
+    total = int(collection.count())
+    offset = 0
+    while offset < total:
+        got = collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+        if not got["ids"]:
+            return
+        vectors: np.ndarray | None
+        try:
+            vecs = collection.get(ids=got["ids"], include=["embeddings"])
+            by_id = dict(zip(vecs["ids"], vecs["embeddings"], strict=True))
+            vectors = np.asarray([by_id[i] for i in got["ids"]], dtype=np.float32)
+        except Exception:
+            vectors = None
+        yield list(got["ids"]), list(got["documents"]), list(got["metadatas"]), vectors
+        offset += len(got["ids"])
+
+
+def _pages_via_sqlite(client: Any, collection_id: Any, page: int) -> Iterator[Page]:
+    """Records of an embedded collection read from its metadata segment in ``chroma.sqlite3``
+    (ids, documents, scalar metadata); vectors ``None`` (to be re-embedded)."""
+    import sqlite3
+    from pathlib import Path
+
+    folder = client.get_settings().persist_directory
+    con = sqlite3.connect(f"file:{Path(folder) / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        segment = con.execute(
+            "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'", (str(collection_id),)
+        ).fetchone()
+        if segment is None:
+            raise StoreCorruptedError(f"collection {collection_id} has no metadata segment; restore a backup")
+        rows = con.execute(
+            "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY id", (segment[0],)
+        ).fetchall()
+        for start in range(0, len(rows), page):
+            part = rows[start : start + page]
+            keys = {row_id: i for i, (row_id, _) in enumerate(part)}
+            docs: list[str] = [""] * len(part)
+            metas: list[dict[str, Any]] = [{} for _ in part]
+            marks = ",".join("?" * len(part))
+            for row_id, key, s_val, i_val, f_val, b_val in con.execute(
+                "SELECT id, key, string_value, int_value, float_value, bool_value FROM embedding_metadata "
+                f"WHERE id IN ({marks})",
+                [r[0] for r in part],
+            ):
+                i = keys[row_id]
+                if key == "chroma:document":
+                    docs[i] = s_val or ""
+                elif not key.startswith("chroma:"):
+                    value = s_val if s_val is not None else i_val if i_val is not None else f_val
+                    metas[i][key] = bool(b_val) if b_val is not None else value
+            yield [str(e) for _, e in part], docs, [m or None for m in metas], None
+    finally:
+        con.close()
+
+
+def _model_name(client: Any, name: str, names: set[str]) -> str:
+    source = name if name in names else f"{name}{_REBUILD_SUFFIX}"
+    meta = client.get_collection(source, embedding_function=None).metadata or {}
+    return str(meta.get("cr_model", ""))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _names(client: Any) -> set[str]:

@@ -25,7 +25,7 @@ from .clustering.online import OnlineState, initial_state, partial_fit_step
 from .drift import Baseline, DriftReport, DriftThresholds, compare, compute_baseline
 from .errors import DuplicateIdError, VersionError
 from .model import ClusterModel
-from .store import ChromaStore, added_key, version_key
+from .store import ChromaStore, added_key, snapshots, version_key
 from .store.chroma_store import HASH_KEY
 
 #: journaled writes remembered in a version payload (``applied_writes``) for crash recovery
@@ -221,7 +221,14 @@ def _delete_journaled(store: ChromaStore, model: ClusterModel | None, ids: list[
     if model is not None:
         key = version_key(model.version)
         got = store.get(ids, include=["metadatas"])
-        positions = np.asarray([int((m or {}).get(key, -1)) for m in got["metadatas"]], dtype=np.int64)
+        fitted = snapshots.fitted_positions(store, model.version, model.record.extras.get("assignment"))
+        positions = np.asarray(
+            [
+                fitted.get(cid, int((m or {}).get(key, -1)))
+                for cid, m in zip(got["ids"], got["metadatas"], strict=True)
+            ],
+            dtype=np.int64,
+        )
         positions = positions[(positions >= 0) & (positions < model.k)]
     store.delete(ids)
     if model is None:

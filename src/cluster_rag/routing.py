@@ -163,6 +163,41 @@ class RoutingIndex:
         empty = (np.empty(0, dtype=object), np.empty((0, dim), np.float32), np.empty(0, np.int64))
         self._delta = _delta or empty
 
+    @classmethod
+    def from_sorted(
+        cls,
+        centroids: np.ndarray,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        offsets: np.ndarray,
+        added: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None,
+    ) -> RoutingIndex:
+        """A snapshot over rows already grouped by cluster, without copying them.
+
+        Args:
+            centroids: ``(k, d)`` float32, L2-normalized.
+            ids: ``(n,)`` object chunk ids, cluster-sorted.
+            vectors: ``(n, d)`` float32 in ``ids`` order; may be a read-only memory map
+                (:mod:`cluster_rag.store.snapshots`), which is then never copied whole.
+            offsets: ``(k+1,)`` int64; cluster ``c`` is rows ``offsets[c]:offsets[c+1]``.
+            added: ``(ids, vectors (b, d), labels (b,))`` rows kept in the side block.
+        """
+        self = cls.__new__(cls)
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        k, dim = self.centroids.shape
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self._ids = np.asarray(ids, dtype=object)
+        self._vectors = vectors
+        self._labels = np.repeat(np.arange(k, dtype=np.int64), np.diff(self._offsets))
+        self._delta = (np.empty(0, dtype=object), np.empty((0, dim), np.float32), np.empty(0, np.int64))
+        if added is not None and len(added[0]):
+            self._delta = (
+                np.asarray(added[0], dtype=object),
+                np.asarray(added[1], dtype=np.float32).reshape(-1, dim),
+                np.asarray(added[2], dtype=np.int64),
+            )
+        return self
+
     # shape -----------------------------------------------------------------------
     @property
     def k(self) -> int:

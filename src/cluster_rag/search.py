@@ -176,16 +176,22 @@ def _hits(model: ClusterModel, store: ChromaStore, cands: Candidates) -> list[Hi
 def get_hits(model: ClusterModel | None, store: ChromaStore, ids: Sequence[str]) -> list[Hit]:
     """Chunks by id (score 1.0), in the order given; unknown ids are skipped.
 
-    The topic comes from the chunk's ``cr_v<N>`` key of the model's version (no
-    vectors are loaded); ``topic_id`` is ``-1`` for chunks without one.
+    The topic comes from the version's stored assignment, or for chunks added since
+    the fit from their ``cr_v<N>`` key (no vectors are loaded); ``topic_id`` is ``-1``
+    for chunks without one.
     """
-    from .store import version_key
+    from .store import snapshots, version_key
 
     got = store.get(list(ids))
     key = version_key(model.version) if model is not None else None
+    fitted = (
+        snapshots.fitted_positions(store, model.version, model.record.extras.get("assignment"))
+        if model is not None
+        else {}
+    )
     out: list[Hit] = []
     for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-        pos = int((meta or {}).get(key, -1)) if key is not None else -1
+        pos = fitted.get(cid, int((meta or {}).get(key, -1)) if key is not None else -1)
         topic = model.topics[pos] if model is not None and 0 <= pos < model.k else None
         out.append(
             Hit(

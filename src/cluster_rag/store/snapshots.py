@@ -1,0 +1,231 @@
+"""A model version's assignment, stored once, and its search snapshot next to an embedded store.
+
+Assignment (every version since this module; works embedded and against a server)
+    The chunks a version was fitted on, as one array sorted by cluster position:
+    ids in that order plus ``offsets`` ``(k+1,)`` (cluster ``c`` holds rows
+    ``offsets[c]:offsets[c+1]``). The ids are written to the ``NAME__meta``
+    collection as JSON documents ``assign:v<N>:<part>`` of :data:`PART_ROWS` ids
+    each; the offsets, part count, row count and a digest go into the version's
+    payload (``payload["assignment"]``). A refit therefore costs one write of about
+    ``n × len(id)`` bytes instead of ``n`` chunk-metadata updates (measured in
+    ``python -m bench scale``). Chunks added after the fit still carry
+    ``cr_v<N>``/``cr_added_v<N>`` in their own metadata (written with them).
+
+    Crash safety is unchanged: the parts are written before the centroids and the
+    payload, and only a payload naming a complete set of parts (same count and
+    digest) is ever read; a later attempt at the same version number deletes and
+    rewrites leftover parts.
+
+Snapshot (embedded stores only)
+    The vectors of the fitted chunks in the assignment's order, one float32
+    ``.npy`` file ``<store folder>/cluster_rag/<NAME>/v<N>-<digest>.npy`` read
+    with ``mmap_mode="r"``: opening a version maps the file instead of reading
+    every vector out of Chroma. The digest in the name ties the file to one
+    assignment, so a reused version number never reads a stale file. Without the
+    file (server mode, or deleted) the vectors are read from Chroma by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PART_ROWS",
+    "Assignment",
+    "delete_assignment",
+    "delete_snapshots",
+    "fitted_positions",
+    "load_assignment",
+    "read_snapshot",
+    "save_assignment",
+    "snapshot_folder",
+    "snapshot_path",
+    "sort_by_cluster",
+    "write_snapshot",
+]
+
+#: Ids per stored part (about 0.5 MB of JSON with 24-character ids).
+PART_ROWS = 20_000
+_META_VECTOR = [1.0]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The fitted chunks of one version, sorted by cluster position.
+
+    Attributes:
+        ids: ``(n,)`` object chunk ids, cluster-sorted.
+        offsets: ``(k+1,)`` int64; cluster ``c`` is ``ids[offsets[c]:offsets[c+1]]``.
+        digest: hex digest of ids and offsets (names the snapshot file).
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    digest: str
+
+    @property
+    def k(self) -> int:
+        return len(self.offsets) - 1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """``(n,)`` int64 position of each id."""
+        return np.repeat(np.arange(self.k, dtype=np.int64), np.diff(self.offsets))
+
+    @cached_property
+    def position_of(self) -> dict[str, int]:
+        """Chunk id -> cluster position."""
+        return dict(zip(self.ids.tolist(), self.labels.tolist(), strict=True))
+
+
+def sort_by_cluster(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order that groups rows by cluster ``(n,)`` int64, and the offsets ``(k+1,)`` int64."""
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=k) if len(labels) else np.zeros(k, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return order, offsets
+
+
+def _digest(ids: list[str], offsets: np.ndarray) -> str:
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update("\n".join(ids).encode())
+    h.update(np.asarray(offsets, dtype="<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def _part_id(version: int, part: int) -> str:
+    return f"assign:v{version}:{part}"
+
+
+def delete_assignment(store: Any, version: int) -> None:
+    """Delete every stored part of ``version``'s assignment (none: nothing happens)."""
+    got = store.meta.get(where={"$and": [{"kind": "assign"}, {"version": int(version)}]}, include=[])
+    if got["ids"]:
+        store.meta.delete(ids=got["ids"])
+
+
+def save_assignment(store: Any, version: int, ids: list[str], offsets: np.ndarray) -> dict[str, Any]:
+    """Write a version's cluster-sorted ids as parts; returns the payload entry that names them.
+
+    Args:
+        store: a :class:`~cluster_rag.store.ChromaStore`.
+        ids: ``(n,)`` chunk ids, cluster-sorted.
+        offsets: ``(k+1,)`` int64.
+    """
+    delete_assignment(store, version)  # leftovers of an interrupted attempt at this version
+    parts = max(1, -(-len(ids) // PART_ROWS))
+    for part in range(parts):
+        chunk = ids[part * PART_ROWS : (part + 1) * PART_ROWS]
+        store.meta.upsert(
+            ids=[_part_id(version, part)],
+            documents=[json.dumps(chunk)],
+            embeddings=[_META_VECTOR],
+            metadatas=[{"kind": "assign", "version": int(version), "part": part}],
+        )
+    return {
+        "parts": parts,
+        "n": len(ids),
+        "offsets": np.asarray(offsets, dtype=np.int64).tolist(),
+        "digest": _digest(ids, offsets),
+    }
+
+
+def load_assignment(store: Any, version: int, entry: dict[str, Any]) -> Assignment | None:
+    """The assignment a payload entry names; ``None`` when its parts are missing or do not match."""
+    parts = int(entry["parts"])
+    wanted = [_part_id(version, p) for p in range(parts)]
+    got = store.meta.get(ids=wanted, include=["documents"])
+    docs = dict(zip(got["ids"], got["documents"], strict=True))
+    if any(pid not in docs for pid in wanted):
+        return None
+    ids: list[str] = []
+    for pid in wanted:
+        ids.extend(json.loads(docs[pid]))
+    offsets = np.asarray(entry["offsets"], dtype=np.int64)
+    if len(ids) != int(entry["n"]) or _digest(ids, offsets) != entry["digest"]:
+        return None
+    return Assignment(np.asarray(ids, dtype=object), offsets, str(entry["digest"]))
+
+
+_CACHE: dict[tuple[int, int, str], Assignment] = {}
+
+
+def fitted_positions(store: Any, version: int, entry: dict[str, Any] | None) -> dict[str, int]:
+    """Chunk id -> position of the chunks ``version`` was fitted on (empty: no stored assignment).
+
+    The last few assignments read are cached per store (an assignment never changes once
+    its payload names it; the digest is part of the key).
+    """
+    if entry is None:
+        return {}
+    key = (id(store), int(version), str(entry["digest"]))
+    found = _CACHE.get(key)
+    if found is None:
+        found = load_assignment(store, version, entry)
+        if found is None:
+            return {}
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = found
+    return found.position_of
+
+
+def snapshot_folder(store: Any) -> Path | None:
+    """``<store folder>/cluster_rag/<NAME>`` for an embedded (persistent) client, else ``None``."""
+    try:
+        settings = store.client.get_settings()
+    except AttributeError:
+        return None
+    folder = getattr(settings, "persist_directory", None)
+    if not getattr(settings, "is_persistent", False) or not folder:
+        return None
+    return Path(folder) / "cluster_rag" / str(store.name)
+
+
+def snapshot_path(store: Any, version: int, digest: str) -> Path | None:
+    """Where ``version``'s vector snapshot lives (``None``: the store has no folder)."""
+    folder = snapshot_folder(store)
+    return None if folder is None else folder / f"v{version}-{digest}.npy"
+
+
+def write_snapshot(path: Path, vectors: np.ndarray) -> None:
+    """Write ``vectors`` ``(n, d)`` float32 (assignment order) atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def read_snapshot(path: Path | None, n: int, dimension: int) -> np.ndarray | None:
+    """The snapshot mapped read-only ``(n, d)`` float32, or ``None`` when missing or not that shape."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        vectors: np.ndarray = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if vectors.shape != (n, dimension) or vectors.dtype != np.float32:
+        return None
+    return vectors
+
+
+def delete_snapshots(store: Any, version: int) -> None:
+    """Delete every snapshot file of ``version`` (pruning)."""
+    folder = snapshot_folder(store)
+    if folder is None or not folder.is_dir():
+        return
+    for path in folder.glob(f"v{version}-*.npy"):
+        path.unlink(missing_ok=True)

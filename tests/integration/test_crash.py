@@ -93,6 +93,10 @@ def run_child(op: str, path: Path, tag: str, kill_after: float | None) -> bool:
 
 
 def reopen(path: Path, counts: Counter[str]) -> ClusterIndex:
+    """Open as a fresh process would after the crash (embedded Chroma caches vectors per process)."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
     try:
         return ClusterIndex.open(path, embedder=FakeEmbedder(), config=CFG, create=False)
     except StoreCorruptedError:

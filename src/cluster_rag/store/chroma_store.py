@@ -29,6 +29,7 @@ second process or machine can open it without any sidecar file):
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -442,7 +443,32 @@ class ChromaStore:
                     {"version": int(version), "cluster": c} for c in range(start, min(stop, len(ids)))
                 ],
             )
+        self._put_centroid_copy(version, np.asarray(centroids, dtype=np.float32))
         self.update_model(version, payload)
+
+    def _put_centroid_copy(self, version: int, centroids: np.ndarray) -> None:
+        """The centroids ``(k, d)`` float32 also as a record of the meta collection.
+
+        Chroma keeps vectors in a per-process in-memory index: an embedded store opened by two
+        processes does not see the other's new vectors ("Error finding id"), while records
+        (documents) are read from sqlite and are always current. Readers load centroids from
+        this copy first, so a long-lived reader can switch to another process's version.
+        """
+        doc = json.dumps(
+            {
+                "shape": list(centroids.shape),
+                "data": base64.b64encode(np.ascontiguousarray(centroids, dtype="<f4").tobytes()).decode(),
+            }
+        )
+        self.meta.upsert(ids=[f"centroids:v{version}"], documents=[doc], embeddings=[_META_VECTOR])
+
+    def _centroid_copy(self, version: int) -> np.ndarray | None:
+        got = self.meta.get(ids=[f"centroids:v{version}"], include=["documents"])
+        if not got["ids"]:
+            return None
+        data = json.loads(got["documents"][0])
+        raw = np.frombuffer(base64.b64decode(data["data"]), dtype="<f4")
+        return raw.reshape(tuple(data["shape"])).astype(np.float32)
 
     def save_centroids(self, version: int, clusters: Sequence[int], centroids: np.ndarray) -> None:
         """Overwrite some centroids of a stored version in place (online updates).
@@ -452,6 +478,11 @@ class ChromaStore:
             centroids: ``(len(clusters), d)`` float32, L2-normalized.
         """
         rows = [int(c) for c in clusters]
+        copy = self._centroid_copy(version)
+        if copy is not None:
+            copy = copy.copy()
+            copy[rows] = np.asarray(centroids, dtype=np.float32)
+            self._put_centroid_copy(version, copy)
         for start in range(0, len(rows), self.batch_size):
             part = rows[start : start + self.batch_size]
             self.centroids.upsert(
@@ -473,7 +504,11 @@ class ChromaStore:
         return dict(json.loads(got["documents"][0]))
 
     def load_centroids(self, version: int, k: int) -> np.ndarray:
-        """Centroids ``(k, d)`` float32 of a version, in cluster order."""
+        """Centroids ``(k, d)`` float32 of a version, in cluster order (from the record copy when
+        there is one: current across processes; else from the centroid collection)."""
+        copy = self._centroid_copy(version)
+        if copy is not None and copy.shape[0] == k:
+            return copy
         ids = [f"v{version}:{c}" for c in range(k)]
         rows: dict[str, np.ndarray] = {}
         for start in range(0, k, self.batch_size):
@@ -500,7 +535,8 @@ class ChromaStore:
         self.delete_centroids(version)
 
     def delete_centroids(self, version: int) -> None:
-        """Delete the centroid rows of ``version``."""
+        """Delete the centroid rows of ``version`` (and their record copy)."""
+        self.meta.delete(ids=[f"centroids:v{int(version)}"])
         got = self.centroids.get(where={"version": int(version)}, include=[])
         if got["ids"]:
             self.centroids.delete(ids=got["ids"])

@@ -64,7 +64,6 @@ from cluster_rag import ClusterIndex, IndexConfig, KeywordLabeler, OpenAILabeler
 from cluster_rag.labeling import keyword_list_problem
 from cluster_rag.labeling.names import closest_clash
 from cluster_rag.labeling.prompt import PROMPT_VERSION
-from cluster_rag.store import version_key
 from tests.llm_stub import LLAMA_SERVER
 from tests.loopback import serve
 
@@ -163,11 +162,10 @@ def _fit(name: str, data: LabeledSet, k: int, limit: int | None, folder: Path) -
     index = ClusterIndex.open(folder / name, embedder=_Named(), config=IndexConfig(progress=False))
     index.add_embeddings(data.texts, vectors, ids=data.ids)
     info = index.fit(k=k)
-    ids, _, metas = index.store.load_all()
+    ids, positions = index.model.assignments()  # chunk ids and their cluster positions, this version
+    assert index.model.version == info.version
     gold_of = dict(zip(data.ids, data.labels, strict=True))
-    key = version_key(info.version)
-    positions = np.array([m[key] for m in metas])
-    gold = np.array([gold_of[i] for i in ids])
+    gold = np.array([gold_of[str(i)] for i in ids])
     majority, agree = [], 0
     for c in range(k):
         label, count = Counter(gold[positions == c].tolist()).most_common(1)[0]
@@ -392,8 +390,7 @@ def main(quick: bool = False) -> str:
                         f"{res['seconds']:.0f}",
                     ]
                 )
-            info = fitted.index.model_info
-            centroid = _hit_rates(fitted.index.store.load_centroids(info.version, k), fitted, gold_vecs)
+            centroid = _hit_rates(fitted.index.model.centroids, fitted, gold_vecs)
             chance = 1 / len(fitted.gold)
             rows.append([dataset, "", "reference: centroid", centroid["raw"], "", centroid["readable"]])
             rows.append([dataset, "", "reference: chance", chance, "", chance])

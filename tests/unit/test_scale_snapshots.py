@@ -1,0 +1,99 @@
+"""The stored assignment (parts in the meta collection, digest-checked) and the vector snapshot,
+and the numpy backend built over cluster-sorted (memory-mapped) rows without a copy."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import chromadb
+import numpy as np
+import pytest
+
+from cluster_rag.routing import RoutingIndex
+from cluster_rag.store import ChromaStore, snapshots
+
+
+@pytest.fixture
+def store() -> ChromaStore:
+    client = chromadb.EphemeralClient()
+    return ChromaStore(client, f"t{uuid.uuid4().hex[:8]}", model_name="m", dimension=8)
+
+
+def blobs(n: int = 300, k: int = 7, d: int = 8, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [f"id-{i}" for i in range(n)], vectors, rng.integers(k, size=n)
+
+
+def test_assignment_round_trips_in_parts(store: ChromaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshots, "PART_ROWS", 64)
+    ids, _, labels = blobs()
+    order, offsets = snapshots.sort_by_cluster(labels, 7)
+    sorted_ids = [ids[i] for i in order]
+    entry = snapshots.save_assignment(store, 3, sorted_ids, offsets)
+    assert entry["parts"] == 5 and entry["n"] == 300
+    got = snapshots.load_assignment(store, 3, entry)
+    assert got is not None and list(got.ids) == sorted_ids
+    assert got.position_of == {cid: int(labels[i]) for i, cid in enumerate(ids)}
+    assert np.array_equal(np.bincount(got.labels, minlength=7), np.bincount(labels, minlength=7))
+
+
+def test_a_missing_part_or_another_digest_reads_as_absent(store: ChromaStore) -> None:
+    ids, _, labels = blobs(50)
+    order, offsets = snapshots.sort_by_cluster(labels, 7)
+    entry = snapshots.save_assignment(store, 1, [ids[i] for i in order], offsets)
+    assert snapshots.load_assignment(store, 1, {**entry, "digest": "0" * 16}) is None
+    assert snapshots.load_assignment(store, 1, {**entry, "parts": 2}) is None
+    # a later attempt at the same version replaces what an interrupted one left
+    entry2 = snapshots.save_assignment(store, 1, [ids[i] for i in order[:10]], np.array([0, 10] + [10] * 6))
+    assert snapshots.load_assignment(store, 1, entry) is None
+    found = snapshots.load_assignment(store, 1, entry2)
+    assert found is not None and len(found) == 10
+    snapshots.delete_assignment(store, 1)
+    assert snapshots.load_assignment(store, 1, entry2) is None
+
+
+def test_snapshot_is_mapped_and_checked(tmp_path: Path) -> None:
+    _, vectors, _ = blobs(40)
+    path = tmp_path / "v1-abc.npy"
+    snapshots.write_snapshot(path, vectors)
+    mapped = snapshots.read_snapshot(path, 40, 8)
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, vectors)
+    assert snapshots.read_snapshot(path, 41, 8) is None  # another assignment's shape
+    assert snapshots.read_snapshot(tmp_path / "none.npy", 40, 8) is None
+    path.write_bytes(b"not a npy file")
+    assert snapshots.read_snapshot(path, 40, 8) is None
+
+
+def test_snapshot_folder_only_for_an_embedded_store(store: ChromaStore, tmp_path: Path) -> None:
+    assert snapshots.snapshot_folder(store) is None  # ephemeral: no folder
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    disk = ChromaStore(client, "kb1", model_name="m", dimension=8)
+    assert snapshots.snapshot_path(disk, 2, "abc") == tmp_path / "db" / "cluster_rag" / "kb1" / "v2-abc.npy"
+
+
+def test_from_sorted_matches_the_sorting_constructor(tmp_path: Path) -> None:
+    ids, vectors, labels = blobs()
+    rng = np.random.default_rng(1)
+    centroids = rng.normal(size=(7, 8)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    order, offsets = snapshots.sort_by_cluster(labels, 7)
+    snapshots.write_snapshot(tmp_path / "s.npy", vectors[order])
+    mapped = snapshots.read_snapshot(tmp_path / "s.npy", 300, 8)
+    assert mapped is not None
+    extra = (["new-0", "new-1"], vectors[:2] * -1, np.array([3, 5]))
+    fast = RoutingIndex.from_sorted(
+        centroids, np.asarray([ids[i] for i in order], dtype=object), mapped, offsets, extra
+    )
+    slow = RoutingIndex(centroids, ids, vectors, labels).with_added(*extra)
+    assert len(fast) == len(slow) == 302 and np.array_equal(fast.sizes(), slow.sizes())
+    for q in vectors[:20]:
+        for clusters in (np.array([0, 3]), np.arange(7)):
+            a, b = fast.search(q, clusters, 10), slow.search(q, clusters, 10)
+            assert list(a.ids) == list(b.ids) and np.allclose(a.scores, b.scores)
+    ids_a, vec_a = fast.members(3)
+    ids_b, vec_b = slow.members(3)
+    assert sorted(ids_a) == sorted(ids_b)
+    assert fast.without({"new-0", ids[order[0]]}).sizes().sum() == 300

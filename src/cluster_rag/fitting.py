@@ -402,6 +402,8 @@ def drop_orphans(store: ChromaStore) -> list[int]:
     dead = [v for v, c in claims.items() if v not in saved and not owner_alive(c)]
     for version in dead:
         store.delete_centroids(version)
+        snapshots.delete_assignment(store, version)
+        snapshots.delete_snapshots(store, version)
         store.drop_assignments(version)
     store.drop_claims(dead + [v for v in claims if v in saved])  # a saved version keeps its number
     return dead

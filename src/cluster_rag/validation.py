@@ -336,8 +336,9 @@ def check_vectors(embeddings: Any, n: int, dimension: int, model_name: str) -> n
         InvalidInputError: not numeric, NaN/inf, or a zero vector.
     """
     try:
-        vectors = np.asarray(embeddings, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
+            vectors = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(
             f"embeddings must be an (n, d) array of numbers, got {type(embeddings).__name__}"
         ) from None

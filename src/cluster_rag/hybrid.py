@@ -42,7 +42,6 @@ from .fusion import convex_combination
 from .keyword_index import KeywordIndex
 from .model import ClusterModel
 from .rerank import Reranker
-from .scope import Scope
 from .search import SearchRequest, build_request, get_hits, routed_search
 from .store import ChromaStore
 from .types import Hit
@@ -50,6 +49,7 @@ from .validation import check_query_text
 
 if TYPE_CHECKING:
     from .index import ClusterIndex
+    from .scope import Scope
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -204,7 +204,7 @@ def _fused(
         cosine = dict(zip(got["ids"], (vecs @ q).tolist(), strict=True))
         for h in get_hits(model, store, extra):
             score = cosine.get(h.id, 0.0)
-            label = None if request.withhold_labels else h.topic_label
+            label = None if getattr(request, "withhold_labels", False) else h.topic_label
             by_id[h.id] = replace(h, score=score, topic_label=label)
     return [by_id[cid] for cid in order if cid in by_id]
 
@@ -221,7 +221,8 @@ def _keyword_candidates(
 ) -> tuple[list[str], np.ndarray]:
     """BM25 ids and scores inside the request's topics and ``where`` filter, best first."""
     allowed: set[str] | None = None
-    topics = request.topics if request.topics is not None else request.allowed
+    # ``allowed``: the topics a caller's scope allows (SearchRequest fields of the access-control work)
+    topics = request.topics if request.topics is not None else getattr(request, "allowed", None)
     if topics is not None:
         positions = np.asarray(sorted({model.position_of[t] for t in topics}), dtype=np.int64)
         allowed = {str(x) for x in ids[np.isin(labels, positions)]}
@@ -274,12 +275,16 @@ def search_index(
     chosen = check_mode(mode)
     if rerank is not None and not callable(rerank):
         raise InvalidInputError(f"rerank={rerank!r} must be a Reranker: a callable (query, hits) -> hits")
-    if scope is not None:
-        if not isinstance(scope, Scope):
+    model = index.model
+    if scope is None:
+        request = build_request(model, k, n_probe, topics, where)
+    else:
+        from .scope import Scope as _ScopeType
+
+        if not isinstance(scope, _ScopeType):
             raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
         scope.check_collection(index.store.name)
-    model = index.model
-    request = build_request(model, k, n_probe, topics, where, scope=scope, store=index.store)
+        request = build_request(model, k, n_probe, topics, where, scope=scope, store=index.store)  # type: ignore[call-arg,unused-ignore]
     return search(
         model,
         index.store,

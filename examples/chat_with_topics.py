@@ -132,11 +132,13 @@ def chat(
     question: str,
     max_turns: int = 6,
     first_tool_choice: Any = None,
+    **request_options: Any,
 ) -> dict[str, Any]:
     """One conversation: the model calls tools until it answers (or ``max_turns`` runs out).
 
     ``first_tool_choice`` (e.g. ``{"type": "function", "function": {"name": "list_topics"}}``)
     is sent with the first request only; later requests let the model choose.
+    ``request_options`` (e.g. ``max_tokens=200``) go with every request.
     """
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM},
@@ -144,7 +146,9 @@ def chat(
     ]
     steps: list[dict[str, Any]] = []
     for turn in range(max_turns):
-        extra = {"tool_choice": first_tool_choice} if turn == 0 and first_tool_choice is not None else {}
+        extra = dict(request_options)
+        if turn == 0 and first_tool_choice is not None:
+            extra["tool_choice"] = first_tool_choice
         reply = client.chat.completions.create(
             model=model, messages=messages, tools=tools.openai_tools(), **extra
         )
@@ -158,11 +162,19 @@ def chat(
             steps.append(
                 {
                     "tool": call.function.name,
-                    "arguments": json.loads(call.function.arguments or "{}"),
+                    "arguments": _arguments(call.function.arguments),
                     "result": json.loads(result["content"]),
                 }
             )
     return {"question": question, "steps": steps, "answer": None}
+
+
+def _arguments(raw: str | None) -> Any:
+    """A tool call's arguments for the transcript; a model's malformed JSON is kept as text."""
+    try:
+        return json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {"unparsed": raw}
 
 
 def _print(turn: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def test_a_tool_call_turn_goes_back_to_llama_cpp(smollm2_server: str, demo_index
 
     example = chat_example()
     client = OpenAI(base_url=smollm2_server, api_key="no-key", max_retries=0, timeout=120)
-    tools = TopicTools(demo_index)
+    tools = TopicTools(demo_index, max_topics=3, max_k=2, max_chars=200)  # short prompts for a 2k context
     call = {
         "id": "call_1",
         "type": "function",
@@ -70,8 +70,9 @@ def test_a_tool_call_turn_goes_back_to_llama_cpp(smollm2_server: str, demo_index
         "smollm2",
         tools,
         QUESTION,
-        max_turns=3,
+        max_turns=2,
         first_tool_choice={"type": "function", "function": {"name": "list_topics"}},
+        max_tokens=48,
     )
     assert result["steps"] and result["steps"][0]["tool"] == "list_topics"
     first = result["steps"][0]["result"]

@@ -27,6 +27,7 @@ from .errors import (
     StoreCorruptedError,
     StoreError,
     StoreNotFoundError,
+    UnsupportedFileError,
 )
 
 __all__ = ["guard_public_methods", "is_transient", "retry_transient", "translate"]
@@ -94,6 +95,11 @@ def translate(exc: BaseException) -> ClusterRagError | None:
         if any(part in lowered for part in _CORRUPT):
             return StoreCorruptedError(f"the store's database is damaged ({text}); {_REPAIR}")
         return StoreError(f"the store's database failed ({name}: {text}); retry, or {_REPAIR}")
+    if type(exc).__module__ in ("_csv", "csv"):
+        return UnsupportedFileError(
+            f"a CSV file could not be parsed ({text}); check its quoting, or split very long fields "
+            "(a field may hold at most 131,072 characters)"
+        )
     if isinstance(exc, json.JSONDecodeError):
         return StoreCorruptedError(f"a record of the store is not valid JSON ({text}); {_REPAIR}")
     if isinstance(exc, OSError):

@@ -380,3 +380,53 @@ def test_a_chroma_error_inside_a_call_leaves_as_cluster_rag_error(fresh: Cluster
         fresh.get(["pets-1"])
     with pytest.raises(ClusterRagError):
         len(fresh)
+
+
+def test_csv_field_too_large_is_an_unsupported_file(fresh: ClusterIndex, tmp_path: Path) -> None:
+    from cluster_rag.errors import UnsupportedFileError
+
+    path = tmp_path / "big.csv"
+    path.write_text("text\n" + "y" * 140_000 + "\n", encoding="utf-8")
+    before = fingerprint(fresh)
+    with pytest.raises(UnsupportedFileError, match="131,072"):
+        fresh.ingest_files([path])
+    assert fingerprint(fresh) == before
+
+
+@pytest.mark.parametrize("row", [{"id": "j1", "text": "x", "chroma:document": "y"}, {"text": "x", "$and": 1}])
+def test_jsonl_reserved_fields_fail_at_the_door(
+    fresh: ClusterIndex, tmp_path: Path, row: dict[str, Any]
+) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert_rejected(fresh, lambda: fresh.ingest_files([path]), MetadataError, "reserves")
+
+
+def test_jsonl_duplicate_id_in_one_file(fresh: ClusterIndex, tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    path.write_text(
+        json.dumps({"id": "d1", "text": "one dog"})
+        + "\n"
+        + json.dumps({"id": "d1", "text": "two cats"})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert_rejected(fresh, lambda: fresh.ingest_files([path]), DuplicateIdError)
+
+
+def test_orphans_of_a_killed_fit_are_cleaned_by_the_next_fit(fresh: ClusterIndex) -> None:
+    store = fresh.store
+    dead = {
+        "token": "t",
+        "active": fresh.model.version,
+        "pid": 2**22 + 999,
+        "host": __import__("socket").gethostname(),
+        "at": 0,
+    }
+    store.meta.add(ids=["claim:v77"], documents=[json.dumps(dead)], embeddings=[[1.0]])
+    store.write_assignments(77, ["pets-1", "pets-2"], np.array([0, 1]))
+    fresh.fit(k=3)
+    assert 77 not in store.claims()
+    metas = store.get(["pets-1", "pets-2"], include=["metadatas"])["metadatas"]
+    assert all("cr_v77" not in m for m in metas)
+    assert fresh.model.version != 77

@@ -170,7 +170,8 @@ class ChromaStore:
         return int(self.chunks.count())
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are already stored."""
+        """Which of ``ids`` are already stored (repeats in ``ids`` allowed)."""
+        ids = list(dict.fromkeys(ids))  # Chroma rejects a get with a repeated id
         found: set[str] = set()
         for start in range(0, len(ids), self.batch_size):
             got = self.chunks.get(ids=list(ids[start : start + self.batch_size]), include=[])

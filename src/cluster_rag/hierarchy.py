@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError, UnknownTopicError
+from .types import Topic
 
 __all__ = [
     "LINKAGE_METHODS",
@@ -58,7 +59,9 @@ __all__ = [
     "level_counts",
     "linkage",
     "match_tree",
+    "node_topic",
     "renumber",
+    "version_tree",
 ]
 
 LINKAGE_METHODS = ("ward", "average", "bisect")
@@ -640,3 +643,69 @@ def match_tree(old: TopicTree, new: TopicTree, *, min_overlap: float = MIN_PAREN
         for n in new.nodes
     )
     return replace(new, nodes=nodes, next_id=max(counter, new.next_id))
+
+
+def version_tree(
+    centroids: np.ndarray,
+    sizes: Sequence[int] | np.ndarray,
+    leaf_ids: Sequence[int],
+    next_id: int,
+    previous: dict[str, Any] | None = None,
+    *,
+    random_state: int = 0,
+) -> TopicTree:
+    """The tree stored with a fitted version: built with the automatic broad cut, parent ids
+    carried over from the ``previous`` version's stored tree (``TopicTree.to_dict()``) when given.
+
+    Args:
+        centroids: ``(k, d)`` float32, L2-normalized, in position order.
+        sizes: ``(k,)`` chunks per position.
+        leaf_ids: stable topic id of each position (after ``versioning.match_topics``).
+        next_id: smallest id never used by a topic (parents draw from it too; store the
+            returned tree's ``next_id`` as the version's ``next_topic_id``).
+        previous: the previous version's stored tree, or ``None``.
+        random_state: seed of the broad-cut resamples.
+    """
+    tree = build_tree(centroids, sizes, leaf_ids, n_top="auto", next_id=next_id, random_state=random_state)
+    if previous:
+        try:
+            old = TopicTree.from_dict(previous)
+        except InvalidInputError:  # a tree of an unknown format: start fresh ids
+            return tree
+        tree = match_tree(old, replace(tree, next_id=max(tree.next_id, old.next_id)))
+    return tree
+
+
+def node_topic(tree: TopicTree, node_id: int, leaf_topics: Sequence[Topic], *, top_n: int = 10) -> Topic:
+    """A node of the tree as a :class:`Topic` (a leaf: its own topic).
+
+    A parent's size is the sum of its leaves' current sizes, its keywords the leaves'
+    keywords ranked by ``sum(size / (rank + 1))`` (what most of its chunks are about), its
+    representatives those of its largest leaf, its label the keyword label of those
+    keywords (``label_source="keywords"``; parent names from a labeler replace it).
+
+    Args:
+        tree: the version's tree.
+        node_id: a node id.
+        leaf_topics: the version's topics by position (current sizes).
+        top_n: keywords kept.
+    """
+    from .labeling import keyword_label
+
+    node = tree.node(node_id)
+    if node.level == 0:
+        return leaf_topics[node.leaves[0]]
+    members = [leaf_topics[p] for p in node.leaves]
+    score: dict[str, float] = {}
+    for t in members:
+        for rank, word in enumerate(t.keywords):
+            score[word] = score.get(word, 0.0) + max(t.size, 1) / (rank + 1)
+    keywords = sorted(score, key=lambda w: (-score[w], w))[:top_n]
+    largest = max(members, key=lambda t: (t.size, -t.id))
+    return Topic(
+        id=node.id,
+        size=int(sum(t.size for t in members)),
+        keywords=keywords,
+        representative_ids=list(largest.representative_ids),
+        label=keyword_label(keywords),
+    )

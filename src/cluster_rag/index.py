@@ -29,6 +29,7 @@ from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, content_hash, normalize
 from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
 from .guard import guard_public_methods, retry_transient
+from .hierarchy import TopicTree, node_topic
 from .ingest import load_chunks
 from .labeling.base import Labeler, LabelReport
 from .model import ClusterModel, describe_index, read_active
@@ -362,9 +363,25 @@ class ClusterIndex:
             return self._model.info
 
     # reading ----------------------------------------------------------------------
-    def topics(self) -> list[Topic]:
-        """Topics of the active version, by position; sizes include chunks added since the fit."""
+    def topics(self, *, level: int | None = None) -> list[Topic]:
+        """Topics of the active version, by position; sizes include chunks added since the fit.
+
+        With a ``level`` of the topic tree (:meth:`topic_tree`; ``0``: the topics themselves,
+        ``topic_tree().depth``: the broad topics): that level's nodes, largest first; a parent
+        node's id can be passed wherever a topic id is taken (``search(topics=[parent])``
+        searches every topic under it).
+        """
+        if level is not None:
+            model = self.model
+            leaves = model.sized_topics()
+            return [node_topic(model.tree, n.id, leaves) for n in model.tree.at_level(level)]
         return self.model.sized_topics()
+
+    def topic_tree(self) -> TopicTree:
+        """The active version's topic tree over its topics (see :mod:`cluster_rag.hierarchy`):
+        stored with the version, parent ids kept across refits; ``evidence`` tells how the
+        number of broad topics was chosen."""
+        return self.model.tree
 
     def topic(self, topic: int | str) -> Topic:
         """One topic by id or name (see :meth:`ClusterModel.resolve_topics`)."""

@@ -416,8 +416,8 @@ def auto_k(
 
 # ----------------------------------------------------------------------------- broad topics
 BROAD_RULE = (
-    "the most reproducible cut (highest leaf-subset stability) among the cuts no coarser than the "
-    "best-separated one (highest size-weighted centroid silhouette), m in [2, k // 2]"
+    "among the cuts no coarser than the best-separated one (highest size-weighted centroid silhouette), "
+    "the finest whose leaf-subset stability is within one standard error of the most stable; m in [2, k // 2]"
 )
 
 
@@ -653,13 +653,16 @@ def _nanmean(values: list[float]) -> float:
 
 
 def broad_rule(cands: Sequence[BroadCandidate]) -> int:
-    """Apply :data:`BROAD_RULE` to scored candidates (ascending ``m``); ties → smaller ``m``."""
+    """Apply :data:`BROAD_RULE` to scored candidates (ascending ``m``)."""
     sil = np.asarray([c.silhouette for c in cands], dtype=float)
     stab = np.asarray([c.stability for c in cands], dtype=float)
+    se = np.nan_to_num(np.asarray([c.stability_se for c in cands], dtype=float))
     if np.all(np.isnan(sil)):
         return int(cands[0].m)
     first = int(np.nanargmax(sil))
     tail = stab[first:]
     if np.all(np.isnan(tail)):
         return int(cands[first].m)
-    return int(cands[first + int(np.nanargmax(tail))].m)
+    best = first + int(np.nanargmax(tail))
+    within = np.flatnonzero(np.nan_to_num(tail, nan=-np.inf) >= stab[best] - se[best] - 1e-12)
+    return int(cands[first + int(within[-1])].m)

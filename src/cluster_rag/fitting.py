@@ -1,13 +1,17 @@
 """Stored vectors → a new model version → the atomic switch.
 
-A refit writes every chunk's assignment (``cr_v<N>``), describes the topics
+A refit writes the version's assignment once (cluster-sorted ids in the
+``NAME__meta`` collection, and for an embedded store a memory-mappable vector
+snapshot next to it: :mod:`cluster_rag.store.snapshots`; no chunk metadata is
+rewritten), describes the topics
 (c-TF-IDF keywords, representative chunks), matches them to the previous
 version's so stable ids and labels carry over (:mod:`cluster_rag.versioning`),
 calibrates the default route (:mod:`cluster_rag.routing`), stores centroids and
 the JSON payload, and only then switches the ``active`` record. A process killed
 at any point before the switch leaves the previous version active and complete.
 Old versions beyond ``keep_versions`` are pruned after the switch (their
-centroids, payload and assignment keys; never chunks).
+centroids, payload, assignment, snapshot and the ``cr_v<N>`` keys of chunks added
+after them; never chunks).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .model import AddedLog, ClusterModel, numpy_loader, positions_of, record_from_payload
 from .routing import calibrate
-from .store import ChromaStore, added_key, version_key
+from .store import ChromaStore, added_key, snapshots, version_key
 from .store.chroma_store import owner_alive
 from .types import ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching, match_topics
@@ -90,15 +94,41 @@ class Previous:
 
 
 def previous_of(
-    store: ChromaStore, model: ClusterModel | None, vectors: np.ndarray, metas: list[dict[str, Any]]
+    store: ChromaStore, model: ClusterModel | None, ids: list[str], vectors: np.ndarray
 ) -> Previous | None:
-    """The active version with each chunk's position in it, for topic matching."""
+    """The active version with each chunk's position in it, for topic matching.
+
+    Args:
+        ids: ``(n,)`` chunk ids of the refit; ``vectors``: ``(n, d)`` float32 in that order.
+    """
     if model is None:
         return None
     version = model.version
-    labels = positions_of(version, metas, vectors, model.centroids)
     key, mark = version_key(version), added_key(version)
-    fitted = np.fromiter((key in m and mark not in m for m in metas), dtype=bool, count=len(metas))
+    entry = model.record.extras.get("assignment")
+    stored = snapshots.load_assignment(store, version, entry) if entry is not None else None
+    if stored is None:  # a version written before assignments were stored: its cr_v<N> keys
+        by_id: dict[str, dict[str, Any]] = {}
+        for got in store.iter_all(include=["metadatas"]):
+            by_id.update((cid, m or {}) for cid, m in zip(got["ids"], got["metadatas"], strict=True))
+        ordered = [by_id.get(cid, {}) for cid in ids]
+        labels = positions_of(version, ordered, vectors, model.centroids)
+        fitted = np.fromiter((key in m and mark not in m for m in ordered), dtype=bool, count=len(ids))
+    else:
+        pos = stored.position_of
+        labels = np.fromiter((pos.get(cid, -1) for cid in ids), dtype=np.int64, count=len(ids))
+        fitted = labels >= 0
+        added: dict[str, int] = {}
+        for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
+            added.update(
+                (cid, int((m or {}).get(key, -1)))
+                for cid, m in zip(got["ids"], got["metadatas"], strict=True)
+            )
+        for i in np.nonzero(~fitted)[0]:
+            labels[i] = added.get(ids[i], -1)
+        missing = (labels < 0) | (labels >= model.k)
+        if missing.any():
+            labels[missing] = assign(vectors[missing], model.centroids)[0]
     return Previous(
         version,
         list(model.topics),
@@ -108,6 +138,21 @@ def previous_of(
         model.record.next_topic_id,
         model.record.extras.get("tree"),
     )
+
+
+def _load_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
+    """Every stored chunk id and its vector ``(n, d)`` float32 (no metadata)."""
+    ids: list[str] = []
+    vectors = np.zeros((store.count() + 1024, store.dimension), np.float32)
+    n = 0
+    for got in store.iter_all(include=["embeddings"]):
+        block = np.asarray(got["embeddings"], dtype=np.float32)
+        if n + len(block) > len(vectors):  # grew while we read
+            vectors = np.concatenate([vectors, np.zeros((len(block) + 1024, store.dimension), np.float32)])
+        vectors[n : n + len(block)] = block
+        ids.extend(got["ids"])
+        n += len(block)
+    return ids, vectors[:n]
 
 
 def _cluster(
@@ -147,14 +192,13 @@ def fit_version(
         NotFittedError: fewer than 2 chunks stored.
         InvalidKError: ``k`` out of range.
     """
-    ids, vectors, metas = store.load_all()
+    ids, vectors = _load_vectors(store)
     if len(ids) < 2:
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
     centroids, labels, engine, sweep = _cluster(vectors, request, config)
-    previous = previous_of(store, active, vectors, metas)
-    del metas
+    previous = previous_of(store, active, ids, vectors)
     return _commit(store, config, ids, vectors, centroids, labels, engine, previous, request.matching, sweep)
 
 
@@ -200,7 +244,7 @@ def _commit(
     k = len(centroids)
     version, started_from = store.claim_version()  # compare-and-swap: two fits never share a number
     n_fit = len(ids)
-    store.write_assignments(version, ids, labels)
+    assignment = _save_assignment(store, version, ids, vectors, labels, k)
     ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
     topics = describe_topics(store, ids, vectors, centroids, labels, progress=config.progress)
     refit: RefitReport | None = None
@@ -265,6 +309,7 @@ def _commit(
         "next_topic_id": next_id,
         "refit": refit.to_dict() if refit is not None else None,
         "tree": tree.to_dict(),
+        "assignment": assignment,
     }
     if sweep is not None:  # how k was chosen, next to the version it made
         payload["choose_k"] = sweep.to_dict()
@@ -274,6 +319,20 @@ def _commit(
     record = record_from_payload(payload, centroids)
     backend = build_numpy_backend(centroids, ids, vectors, labels)
     return ClusterModel(record, numpy_loader(store), backend=backend, added=AddedLog(list(ids[n_fit:])))
+
+
+def _save_assignment(
+    store: ChromaStore, version: int, ids: list[str], vectors: np.ndarray, labels: np.ndarray, k: int
+) -> dict[str, Any]:
+    """Store the fitted chunks' assignment once (and the vector snapshot of an embedded store);
+    returns the payload entry naming it (see :mod:`cluster_rag.store.snapshots`)."""
+    order, offsets = snapshots.sort_by_cluster(labels, k)
+    sorted_ids = [ids[i] for i in order]
+    entry = snapshots.save_assignment(store, version, sorted_ids, offsets)
+    path = snapshots.snapshot_path(store, version, entry["digest"])
+    if path is not None:
+        snapshots.write_snapshot(path, vectors[order])
+    return entry
 
 
 def describe_topics(
@@ -325,6 +384,8 @@ def prune_versions(store: ChromaStore, keep: int) -> None:
     old = [v for v in store.versions() if v != active]
     for version in old[: max(0, len(old) - (keep - 1))]:
         store.delete_model(version)
+        snapshots.delete_assignment(store, version)
+        snapshots.delete_snapshots(store, version)
         store.drop_assignments(version)
 
 
@@ -363,6 +424,8 @@ def drop_orphans(store: ChromaStore) -> list[int]:
     dead = [v for v, c in claims.items() if v not in saved and not owner_alive(c)]
     for version in dead:
         store.delete_centroids(version)
+        snapshots.delete_assignment(store, version)
+        snapshots.delete_snapshots(store, version)
         store.drop_assignments(version)
     store.drop_claims(dead + [v for v in claims if v in saved])  # a saved version keeps its number
     return dead

@@ -33,7 +33,7 @@ from .clustering.online import OnlineState
 from .drift import Baseline
 from .errors import UnknownTopicError
 from .hierarchy import TopicTree, version_tree
-from .store import ChromaStore, added_key, version_key
+from .store import ChromaStore, added_key, snapshots, version_key
 from .types import ModelInfo, Topic
 
 __all__ = [
@@ -411,9 +411,23 @@ def read_active(store: ChromaStore) -> ClusterModel | None:
 
 
 def numpy_loader(store: ChromaStore) -> ContentsLoader:
-    """Loader of the numpy backend: every chunk vector and its position, read from Chroma."""
+    """Loader of the numpy backend.
+
+    Versions with a stored assignment (:mod:`cluster_rag.store.snapshots`): the fitted
+    chunks' ids come from the assignment, their vectors from the memory-mapped snapshot
+    next to an embedded store (else from Chroma by id); the chunks added since the fit
+    are read with a metadata query on ``cr_added_v<N>``. Only when the chunk count does
+    not add up (deletes, or adds by a process still on an older version) are the stored
+    ids listed (no vectors) to find what went and what came. Older versions: every chunk
+    vector and its ``cr_v<N>`` key, read from Chroma.
+    """
 
     def load(record: VersionRecord) -> tuple[SearchBackend, AddedLog]:
+        entry = record.extras.get("assignment")
+        if entry is not None:
+            found = snapshots.load_assignment(store, record.info.version, entry)
+            if found is not None:
+                return _load_stored(store, record, found)
         version = record.info.version
         key, mark = version_key(version), added_key(version)
         ids, vectors, metas = store.load_all()
@@ -424,6 +438,76 @@ def numpy_loader(store: ChromaStore) -> ContentsLoader:
         return build_numpy_backend(record.centroids, ids, vectors, labels), AddedLog(added)
 
     return load
+
+
+def _load_stored(
+    store: ChromaStore, record: VersionRecord, fitted: snapshots.Assignment
+) -> tuple[SearchBackend, AddedLog]:
+    """Contents of a version with a stored assignment (see :func:`numpy_loader`)."""
+    from .routing import RoutingIndex
+
+    version, centroids = record.info.version, record.centroids
+    dim = centroids.shape[1]
+    ids, offsets = fitted.ids, fitted.offsets
+    path = snapshots.snapshot_path(store, version, fitted.digest)
+    vectors = snapshots.read_snapshot(path, len(ids), dim)
+    keep: np.ndarray | None = None
+    if vectors is None:  # server mode or no snapshot file: the vectors by id from Chroma
+        vectors, keep = _vectors_by_id(store, ids, dim)
+    # added since the fit: marked at add time (stale marks of an interrupted attempt skipped)
+    key, mark = version_key(version), added_key(version)
+    add_ids: list[str] = []
+    add_vecs: list[np.ndarray] = []
+    add_pos: list[int] = []
+    for got in store.iter_all(include=["embeddings", "metadatas"], where={mark: {"$gte": 1}}):
+        for cid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
+            if cid not in fitted.position_of:
+                add_ids.append(cid)
+                add_vecs.append(np.asarray(vec, dtype=np.float32))
+                add_pos.append(int((meta or {}).get(key, -1)))
+    n_base = len(ids) if keep is None else int(keep.sum())
+    if store.count() != n_base + len(add_ids):
+        # deletes, or chunks written by a process on an older version: list the stored ids
+        stored: set[str] = set()
+        for got in store.iter_all(include=[]):
+            stored.update(got["ids"])
+        present = np.fromiter((cid in stored for cid in ids.tolist()), dtype=bool, count=len(ids))
+        keep = present if keep is None else keep & present
+        unknown = sorted(stored - fitted.position_of.keys() - set(add_ids))
+        if unknown:
+            got = store.get(unknown, include=["embeddings"])
+            add_ids.extend(got["ids"])
+            add_vecs.extend(np.asarray(got["embeddings"], dtype=np.float32))
+            add_pos.extend([-1] * len(got["ids"]))
+    add_v = np.stack(add_vecs) if add_vecs else np.zeros((0, dim), np.float32)
+    add_l = np.asarray(add_pos, dtype=np.int64)
+    missing = (add_l < 0) | (add_l >= len(centroids))
+    if missing.any():
+        add_l[missing] = assign(add_v[missing], centroids)[0]
+    added = (add_ids, add_v, add_l)
+    if keep is not None and not keep.all():
+        labels = fitted.labels[keep]
+        counts = np.bincount(labels, minlength=len(centroids))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        ids, vectors = ids[keep], np.asarray(vectors[keep])
+    backend = RoutingIndex.from_sorted(centroids, ids, vectors, offsets, added)
+    return backend, AddedLog(list(add_ids))
+
+
+def _vectors_by_id(store: ChromaStore, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors ``(n, d)`` float32 of ``ids`` read from Chroma, and ``(n,)`` bool: still stored."""
+    vectors = np.zeros((len(ids), dim), np.float32)
+    keep = np.zeros(len(ids), dtype=bool)
+    step = store.batch_size
+    for start in range(0, len(ids), step):
+        part = [str(x) for x in ids[start : start + step]]
+        got = store.chunks.get(ids=part, include=["embeddings"])
+        where = {cid: i for i, cid in enumerate(part)}
+        rows = np.fromiter((start + where[cid] for cid in got["ids"]), dtype=np.int64, count=len(got["ids"]))
+        if len(rows):
+            vectors[rows] = np.asarray(got["embeddings"], dtype=np.float32)
+            keep[rows] = True
+    return vectors, keep
 
 
 def describe_index(store: ChromaStore, model: ClusterModel | None, location: str) -> dict[str, Any]:

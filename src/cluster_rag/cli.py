@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -695,17 +695,54 @@ def demo(k: int | None, opts: Opts) -> int:
     return 0
 
 
-@cli.command()
-@store_options(always_quiet=True)
-def mcp(opts: Opts) -> int:
-    """Serve list_topics / search_within_topic / get_document over MCP (stdio)."""
-    from .mcp_server import build_server
+def _scope_option(func: F) -> F:
+    decorated: F = click.option(
+        "--scope", "scope_json", default=None, metavar="JSON",
+        help='answer only within this access scope, e.g. \'{"tenant": "A"}\' or '
+             '\'{"where": {...}, "topics": [1, 2], "collection": "kb_a"}\' (default $CLUSTER_RAG_SCOPE)',
+    )(func)
+    return decorated
 
+
+def _scope(scope_json: str | None, opts: Opts) -> tuple[Any, Opts]:
+    """The session's scope (``--scope``, else ``$CLUSTER_RAG_SCOPE``) and the options with its collection."""
+    from .scope import Scope
+
+    scope = Scope.parse(scope_json) if scope_json is not None else Scope.from_env()
+    if scope is not None and scope.collection is not None and opts.collection is None:
+        opts = replace(opts, collection=scope.collection)
+    return scope, opts
+
+
+@cli.command()
+@_scope_option
+@click.option("--audit", is_flag=True,
+              help="log one JSON line per tool call (tool, arguments, scope, ids; never texts) on stderr")
+@store_options(always_quiet=True)
+def mcp(scope_json: str | None, audit: bool, opts: Opts) -> int:
+    """Serve list_topics / search_within_topic / get_document over MCP (stdio)."""
+    import logging
+
+    from .mcp_server import build_server
+    from .tools import audit_logger
+
+    scope, opts = _scope(scope_json, opts)
     index = _open(opts, create=False)
     model = index.model_info  # no cluster model: exit 2 now, not on the first tool call
-    server = build_server(index)  # MissingDependencyError names the pip line
+    hook = None
+    if audit:
+        log = logging.getLogger("cluster_rag.audit")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s audit %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        hook = audit_logger(log)
+    server = build_server(index, scope=scope, audit=hook)  # MissingDependencyError names the pip line
+    scoped = " within an access scope" if scope is not None else ""
     click.echo(
-        f"cluster-rag: serving {index.location} (model version {model.version}, k={model.k}) over MCP stdio",
+        f"cluster-rag: serving {index.location} (model version {model.version}, k={model.k}) over MCP "
+        f"stdio{scoped}",
         err=True,
     )
     server.run("stdio")
@@ -834,12 +871,17 @@ def _web(command: str) -> Any:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="TCP port")
+@_scope_option
 @store_options()
-def serve(host: str, port: int, opts: Opts) -> int:
+def serve(host: str, port: int, scope_json: str | None, opts: Opts) -> int:
     """Browse topics and search in a web page served on HOST:PORT."""
     web = _web("serve")
+    scope, opts = _scope(scope_json, opts)
     index = _open(opts, create=False)
-    web.serve(index, host=host, port=port, quiet=opts.quiet)
+    if scope is not None:
+        web.serve(index, host=host, port=port, quiet=opts.quiet, scope=scope)
+    else:
+        web.serve(index, host=host, port=port, quiet=opts.quiet)
     return 0
 
 

@@ -29,10 +29,10 @@ from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, content_hash, normalize
 from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
 from .guard import guard_public_methods, retry_transient
-from .hierarchy import TopicTree, node_topic
 from .ingest import load_chunks
 from .labeling.base import Labeler, LabelReport
 from .model import ClusterModel, describe_index, read_active
+from .scope import Scope, check_scope, scoped_view
 from .search import build_request, get_hits, routed_search
 from .store import ChromaStore
 from .types import Hit, ModelInfo, Topic
@@ -363,30 +363,22 @@ class ClusterIndex:
             return self._model.info
 
     # reading ----------------------------------------------------------------------
-    def topics(self, *, level: int | None = None) -> list[Topic]:
+    def topics(self, *, scope: Scope | None = None) -> list[Topic]:
         """Topics of the active version, by position; sizes include chunks added since the fit.
-
-        With a ``level`` of the topic tree (:meth:`topic_tree`; ``0``: the topics themselves,
-        ``topic_tree().depth``: the broad topics): that level's nodes, largest first; a parent
-        node's id can be passed wherever a topic id is taken (``search(topics=[parent])``
-        searches every topic under it).
-        """
-        if level is not None:
-            model = self.model
-            leaves = model.sized_topics()
-            return [node_topic(model.tree, n.id, leaves) for n in model.tree.at_level(level)]
+        With a ``scope``: those it sees (:mod:`~cluster_rag.scope`)."""
+        if scope is not None and self._scoped(scope):
+            return list(scoped_view(self.model, self.store, scope).topics)
         return self.model.sized_topics()
 
-    def topic_tree(self) -> TopicTree:
-        """The active version's topic tree over its topics (see :mod:`cluster_rag.hierarchy`):
-        stored with the version, parent ids kept across refits; ``evidence`` tells how the
-        number of broad topics was chosen."""
-        return self.model.tree
-
-    def topic(self, topic: int | str) -> Topic:
-        """One topic by id or name (see :meth:`ClusterModel.resolve_topics`)."""
+    def topic(self, topic: int | str, *, scope: Scope | None = None) -> Topic:
+        """One topic by id or name (see :meth:`ClusterModel.resolve_topics`), among those ``scope`` sees."""
         model = self.model
+        if scope is not None and self._scoped(scope):
+            return scoped_view(model, self.store, scope).topic(topic)
         return model.sized_topics()[model.position_of[model.resolve_topics(check_topics([topic]) or [])[0]]]
+
+    def _scoped(self, scope: Scope) -> bool:
+        return check_scope(scope, self.store).filters_rows
 
     def search(
         self,
@@ -396,6 +388,7 @@ class ClusterIndex:
         n_probe: int | None = None,
         topics: Sequence[int | str] | None = None,
         where: dict[str, Any] | None = None,
+        scope: Scope | None = None,
     ) -> list[Hit]:
         """Embed ``query`` and search the nearest clusters exactly (see :mod:`~cluster_rag.search`).
 
@@ -406,13 +399,14 @@ class ClusterIndex:
             topics: search only these topics (ids or names).
             where: Chroma filter on user metadata; the search widens to further clusters until
                 ``k`` chunks pass it.
+            scope: the caller's :class:`~cluster_rag.scope.Scope`; ANDed with ``where``, never widened.
 
         Returns:
             Up to ``k`` hits, best first.
         """
         check_query_text(query), check_topics(topics), check_where(where)
         model = self.model
-        request = build_request(model, k, n_probe, topics, where)
+        request = build_request(model, k, n_probe, topics, where, scope=scope, store=self.store)
         return routed_search(model, self.store, self.embed_query(query), request)
 
     def search_by_vector(
@@ -423,15 +417,17 @@ class ClusterIndex:
         n_probe: int | None = None,
         topics: Sequence[int | str] | None = None,
         where: dict[str, Any] | None = None,
+        scope: Scope | None = None,
     ) -> list[Hit]:
         """:meth:`search` with a precomputed ``(d,)`` query vector."""
         check_topics(topics), check_where(where)
         model = self.model
-        return routed_search(model, self.store, vector, build_request(model, k, n_probe, topics, where))
+        request = build_request(model, k, n_probe, topics, where, scope=scope, store=self.store)
+        return routed_search(model, self.store, vector, request)
 
-    def get(self, ids: Sequence[str]) -> list[Hit]:
-        """Chunks by id (score 1.0), in the order given; unknown ids are skipped."""
-        return get_hits(self.model, self.store, check_chunk_ids(ids))
+    def get(self, ids: Sequence[str], *, scope: Scope | None = None) -> list[Hit]:
+        """Chunks by id (score 1.0), in the order given; unknown ids, and ids outside ``scope``, skipped."""
+        return get_hits(self.model, self.store, check_chunk_ids(ids), scope)
 
     # framework adapters -------------------------------------------------------------
     def as_langchain_retriever(self, **kwargs: Any) -> Any:

@@ -12,6 +12,12 @@ Run it with ``cluster-rag mcp --path ./kb`` (or ``--chroma-url URL``), or::
     from cluster_rag.mcp_server import serve
     serve(ClusterIndex.open("./kb", create=False))
 
+Access scope: ``serve(index, scope=Scope(where={"tenant": "A"}))`` or
+``cluster-rag mcp --scope '{"tenant": "A"}'`` (or ``$CLUSTER_RAG_SCOPE`` for hosts that
+cannot pass flags). The scope is fixed when the server starts: it is not a tool argument,
+the client cannot see or change it, and an id or topic outside it answers exactly like
+one that does not exist. Every result is bounded (``TopicTools.max_result_bytes``).
+
 ``mcp`` is an optional dependency: ``pip install "cluster-rag[mcp]"``.
 """
 
@@ -26,9 +32,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from .errors import ClusterRagError, missing_dependency
+from .errors import ClusterRagError, InvalidInputError, missing_dependency
+from .scope import Scope
 from .tool_specs import TOOL_NAMES, ToolSpec
-from .tools import TopicTools
+from .tools import AuditHook, TopicTools
+
+_MAX_ERROR_CHARS = 600
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -56,25 +65,32 @@ def build_server(
     *,
     tools: TopicTools | None = None,
     name: str = "cluster-rag",
+    scope: Scope | None = None,
+    audit: AuditHook | None = None,
 ) -> "MCPServer[Any]":
     """An ``MCPServer`` exposing ``list_topics``, ``search_within_topic`` and ``get_document``.
 
     Args:
         index: a fitted index.
         tools: the :class:`TopicTools` to serve (to change the result limits);
-            default ``TopicTools(index)``.
+            default ``TopicTools(index, scope=scope, audit=audit)``.
         name: server name shown to clients.
+        scope: the one :class:`~cluster_rag.scope.Scope` every call is answered within.
+        audit: a hook receiving one record per call (see :mod:`cluster_rag.tools`).
 
     Raises:
         MissingDependencyError: ``mcp`` (2.x) is not installed.
+        InvalidInputError: ``tools`` together with ``scope``/``audit`` (set them on the tools).
     """
+    if tools is not None and (scope is not None or audit is not None):
+        raise InvalidInputError("pass scope/audit to TopicTools(...) when you pass tools=, not both")
     mcpserver = _import_mcp()
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
 
     from . import __version__
 
-    topic_tools = tools or TopicTools(index)
+    topic_tools = tools or TopicTools(index, scope=scope, audit=audit)
     server: MCPServer[Any] = mcpserver.MCPServer(
         name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
@@ -89,7 +105,10 @@ def build_server(
         try:
             result = await anyio.to_thread.run_sync(work)
         except ClusterRagError as exc:
-            raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+            message = str(exc)
+            if len(message) > _MAX_ERROR_CHARS:
+                message = message[: _MAX_ERROR_CHARS - 1] + "…"
+            raise ToolError(f"{type(exc).__name__}: {message}") from exc
         return json.dumps(result, ensure_ascii=False, default=str)
 
     for fn in (_tool_function(topic_tools.specs[name], run) for name in TOOL_NAMES):
@@ -123,9 +142,16 @@ def _tool_function(spec: ToolSpec, run: Callable[..., Awaitable[str]]) -> Callab
     return tool
 
 
-def serve(index: "ClusterIndex", *, tools: TopicTools | None = None) -> None:
+def serve(
+    index: "ClusterIndex",
+    *,
+    tools: TopicTools | None = None,
+    scope: Scope | None = None,
+    audit: AuditHook | None = None,
+) -> None:
     """Serve the tools over stdio until the client closes the connection (blocks).
 
     Nothing but protocol messages may reach stdout while it runs; logs go to stderr.
+    ``scope`` and ``audit`` as for :func:`build_server`.
     """
-    build_server(index, tools=tools).run("stdio")
+    build_server(index, tools=tools, scope=scope, audit=audit).run("stdio")

@@ -2,7 +2,12 @@
 
 It holds default search options (``k``, ``n_probe``, ``topics``, ``where``),
 lets each call override them, optionally reranks a wider candidate pool, and
-returns plain :class:`~cluster_rag.types.Hit` objects. The LangChain and
+returns plain :class:`~cluster_rag.types.Hit` objects.
+
+``where`` is a default a call may replace; it is not an access boundary. For that,
+give a :class:`~cluster_rag.scope.Scope` (``scope=Scope(where={"tenant": "A"})``): it is
+fixed at construction, every call's options are ANDed with it inside the core search,
+and no per-call option can widen or remove it. The LangChain and
 LlamaIndex packages under ``integrations/`` only translate those hits into
 ``Document`` / ``NodeWithScore``.
 
@@ -23,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import InvalidInputError
+from .mmr import mmr_select
+from .scope import Scope
 from .types import Hit
 
 if TYPE_CHECKING:
@@ -121,6 +128,7 @@ class ClusteredRetriever:
         where: Chroma metadata filter, e.g. ``{"source": "faq.md"}``.
         reranker: a :class:`Reranker`; it sees ``fetch_k`` candidates, the first ``k`` it returns are kept.
         fetch_k: candidates given to the reranker; default ``max(4 * k, 20)``. Ignored without a reranker.
+        scope: the reader's :class:`~cluster_rag.scope.Scope` (fixed; calls cannot change it).
 
     Raises:
         InvalidInputError: a bad option (the message names it and the fix).
@@ -139,7 +147,10 @@ class ClusteredRetriever:
         where: dict[str, Any] | None = None,
         reranker: Reranker | None = None,
         fetch_k: int | None = None,
+        scope: Scope | None = None,
     ) -> None:
+        if scope is not None and not isinstance(scope, Scope):
+            raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
         if not callable(getattr(index, "search", None)):
             raise InvalidInputError(
                 f"index must be a cluster_rag.ClusterIndex, got {type(index).__name__}; "
@@ -158,6 +169,12 @@ class ClusteredRetriever:
         )
         self.reranker = reranker
         self.fetch_k = None if fetch_k is None else _check_k(fetch_k, "fetch_k")
+        self._scope = scope
+
+    @property
+    def scope(self) -> Scope | None:
+        """The fixed scope every call is searched within (``None``: the whole index)."""
+        return self._scope
 
     def options(self, **overrides: Any) -> RetrieveOptions:
         """The defaults with ``overrides`` applied and validated.
@@ -204,6 +221,7 @@ class ClusteredRetriever:
             n_probe=opts.n_probe,
             topics=list(opts.topics) if opts.topics is not None else None,
             where=opts.where,
+            **({"scope": self._scope} if self._scope is not None else {}),
         )
         if self.reranker is not None and hits:
             hits = list(self.reranker(query, hits))
@@ -217,7 +235,7 @@ class ClusteredRetriever:
         d = self.defaults
         return (
             f"ClusteredRetriever(k={d.k}, n_probe={d.n_probe}, topics={d.topics}, where={d.where}, "
-            f"reranker={type(self.reranker).__name__ if self.reranker else None})"
+            f"reranker={type(self.reranker).__name__ if self.reranker else None}, scope={self._scope!r})"
         )
 
 
@@ -255,30 +273,8 @@ class MMRReranker:
 
 
 def mmr_order(relevance: np.ndarray, vectors: np.ndarray, lambda_mult: float) -> list[int]:
-    """Greedy MMR selection order.
-
-    Args:
-        relevance: ``(n,)`` float similarity of each candidate to the query.
-        vectors: ``(n, d)`` float32, L2-normalized candidate vectors.
-        lambda_mult: weight of relevance in ``[0, 1]``.
-
-    Returns:
-        A permutation of ``range(n)``, first chosen first.
-    """
-    n = len(relevance)
-    sims = vectors @ vectors.T
-    chosen = [int(np.argmax(relevance))]
-    redundancy = sims[chosen[0]].copy()
-    remaining = np.ones(n, dtype=bool)
-    remaining[chosen[0]] = False
-    while remaining.any():
-        value = lambda_mult * relevance - (1.0 - lambda_mult) * redundancy
-        value[~remaining] = -np.inf
-        nxt = int(np.argmax(value))
-        chosen.append(nxt)
-        remaining[nxt] = False
-        redundancy = np.maximum(redundancy, sims[nxt])
-    return chosen
+    """Greedy MMR order of every candidate (:func:`cluster_rag.mmr.mmr_select`)."""
+    return [int(i) for i in mmr_select(relevance, vectors, len(relevance), lambda_mult=lambda_mult)]
 
 
 class CrossEncoderReranker:

@@ -25,10 +25,30 @@ limit                  default  what it bounds
 ``max_document_chars`` 4000     characters of the ``get_document`` text
 ``max_keywords``       8        keywords per topic
 ``neighbours``         1        chunks on each side returned by ``get_document``
+``max_result_bytes``   16384    UTF-8 bytes of one result's JSON, errors included
 =====================  =======  ==================================================
 
-Truncated texts end in ``…`` and carry ``"truncated": true``; a capped ``k`` or
-``limit`` is reported in a ``"note"``.
+Everything a result carries is bounded, not only texts: metadata (20 keys of at most
+64 characters, string values of 300, lists of 20 items, 2,000 bytes per chunk), topic
+names (200 characters), descriptions (``max_chars``), keywords (60 characters each),
+the echoed query (200 characters) and error messages (600 characters). When a result
+is still over ``max_result_bytes``, trailing items (hits, topics, neighbours) are
+dropped and then texts shortened until it fits. Cut texts end in ``…``; an item that
+was cut carries ``"truncated": true``, and so does a result that lost items; a capped
+``k`` or ``limit`` is reported in a ``"note"``.
+
+Source paths: ingested files are stored with the path they were read from, often
+absolute (``/srv/kb/guide.md``). Agents see ``source`` and chunk ids relative to the
+ingest root (``guide.md#3``): ``source_root`` when given, else the deepest folder
+holding every absolute ``source`` the tools can see; ``get_document`` accepts both
+forms.
+
+Access scope and audit: ``TopicTools(index, scope=Scope(where={"tenant": "A"}))``
+answers every call within the scope (see :mod:`cluster_rag.scope`: topic views from
+in-scope chunks only; out-of-scope ids and topics answer exactly like missing ones);
+``audit=`` takes a callable that receives one JSON-ready record per call (tool,
+arguments cut to 200 characters each, scope, ids returned, error type; never texts);
+:func:`audit_logger` logs them as JSON lines on the ``cluster_rag.audit`` logger.
 
 Example (OpenAI chat completions)::
 
@@ -42,7 +62,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import posixpath
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -50,20 +73,30 @@ from pydantic import ValidationError
 
 from .chunk_ids import chunk_id, split_chunk_id
 from .errors import ClusterRagError, InvalidInputError, UnknownDocumentError, UnknownTopicError
+from .scope import Scope, scoped_view
+from .search import find_hits
 from .tool_specs import TOOL_NAMES, ToolSpec, openai_parameters, tool_specs
 
 if TYPE_CHECKING:
     from .index import ClusterIndex
-    from .model import ClusterModel
     from .types import Hit, Topic
 
-__all__ = ["TOOL_NAMES", "TopicTools", "openai_tools"]
+__all__ = ["TOOL_NAMES", "AuditHook", "TopicTools", "audit_logger", "openai_tools"]
 
 logger = logging.getLogger(__name__)
 
+#: Receives one JSON-ready record per tool call (see the module docstring).
+AuditHook = Callable[[dict[str, Any]], None]
 
 _MAX_METADATA_KEYS = 20
 _MAX_METADATA_CHARS = 300
+_MAX_KEY_CHARS = 64
+_MAX_METADATA_BYTES = 2000
+_MAX_NAME_CHARS = 200
+_MAX_KEYWORD_CHARS = 60
+_MAX_ECHO_CHARS = 200
+_MAX_ERROR_CHARS = 600
+_MIN_RESULT_BYTES = 1024
 _NEIGHBOUR_SCAN = 50  # chunks of one source fetched at most when looking for neighbours
 
 
@@ -98,16 +131,42 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
     return text[: max(0, limit - 1)] + "…", True
 
 
-def _bounded_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+def _short(text: str, limit: int) -> str:
+    return _truncate(text, limit)[0]
+
+
+def _size(data: Any) -> int:
+    """UTF-8 bytes of ``data`` as the tools serialize it."""
+    return len(json.dumps(data, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+
+
+def _bounded_value(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        return _truncate(value, _MAX_METADATA_CHARS)
+    if isinstance(value, list):
+        items = [_bounded_value(v) for v in value[:_MAX_METADATA_KEYS]]
+        return [v for v, _ in items], len(value) > _MAX_METADATA_KEYS or any(c for _, c in items)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value, False
+    return _truncate(str(value), _MAX_METADATA_CHARS)
+
+
+def _bounded_metadata(meta: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """At most 20 keys (64 characters each), values bounded, 2,000 bytes in all; and whether it was cut."""
     out: dict[str, Any] = {}
-    for key in sorted(meta)[:_MAX_METADATA_KEYS]:
-        value = meta[key]
-        if isinstance(value, str):
-            value = _truncate(value, _MAX_METADATA_CHARS)[0]
-        elif isinstance(value, list):
-            value = value[:_MAX_METADATA_KEYS]
-        out[key] = value
-    return out
+    cut = len(meta) > _MAX_METADATA_KEYS
+    used = 2
+    for key in sorted(meta, key=str)[:_MAX_METADATA_KEYS]:
+        name, key_cut = _truncate(str(key), _MAX_KEY_CHARS)
+        value, value_cut = _bounded_value(meta[key])
+        cost = _size({name: value})
+        if used + cost > _MAX_METADATA_BYTES:
+            cut = True
+            break
+        out[name] = value
+        used += cost
+        cut = cut or key_cut or value_cut
+    return out, cut
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -133,9 +192,14 @@ class TopicTools:
         max_document_chars: characters kept of the :meth:`get_document` text.
         max_keywords: keywords shown per topic.
         neighbours: chunks on each side returned by :meth:`get_document` (0 to 5).
+        max_result_bytes: UTF-8 bytes of one result's JSON (at least 1024).
+        scope: the reader's :class:`~cluster_rag.scope.Scope`; every call is answered within it.
+        audit: called with one record per call (see the module docstring), e.g. :func:`audit_logger`.
+        source_root: folder that ``source`` paths and chunk ids are shown relative to
+            (default: the deepest folder holding every absolute ``source``).
 
     Raises:
-        InvalidInputError: a limit out of range.
+        InvalidInputError: a limit out of range, a scope of another collection.
     """
 
     def __init__(
@@ -148,6 +212,10 @@ class TopicTools:
         max_document_chars: int = 4000,
         max_keywords: int = 8,
         neighbours: int = 1,
+        max_result_bytes: int = 16384,
+        scope: Scope | None = None,
+        audit: AuditHook | None = None,
+        source_root: str | os.PathLike[str] | None = None,
     ) -> None:
         for name, value, low in (
             ("max_k", max_k, 1),
@@ -156,12 +224,25 @@ class TopicTools:
             ("max_document_chars", max_document_chars, 20),
             ("max_keywords", max_keywords, 0),
             ("neighbours", neighbours, 0),
+            ("max_result_bytes", max_result_bytes, _MIN_RESULT_BYTES),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name}={value!r} must be an int >= {low}")
         if neighbours > 5:
             raise InvalidInputError(f"neighbours={neighbours} must be at most 5")
+        if scope is not None:
+            if not isinstance(scope, Scope):
+                raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
+            scope.check_collection(index.store.name)
+        if audit is not None and not callable(audit):
+            raise InvalidInputError(f"audit={audit!r} must be a callable taking one dict, or None")
         self.index = index
+        self.max_result_bytes = max_result_bytes
+        self._scope = scope
+        self.audit = audit
+        self._root = _clean_root(source_root) if source_root is not None else None
+        self._auto_root: tuple[object, str | None] | None = None
+        self._root_lock = threading.Lock()
         self.max_k = max_k
         self.max_topics = max_topics
         self.max_chars = max_chars
@@ -169,6 +250,18 @@ class TopicTools:
         self.max_keywords = max_keywords
         self.neighbours = neighbours
         self.specs = tool_specs(max_k, max_topics)
+
+    @property
+    def scope(self) -> Scope | None:
+        """The fixed scope every call is answered within (``None``: the whole index)."""
+        return self._scope
+
+    def _view(self) -> Any:
+        """The scope's topic view of the active model, or ``None`` when unscoped."""
+        scope = self._scope
+        if scope is None or not scope.filters_rows:
+            return None
+        return scoped_view(self.index.model, self.index.store, scope)
 
     # the three tools -------------------------------------------------------------
     def list_topics(self, query: str | None = None, limit: int | None = 20) -> dict[str, Any]:
@@ -190,11 +283,19 @@ class TopicTools:
         if query is not None and not isinstance(query, str):
             raise InvalidInputError(f"query={query!r} must be a string or null")
         limit, note = self._cap("limit", 20 if limit is None else limit, self.max_topics)
-        model = self.index.model
+        topics, centroids = self._topics()
         if query is not None and query.strip():
-            sims = model.centroids @ self.index.embed_query(query)  # (k,) cosine per topic
-            return self._ranked(model, sims, limit, note)
-        return self._ranked(model, None, limit, note)
+            sims = centroids @ self.index.embed_query(query)  # (t,) cosine per topic
+            return self._ranked(topics, sims, limit, note)
+        return self._ranked(topics, None, limit, note)
+
+    def _topics(self) -> tuple[list[Topic], np.ndarray]:
+        """Visible topics (current sizes) and their centroids ``(t, d)``, row-aligned."""
+        view = self._view()
+        if view is not None:
+            return list(view.topics), view.centroids
+        model = self.index.model
+        return model.sized_topics(), model.centroids
 
     def list_topics_batch(self, queries: Sequence[str], limit: int | None = 1) -> list[dict[str, Any]]:
         """:meth:`list_topics` for many queries with one embedding batch (routing a stream of texts).
@@ -220,31 +321,27 @@ class TopicTools:
         limit, note = self._cap("limit", 1 if limit is None else limit, self.max_topics)
         if not items:
             return []
-        model = self.index.model
+        topics, centroids = self._topics()
         vectors = self.index.embed_texts(items)  # (n, d) float32, L2-normalized
-        sims = vectors @ model.centroids.T  # (n, k) cosine per query and topic
-        return [self._ranked(model, row, limit, note) for row in sims]
+        sims = vectors @ centroids.T  # (n, t) cosine per query and topic
+        return [self._ranked(topics, row, limit, note) for row in sims]
 
-    def _ranked(self, model: ClusterModel, sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
-        """Topics ordered by ``sims`` ``(k,)`` (by cluster position) or, when ``None``, by size."""
-        # sims / sizes are by cluster position (= index in model.topics); topic ids are stable
-        # across refits and need not equal positions
-        topics = list(model.topics)
-        sizes = model.sizes
+    def _ranked(self, topics: list[Topic], sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
+        """Topics ordered by ``sims`` ``(t,)`` (aligned with ``topics``) or, when ``None``, by size."""
         if sims is not None:
             order = sorted(range(len(topics)), key=lambda i: (-float(sims[i]), topics[i].id))
         else:
-            order = sorted(range(len(topics)), key=lambda i: (-int(sizes[i]), topics[i].id))
+            order = sorted(range(len(topics)), key=lambda i: (-topics[i].size, topics[i].id))
         rows = []
         for i in order[:limit]:
-            row = self._topic_row(topics[i], int(sizes[i]))
+            row = self._topic_row(topics[i], topics[i].size)
             if sims is not None:
                 row["score"] = round(float(sims[i]), 4)
             rows.append(row)
         out: dict[str, Any] = {"topics": rows, "total_topics": len(topics), "returned": len(rows)}
         if note:
             out["note"] = note
-        return out
+        return self._fit(out, "topics")
 
     def search_within_topic(self, query: str, topic: int | str, k: int | None = 5) -> dict[str, Any]:
         """The best ``k`` chunks of one topic for ``query``.
@@ -266,18 +363,18 @@ class TopicTools:
             raise InvalidInputError(f"query={query!r} must be a non-blank string")
         k, note = self._cap("k", 5 if k is None else k, self.max_k)
         try:
-            found = self.index.topic(topic)
+            found = self.index.topic(topic, scope=self._scope)
         except UnknownTopicError as exc:
             raise UnknownTopicError(f"{exc} (call list_topics for the ids and names)") from exc
-        hits = self.index.search(query, k=k, topics=[found.id])
+        hits = self.index.search(query, k=k, topics=[found.id], scope=self._scope)
         out: dict[str, Any] = {
             "topic": {"id": found.id, "name": self._name(found), "size": found.size},
-            "query": query,
+            "query": _short(query, _MAX_ECHO_CHARS),
             "hits": [self._hit_row(h, self.max_chars) for h in hits],
         }
         if note:
             out["note"] = note
-        return out
+        return self._fit(out, "hits")
 
     def get_document(self, id: str) -> dict[str, Any]:  # noqa: A002 - the tool's public argument name
         """One chunk with its metadata, topic and neighbouring chunks of the same source.
@@ -295,24 +392,37 @@ class TopicTools:
             InvalidInputError: ``id`` is not a non-empty string.
         """
         if not isinstance(id, str) or not id.strip():
-            raise InvalidInputError(f"id={id!r} must be a non-empty string (a chunk id from a search hit)")
-        got = self.index.get([id])
+            raise InvalidInputError(
+                f"id={_short(repr(id), 80)} must be a non-empty string (a chunk id from a search hit)"
+            )
+        got = self._get([id])
+        root = self._source_root()
+        if not got and root is not None and not id.startswith("/"):
+            got = self._get([f"{root}/{id}"])  # the relative form the tools show
         if not got:
             raise UnknownDocumentError(
-                f"no chunk with id {id!r}; use an id exactly as returned by search_within_topic"
+                f"no chunk with id {_short(repr(id), 80)}; use an id exactly as returned by "
+                "search_within_topic"
             )
         hit = got[0]
         text, cut = _truncate(hit.text, self.max_document_chars)
+        metadata, meta_cut = _bounded_metadata(self._shown_metadata(hit.metadata))
         out: dict[str, Any] = {
-            "id": hit.id,
+            "id": self._shown_id(hit.id),
             "text": text,
-            "metadata": _bounded_metadata(hit.metadata),
-            "topic": {"id": hit.topic_id, "name": hit.topic_label or f"topic {hit.topic_id}"},
+            "metadata": metadata,
+            "topic": {
+                "id": hit.topic_id,
+                "name": _short(hit.topic_label or f"topic {hit.topic_id}", _MAX_NAME_CHARS),
+            },
             "neighbours": self._neighbours(hit),
         }
-        if cut:
+        if cut or meta_cut:
             out["truncated"] = True
-        return out
+        return self._fit(out, "neighbours", text_key="text")
+
+    def _get(self, ids: list[str]) -> list[Hit]:
+        return self.index.get(ids, scope=self._scope)
 
     # neutral entry points ----------------------------------------------------------
     def invoke(self, name: str, arguments: Any) -> dict[str, Any]:
@@ -326,15 +436,43 @@ class TopicTools:
             InvalidInputError: unknown tool, arguments not an object, a missing,
                 unexpected or wrongly typed argument; plus what the tool raises.
         """
+        if self.audit is None:
+            return self._invoke(name, arguments)
+        try:
+            result = self._invoke(name, arguments)
+        except Exception as exc:
+            self._audit(name, arguments, None, type(exc).__name__)
+            raise
+        self._audit(name, arguments, result, None)
+        return result
+
+    def _invoke(self, name: str, arguments: Any) -> dict[str, Any]:
         spec = self.specs.get(name) if isinstance(name, str) else None
         if spec is None:
-            raise InvalidInputError(f"unknown tool {name!r}; available tools: {', '.join(TOOL_NAMES)}")
+            raise InvalidInputError(
+                f"unknown tool {_short(repr(name), 80)}; available tools: {', '.join(TOOL_NAMES)}"
+            )
         args = self._check_args(spec, arguments)
         if name == "list_topics":
             return self.list_topics(args["query"], args["limit"])
         if name == "search_within_topic":
             return self.search_within_topic(args["query"], args["topic"], args["k"])
         return self.get_document(args["id"])
+
+    def _audit(self, name: Any, arguments: Any, result: dict[str, Any] | None, error: str | None) -> None:
+        """Hand one record to the audit hook: tool, arguments (cut), scope, ids returned; never texts."""
+        assert self.audit is not None
+        record = {
+            "tool": _short(str(name), 80),
+            "arguments": _audit_arguments(arguments),
+            "scope": self._scope.to_dict() if self._scope is not None else None,
+            "ids": _returned_ids(result) if result is not None else [],
+            "error": error,
+        }
+        try:
+            self.audit(record)
+        except Exception:  # an audit sink that fails must not hide the answer; it is logged
+            logger.exception("audit hook failed for tool %r", record["tool"])
 
     def call(self, name: str, arguments: Any) -> str:
         """:meth:`invoke`, as JSON text; never raises.
@@ -348,7 +486,7 @@ class TopicTools:
         except ClusterRagError as exc:
             return _error_json(name, type(exc).__name__, str(exc))
         except Exception as exc:  # a tool result must never kill the chat loop
-            logger.exception("tool %r failed unexpectedly", name)
+            logger.exception("tool %r failed unexpectedly", _short(repr(name), 80))
             return _error_json(name, type(exc).__name__, f"internal error: {exc}")
 
     def dispatch(self, tool_call: Any) -> str:
@@ -402,28 +540,100 @@ class TopicTools:
 
     @staticmethod
     def _name(topic: Topic) -> str:
-        return topic.label or f"topic {topic.id}"
+        return _short(topic.label or f"topic {topic.id}", _MAX_NAME_CHARS)
 
     def _topic_row(self, topic: Topic, size: int) -> dict[str, Any]:
-        return {
+        description, cut = _truncate(topic.description, self.max_chars)
+        keywords = [_truncate(str(w), _MAX_KEYWORD_CHARS) for w in topic.keywords[: self.max_keywords]]
+        row: dict[str, Any] = {
             "id": topic.id,
             "name": self._name(topic),
-            "description": _truncate(topic.description, self.max_chars)[0],
+            "description": description,
             "size": size,
-            "keywords": list(topic.keywords[: self.max_keywords]),
+            "keywords": [w for w, _ in keywords],
         }
+        if cut or any(c for _, c in keywords) or len(topic.label) > _MAX_NAME_CHARS:
+            row["truncated"] = True
+        return row
 
     def _hit_row(self, hit: Hit, limit: int) -> dict[str, Any]:
         text, cut = _truncate(hit.text, limit)
+        metadata, meta_cut = _bounded_metadata(self._shown_metadata(hit.metadata))
         row: dict[str, Any] = {
-            "id": hit.id,
+            "id": self._shown_id(hit.id),
             "text": text,
             "score": round(hit.score, 4),
-            "metadata": _bounded_metadata(hit.metadata),
+            "metadata": metadata,
         }
-        if cut:
+        if cut or meta_cut:
             row["truncated"] = True
         return row
+
+    # the byte budget -------------------------------------------------------------------
+    def _fit(self, out: dict[str, Any], items: str, *, text_key: str | None = None) -> dict[str, Any]:
+        """``out`` within ``max_result_bytes``: trailing ``out[items]`` dropped, then texts shortened."""
+        budget = self.max_result_bytes
+        if _size(out) <= budget:
+            return out
+        rows = out[items]
+        while rows and _size(out) > budget:
+            rows.pop()
+            out["truncated"] = True
+        if "returned" in out:
+            out["returned"] = len(rows)
+        limit = 4096
+        while _size(out) > budget and limit >= 16:
+            if text_key is not None and isinstance(out.get(text_key), str):
+                out[text_key] = _short(out[text_key], limit)
+            for row in rows:
+                if isinstance(row.get("text"), str):
+                    row["text"] = _short(row["text"], limit)
+                    row["truncated"] = True
+            out["truncated"] = True
+            limit //= 2
+        if _size(out) > budget:  # metadata alone too large for a tiny budget
+            for row in [out, *rows]:
+                if "metadata" in row:
+                    row["metadata"] = {}
+        return out
+
+    # source paths relative to the ingest root ----------------------------------------------
+    def _source_root(self) -> str | None:
+        """``source_root``, or the deepest folder holding every absolute ``source`` in scope
+        (computed once per model snapshot)."""
+        if self._root is not None:
+            return self._root
+        try:
+            model = self.index.model
+        except ClusterRagError:
+            return None
+        with self._root_lock:
+            if self._auto_root is not None and self._auto_root[0] is model:
+                return self._auto_root[1]
+            where = self._scope.where if self._scope is not None else None
+            sources: set[str] = set()
+            for page in self.index.store.iter_all(include=["metadatas"], where=where):
+                for meta in page["metadatas"]:
+                    src = (meta or {}).get("source")
+                    if isinstance(src, str) and src.startswith("/"):
+                        sources.add(src)
+            root = None
+            if sources:
+                common = posixpath.commonpath(sorted(sources))
+                root = common if common not in sources else posixpath.dirname(common)
+                root = None if root in ("", "/") else root
+            self._auto_root = (model, root)
+            return root
+
+    def _shown_id(self, cid: str) -> str:
+        root = self._source_root() if cid.startswith("/") else None
+        return cid[len(root) + 1 :] if root is not None and cid.startswith(root + "/") else cid
+
+    def _shown_metadata(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        src = meta.get("source")
+        if not isinstance(src, str) or not src.startswith("/"):
+            return dict(meta)
+        return {**meta, "source": self._shown_id(src)}
 
     def _neighbours(self, hit: Hit) -> list[dict[str, Any]]:
         """Chunks of the same ``source`` whose ``chunk_index`` is within ``neighbours`` of ``hit``'s.
@@ -445,19 +655,23 @@ class TopicTools:
         own = split_chunk_id(hit.id)
         by_position: dict[int, list[tuple[str, str]]] = {}
         if own is not None:  # ingest convention: the neighbours' ids are known
-            got = self.index.store.get([chunk_id(own[0], i) for i in wanted])
-        else:
-            got = self.index.store.find(
-                {"$and": [{"source": source}, {"chunk_index": {"$in": wanted}}]}, limit=_NEIGHBOUR_SCAN
+            got = self._get([chunk_id(own[0], i) for i in wanted])
+        else:  # the scope is applied inside find_hits, as for every other read
+            got = find_hits(
+                self.index.model,
+                self.index.store,
+                {"$and": [{"source": source}, {"chunk_index": {"$in": wanted}}]},
+                limit=_NEIGHBOUR_SCAN,
+                scope=self._scope,
             )
-        candidates = zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False)
-        for cid, text, meta in candidates:
-            position = (meta or {}).get("chunk_index")
-            if cid == hit.id or (meta or {}).get("source") != source or not isinstance(position, int):
+        for near in got:
+            position = near.metadata.get("chunk_index")
+            cid = near.id
+            if cid == hit.id or near.metadata.get("source") != source or not isinstance(position, int):
                 continue
             if own is None and split_chunk_id(cid) is not None:
                 continue  # a piece of another split record, not a neighbour of this one
-            by_position.setdefault(position, []).append((cid, text or ""))
+            by_position.setdefault(position, []).append((cid, near.text))
         rows = []
         for position in sorted(by_position):
             found = by_position[position]
@@ -466,7 +680,7 @@ class TopicTools:
             cid, text = found[0]
             short, cut = _truncate(text, self.max_chars)
             row: dict[str, Any] = {
-                "id": cid,
+                "id": self._shown_id(cid),
                 "chunk_index": position,
                 "position": "before" if position < index else "after",
                 "text": short,
@@ -532,5 +746,53 @@ def _explain(spec: ToolSpec, error: ValidationError) -> str:
     return f"{spec.name} argument {name!r} must be {kinds}, got {type(value).__name__} {shown}"
 
 
-def _error_json(tool: str | None, kind: str, message: str) -> str:
-    return json.dumps({"error": message, "error_type": kind, "tool": tool}, ensure_ascii=False)
+def _error_json(tool: Any, kind: str, message: str) -> str:
+    name = _short(tool, 80) if isinstance(tool, str) else None
+    return json.dumps(
+        {"error": _short(message, _MAX_ERROR_CHARS), "error_type": _short(kind, 80), "tool": name},
+        ensure_ascii=False,
+    )
+
+
+def _clean_root(root: str | os.PathLike[str]) -> str:
+    text = os.fspath(root)
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(f"source_root={root!r} must be a folder path")
+    return text.replace(os.sep, "/").rstrip("/") or "/"
+
+
+def _audit_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        return _short(arguments, _MAX_ECHO_CHARS)
+    if isinstance(arguments, Mapping):
+        items = list(arguments.items())[:10]
+        return {
+            _short(str(k), 64): _short(v, _MAX_ECHO_CHARS) if isinstance(v, str) else v
+            if isinstance(v, (int, float, bool)) or v is None
+            else _short(repr(v), _MAX_ECHO_CHARS)
+            for k, v in items
+        }
+    return _short(repr(arguments), _MAX_ECHO_CHARS)
+
+
+def _returned_ids(result: Mapping[str, Any]) -> list[Any]:
+    """Ids a result carries: topic ids, hit ids, the document and its neighbours."""
+    ids: list[Any] = []
+    if "topics" in result:
+        ids.extend(t["id"] for t in result["topics"])
+    if "hits" in result:
+        ids.extend(h["id"] for h in result["hits"])
+    if "neighbours" in result:
+        ids.append(result["id"])
+        ids.extend(n["id"] for n in result["neighbours"])
+    return ids
+
+
+def audit_logger(log: logging.Logger | None = None, level: int = logging.INFO) -> AuditHook:
+    """An audit hook that writes each record as one JSON line on ``log`` (default ``cluster_rag.audit``)."""
+    target = log if log is not None else logging.getLogger("cluster_rag.audit")
+
+    def hook(record: dict[str, Any]) -> None:
+        target.log(level, "%s", json.dumps(record, ensure_ascii=False, default=str, sort_keys=True))
+
+    return hook

@@ -169,12 +169,15 @@ def test_get_document_neighbours_from_files(tmp_path: Path) -> None:
     tools = TopicTools(index, neighbours=2, max_chars=50, max_document_chars=60)
     middle = f"{notes.as_posix()}#5"
     doc = tools.get_document(middle)
-    assert doc["id"] == middle and doc["metadata"]["chunk_index"] == 5 and doc["truncated"]
+    # agents see paths relative to the ingest root (issue 16), and may pass either form back
+    assert doc["id"] == "notes.md#5" and doc["metadata"]["source"] == "notes.md"
+    assert tools.get_document("notes.md#5") == doc and str(tmp_path) not in json.dumps(doc)
+    assert doc["metadata"]["chunk_index"] == 5 and doc["truncated"]
     assert len(doc["text"]) == 60 and doc["topic"]["name"]
     assert [(n["chunk_index"], n["position"]) for n in doc["neighbours"]] == [
         (3, "before"), (4, "before"), (6, "after"), (7, "after")
     ]
-    assert all(n["id"] == f"{notes.as_posix()}#{n['chunk_index']}" for n in doc["neighbours"])
+    assert all(n["id"] == f"notes.md#{n['chunk_index']}" for n in doc["neighbours"])
     assert all(len(n["text"]) <= 50 for n in doc["neighbours"])
     first = tools.get_document(f"{notes.as_posix()}#0")
     assert [n["chunk_index"] for n in first["neighbours"]] == [1, 2]

@@ -26,12 +26,13 @@ from pydantic import ConfigDict, Field
 from cluster_rag import ClusterIndex, Hit, InvalidInputError
 from cluster_rag.retriever import ClusteredRetriever as _CoreRetriever
 from cluster_rag.retriever import MMRReranker, Reranker
+from cluster_rag.scope import Scope
 
 __all__ = ["SEARCH_KWARGS", "SEARCH_TYPES", "ClusteredRetriever", "check_search_kwargs", "hit_to_document"]
 
 #: Keys LangChain itself may pass through ``invoke(..., **kwargs)``; not retrieval options.
 _LANGCHAIN_KWARGS = frozenset({"verbose"})
-_CORE_FIELDS = ("index", "k", "n_probe", "topics", "where", "reranker", "fetch_k")
+_CORE_FIELDS = ("index", "k", "n_probe", "topics", "where", "reranker", "fetch_k", "scope")
 #: ``search_type`` values (langchain-chroma's ``VectorStoreRetriever`` names).
 SEARCH_TYPES = ("similarity", "mmr", "similarity_score_threshold")
 #: ``search_kwargs`` / per-call keys and what each must be.
@@ -180,6 +181,9 @@ class ClusteredRetriever(BaseRetriever):
             (only hits with cosine similarity >= ``score_threshold``, up to ``k``).
         search_kwargs: langchain-chroma style options, see :data:`SEARCH_KWARGS`; a key may not
             also be set as a field (``k=5`` and ``search_kwargs={"k": 8}`` is an error).
+        scope: a :class:`cluster_rag.scope.Scope` every call is searched within; a call's
+            ``filter``/``where`` is ANDed with it and cannot widen it (``filter``/``where`` alone
+            are defaults a call may replace, not an access boundary).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -193,6 +197,7 @@ class ClusteredRetriever(BaseRetriever):
     fetch_k: int | None = None
     search_type: str = "similarity"
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    scope: Scope | None = None
 
     def __init__(self, **data: Any) -> None:
         # check the options with cluster-rag's typed errors (messages name value and fix) before pydantic
@@ -223,7 +228,7 @@ class ClusteredRetriever(BaseRetriever):
         if self.search_type == "mmr":
             reranker = MMRReranker(self.index, lambda_mult=options.get("lambda_mult", 0.5))
             merged["fetch_k"] = merged["fetch_k"] or 20  # langchain-chroma's default
-        core = _CoreRetriever(self.index, reranker=reranker, **merged)
+        core = _CoreRetriever(self.index, reranker=reranker, scope=self.scope, **merged)
         return core, options.get("score_threshold")
 
     def _for_call(self, kwargs: dict[str, Any]) -> tuple[_CoreRetriever, float | None]:

@@ -21,15 +21,17 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..index import ClusterIndex
+    from ..scope import Scope
 
 __all__ = ["create_app", "serve", "write_report"]
 
 
-def create_app(index: ClusterIndex) -> FastAPI:
-    """The explorer's FastAPI app over ``index`` (see :mod:`cluster_rag.web.app`)."""
+def create_app(index: ClusterIndex, *, scope: Scope | None = None) -> FastAPI:
+    """The explorer's FastAPI app over ``index`` (see :mod:`cluster_rag.web.app`); with a
+    ``scope``, only what that scope sees (:mod:`cluster_rag.web.scoped`)."""
     from .app import create_app as _create
 
-    return _create(index)
+    return _create(index, scope=scope)
 
 
 def _is_loopback(host: str) -> bool:
@@ -41,7 +43,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(index: ClusterIndex, *, host: str = "127.0.0.1", port: int = 8765, quiet: bool = False) -> None:
+def serve(
+    index: ClusterIndex,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    quiet: bool = False,
+    scope: Scope | None = None,
+) -> None:
     """Serve the explorer until interrupted (uvicorn); the index and model stay loaded.
 
     The embedding model is loaded before the port opens, so the first search is as fast as
@@ -53,6 +62,7 @@ def serve(index: ClusterIndex, *, host: str = "127.0.0.1", port: int = 8765, qui
         host: interface to bind (default loopback only).
         port: TCP port (1-65535).
         quiet: no start-up line and only uvicorn warnings.
+        scope: serve only what this access scope sees (no operator views).
 
     Raises:
         MissingDependencyError: fastapi, uvicorn or plotly is not installed.
@@ -63,7 +73,7 @@ def serve(index: ClusterIndex, *, host: str = "127.0.0.1", port: int = 8765, qui
         import uvicorn
     except ImportError:
         raise missing_dependency("uvicorn", '"cluster-rag[web]"') from None
-    app = create_app(index)
+    app = create_app(index, scope=scope)
     index.model_info  # noqa: B018  (loads the active model now, not on the first request)
     index.embed_query("warm up")  # loads the embedding model
     if not quiet:

@@ -22,8 +22,9 @@ query embedding plus the routed search. Routes (all JSON unless noted; OpenAPI a
 Errors answer ``{"detail": message}``: unknown topic, chunk or version → 404; bad input → 422
 (FastAPI's own validation errors too, e.g. malformed JSON); not fitted yet → 409.
 
-Access scopes (a later issue) plug in at :func:`_index`: every route reaches the index
-only through that one dependency.
+Access scopes: ``create_app(index, scope=Scope(...))`` builds the scoped app of
+:mod:`cluster_rag.web.scoped` instead (topics, search and documents within the scope; the
+operator views are not served).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..errors import (
 )
 from ..index import ClusterIndex
 from ..plots import visualize_barchart, visualize_heatmap, visualize_sizes, visualize_topics
+from ..scope import Scope
 from . import views
 
 try:  # this module is imported only by create_app(), so the import error names the extra
@@ -111,12 +113,13 @@ def _figure_json(fig: Any) -> Response:
     return Response(fig.to_json(), media_type="application/json")
 
 
-def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
+def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope | None = None) -> FastAPI:
     """Build the explorer app over ``index`` (loaded once, shared by all requests).
 
     Args:
         index: an open index (fitted, for everything but ``/api/info``).
         n_sample: chunks drawn on the topic map (default :data:`cluster_rag.plots.MAP_SAMPLE`).
+        scope: serve only what this access scope sees (:mod:`cluster_rag.web.scoped`).
 
     Returns:
         The FastAPI application; run it with uvicorn (see :func:`cluster_rag.web.serve`) or
@@ -128,6 +131,10 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None) -> FastAPI:
     from .. import __version__
 
     js = plotly_js_path()
+    if scope is not None:
+        from .scoped import create_scoped_app
+
+        return create_scoped_app(index, scope, plotly_js=js)
     static_dir = Path(str(resources.files("cluster_rag.web") / STATIC))
     cache = views.ProjectionCache(n_sample) if n_sample is not None else views.ProjectionCache()
 

@@ -23,6 +23,7 @@ from llama_index.core.vector_stores.types import (
 from cluster_rag import ClusterIndex, Hit, InvalidInputError
 from cluster_rag.retriever import ClusteredRetriever as _CoreRetriever
 from cluster_rag.retriever import Reranker
+from cluster_rag.scope import Scope
 
 __all__ = ["ClusteredRetriever", "filters_to_where", "hit_to_node"]
 
@@ -137,6 +138,8 @@ class ClusteredRetriever(BaseRetriever):
         filters: the same as LlamaIndex ``MetadataFilters`` (instead of ``where``).
         reranker: optional ``cluster_rag.retriever.Reranker`` (e.g. ``MMRReranker(index)``).
         fetch_k: candidates handed to the reranker (default ``max(4 * k, 20)``).
+        scope: a :class:`cluster_rag.scope.Scope` every call is searched within; a call's
+            ``filters``/``where`` is ANDed with it and cannot widen it.
         callback_manager, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -160,6 +163,7 @@ class ClusteredRetriever(BaseRetriever):
         fetch_k: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        scope: Scope | None = None,
     ) -> None:
         options = _to_core_options({"where": where, "filters": filters})
         self._core = _CoreRetriever(
@@ -170,6 +174,7 @@ class ClusteredRetriever(BaseRetriever):
             where=options["where"],
             reranker=reranker,
             fetch_k=fetch_k,
+            scope=scope,
         )
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 

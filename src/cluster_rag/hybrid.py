@@ -89,9 +89,12 @@ def check_mode(mode: object) -> SearchMode:
     return mode  # type: ignore[return-value]
 
 
-def fetch_depth(k: int, rerank: Reranker | None) -> int:
-    """Hits handed to a re-ranker for a final ``k``: ``max(4 k, 20)`` (just ``k`` without one)."""
-    return k if rerank is None else max(4 * k, 20)
+def fetch_depth(k: int, rerank: Reranker | None, fetch_k: int | None = None) -> int:
+    """Hits handed to a re-ranker for a final ``k``: ``fetch_k`` or ``max(4 k, 20)``, never below ``k``
+    (just ``k`` without a re-ranker)."""
+    if rerank is None:
+        return k
+    return max(k, fetch_k if fetch_k is not None else max(4 * k, 20))
 
 
 class KeywordState:
@@ -155,15 +158,24 @@ def search(
     *,
     mode: SearchMode = DEFAULT_MODE,
     rerank: Reranker | None = None,
+    fetch_k: int | None = None,
     alpha: float = DEFAULT_ALPHA,
     depth: int = DEFAULT_DEPTH,
 ) -> list[Hit]:
     """Best ``request.k`` hits for ``query`` (embedded as ``vector`` ``(d,)``) in ``mode``.
 
-    ``rerank`` sees the first :func:`fetch_depth` hits and its first ``k`` are returned.
+    ``rerank`` sees the first :func:`fetch_depth` hits (``fetch_k`` of them when given) and
+    its first ``k`` are returned.
+
+    Raises:
+        InvalidInputError: ``rerank`` is not callable, ``fetch_k`` not a positive int.
     """
+    if rerank is not None and not callable(rerank):
+        raise InvalidInputError(f"rerank={rerank!r} must be a Reranker: a callable (query, hits) -> hits")
+    if fetch_k is not None and (isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1):
+        raise InvalidInputError(f"fetch_k={fetch_k!r} must be a positive int or None")
     k = request.k
-    wanted = fetch_depth(k, rerank)
+    wanted = fetch_depth(k, rerank, fetch_k)
     if mode == "dense":
         hits = routed_search(model, store, vector, replace(request, k=wanted))
     else:
@@ -255,6 +267,7 @@ def search_index(
     scope: Scope | None = None,
     mode: str | None = None,
     rerank: Reranker | None = None,
+    fetch_k: int | None = None,
 ) -> list[Hit]:
     """:meth:`ClusterIndex.search <cluster_rag.ClusterIndex.search>` with ``mode`` and ``rerank``.
 
@@ -267,6 +280,7 @@ def search_index(
             ``None``: :data:`DEFAULT_MODE`.
         rerank: a :class:`~cluster_rag.rerank.Reranker` applied to the first
             :func:`fetch_depth` hits.
+        fetch_k: how many hits ``rerank`` sees (default ``max(4 k, 20)``).
 
     Returns:
         Up to ``k`` hits, best first.
@@ -275,6 +289,8 @@ def search_index(
     chosen = check_mode(mode)
     if rerank is not None and not callable(rerank):
         raise InvalidInputError(f"rerank={rerank!r} must be a Reranker: a callable (query, hits) -> hits")
+    if fetch_k is not None and (isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1):
+        raise InvalidInputError(f"fetch_k={fetch_k!r} must be a positive int or None")
     model = index.model
     if scope is None:
         request = build_request(model, k, n_probe, topics, where)
@@ -294,6 +310,7 @@ def search_index(
         request,
         mode=chosen,
         rerank=rerank,
+        fetch_k=fetch_k,
     )
 
 

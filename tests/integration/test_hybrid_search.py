@@ -114,9 +114,11 @@ def test_rerank_sees_the_deeper_list_and_decides_the_order(index: ClusterIndex, 
     assert len(rr.seen) == 1 and len(rr.seen[0]) == fetch_depth(3, rr) == 20
     assert rr.seen[0] == [h.id for h in plain[:20]]
     assert [h.id for h in hits] == rr.seen[0][::-1][:3]
+    search_index(index, "guitar song", k=3, mode=mode, rerank=rr, fetch_k=7)
+    assert len(rr.seen[1]) == 7
 
 
-@pytest.mark.parametrize("bad", [{"mode": "sparse"}, {"rerank": "mmr"}])
+@pytest.mark.parametrize("bad", [{"mode": "sparse"}, {"rerank": "mmr"}, {"rerank": _Reverse(), "fetch_k": 0}])
 def test_bad_arguments(index: ClusterIndex, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         search_index(index, "guitar", k=3, **bad)

@@ -18,7 +18,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = ("core", "quality", "labels", "living", "retrieval")
+SUITES = ("core", "quality", "labels", "living", "retrieval", "hierarchy")
 
 
 def main() -> None:

@@ -41,6 +41,42 @@ over-shooting costs little while under-shooting costs a lot. The sweep runs on
 a sample, so k beyond ``sample / 10`` is poorly supported; sweep a range that
 makes sense for the use (topics a person reads: tens; routing only: about
 ``sqrt(n)``).
+
+**Broad topics from the topic tree** (:func:`choose_broad_k`). The leaves stay the
+routing clusters (``k = round(sqrt(n))``); the number ``m`` of broad topics is a cut
+of the tree over their centroids (:mod:`cluster_rag.hierarchy`), scored per ``m`` in
+``[2, k // 2]`` by
+
+- **silhouette** of the leaf centroids under the cut (cosine, each leaf weighted by its
+  chunks): separation of the broad topics. Within-leaf noise is averaged away, so it is
+  far less flat than the chunk silhouette above;
+- **stability**: the chunk-weighted adjusted Rand index between the cut and the same
+  cut of trees built on random 80 % subsets of the leaves (20 subsets), every leaf
+  assigned to the nearest group of the subset's cut: would the same broad topics
+  come out of a different set of leaves?
+- the **gap** between consecutive merge heights (kept as evidence; measured below,
+  it points at ``m = 2`` on 20NG and is flat on Banking77, so the rule does not use it).
+
+:data:`BROAD_RULE`: take the best-separated cut (highest silhouette) as the coarsest
+allowed, then among it and the finer cuts the finest whose stability is within one
+standard error of the most stable. In words: never merge across the clearest boundary,
+and stop where finer cuts stop being reproducible. Why each part, measured in
+``bench/results/hierarchy.md`` (all-MiniLM-L6-v2, seeds 0-4):
+
+- silhouette alone picks well-separated cuts (5 desks → 5-6) but on corpora without
+  broad structure (Banking77) its maximum wanders with the leaf fit (33-47: V spread
+  0.032 across seeds), and on 20NG subjects it once peaked at a 2-way outlier split;
+- stability alone is noisy at small ``m`` (a 2-way split can be reproducible: it chose
+  2 on one 5-desk seed, V 0.46 vs 0.84);
+- together (within one standard error, finer preferred, because on every set measured
+  a cut finer than the true label count costs little V-measure and a coarser one costs
+  much): 5-desk stand-in 5-6 topics (V 0.785-0.842 vs 0.822 for flat K-Means at 5),
+  20NG messages 27-31 (0.986-1.011x of flat K-Means at 20), 20NG subjects 15-30
+  (0.951-0.989x), Banking77 57 on every seed (0.991-1.000x at 77).
+
+Limits: with no broad structure (Banking77, 20NG), finer cuts stay reproducible and the
+rule goes to the ``k // 2`` bound: the "broad" level then holds about half as many
+topics as leaves. A corpus with clear desks gets its desks.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ __all__ = [
     "level_counts",
     "linkage",
     "match_tree",
+    "node_centroids",
     "node_topic",
     "renumber",
     "version_tree",
@@ -722,3 +723,27 @@ def node_topic(tree: TopicTree, node_id: int, leaf_topics: Sequence[Topic], *, t
         representative_ids=list(largest.representative_ids),
         label=keyword_label(keywords),
     )
+
+
+def node_centroids(
+    tree: TopicTree, node_ids: Sequence[int], centroids: np.ndarray, sizes: Sequence[int] | np.ndarray
+) -> np.ndarray:
+    """Centroids of tree nodes: the normalized, size-weighted sum of their leaves' centroids.
+
+    Args:
+        tree: the version's tree.
+        node_ids: ``m`` node ids (leaves or parents).
+        centroids: ``(k, d)`` float32, L2-normalized leaf centroids by position.
+        sizes: ``(k,)`` chunks per position.
+
+    Returns:
+        ``(m, d)`` float32, L2-normalized (ranks nodes against a query by cosine).
+    """
+    c = np.asarray(centroids, dtype=np.float64)
+    w = np.maximum(np.asarray(sizes, dtype=np.float64), 1e-9)
+    out = np.zeros((len(node_ids), c.shape[1]))
+    for i, node_id in enumerate(node_ids):
+        leaves = list(tree.node(node_id).leaves)
+        out[i] = (w[leaves, None] * c[leaves]).sum(0)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)

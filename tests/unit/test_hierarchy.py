@@ -16,6 +16,7 @@ from cluster_rag.hierarchy import (
     level_counts,
     linkage,
     match_tree,
+    node_centroids,
 )
 
 
@@ -94,6 +95,12 @@ def test_tree_levels_partition_the_leaves_and_round_trip_json() -> None:
         assert sum(kid.size for kid in kids) == n.size
         assert all(kid.parent == n.id and kid.level < n.level for kid in kids)
     assert sum(n.size for n in tree.top) == int(w.sum())
+    cents = node_centroids(tree, [n.id for n in tree.top] + [ids[0]], c, w)
+    assert cents.shape == (4, c.shape[1]) and np.allclose(np.linalg.norm(cents, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(cents[-1], c[0], atol=1e-5)  # a leaf's own centroid
+    top_id = tree.top[0].id
+    assert tree.parent_id(top_id) == top_id and tree.parent_id(str(top_id)) == top_id
+    assert tree.parent_id(ids[0]) is None and tree.parent_id("fees") is None
     back = TopicTree.from_dict(json.loads(json.dumps(tree.to_dict())))
     assert back == tree
     assert tree.leaf_ids(tree.top[0].id) == [ids[p] for p in tree.top[0].leaves]

@@ -28,6 +28,7 @@ from .connection import http_client, open_store, persistent_client
 from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, content_hash, normalize
 from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
+from .freshness import follow_active
 from .guard import guard_public_methods, retry_transient
 from .ingest import load_chunks
 from .labeling.base import Labeler, LabelReport
@@ -161,7 +162,8 @@ class ClusterIndex:
 
     def _active(self) -> ClusterModel | None:
         if self._loaded and self.store.active_moved(self._model.version if self._model else None):
-            self.refresh()  # another process refit or rolled back (checked at most every 2 s)
+            with self._write_lock:  # another process refit or rolled back (checked at most every 2 s)
+                self._model = follow_active(self.store, self._model)
         if not self._loaded:
             with self._write_lock:
                 if not self._loaded:

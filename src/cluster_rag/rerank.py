@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import InvalidInputError, StoreNotFoundError, missing_dependency
-from .labeling.mmr import mmr_indices  # TODO(ARCH-SPLIT): cluster_rag.mmr, the one MMR
+from .mmr import mmr_select
 from .types import Hit
 
 __all__ = [
@@ -116,7 +116,8 @@ class MMRReranker:
             return list(hits)
         rest = [h for h in hits if h.id not in by_id]
         mat = np.stack([by_id[h.id] for h in kept]).astype(np.float32)
-        order = mmr_indices(mat, self.embed_query(query), len(kept), diversity=self.diversity, pool=len(kept))
+        relevance = mat @ self.embed_query(query)  # (m,) cosine to the query
+        order = mmr_select(relevance, mat, len(kept), lambda_mult=1.0 - self.diversity)
         return [kept[int(i)] for i in order] + rest
 
 

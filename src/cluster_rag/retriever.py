@@ -11,24 +11,24 @@ and no per-call option can widen or remove it. The LangChain and
 LlamaIndex packages under ``integrations/`` only translate those hits into
 ``Document`` / ``NodeWithScore``.
 
-Rerankers are any callable ``(query, hits) -> hits`` (the :class:`Reranker`
-protocol). Two ship here: :class:`MMRReranker` (maximal marginal relevance over
-the stored vectors, no extra model) and :class:`CrossEncoderReranker` (wraps a
-cross-encoder you load and pass in, e.g. ``sentence_transformers.CrossEncoder``).
-A reranker reorders hits; ``Hit.score`` stays the cosine similarity.
+``mode`` picks dense, keyword or hybrid search (:mod:`cluster_rag.hybrid`; default
+hybrid). Re-rankers (:mod:`cluster_rag.rerank`: MMR, a cross-encoder, an LLM) run as
+the core search's last stage over ``fetch_k`` candidates; ``Hit.score`` stays the
+cosine similarity.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InvalidInputError
-from .mmr import mmr_select
+from .hybrid import check_mode
+from .rerank import CrossEncoderReranker, MMRReranker, Reranker
 from .scope import Scope
 from .types import Hit
 
@@ -44,17 +44,7 @@ __all__ = [
 ]
 
 #: Options a single call may override.
-OPTION_NAMES = ("k", "n_probe", "topics", "where")
-
-
-@runtime_checkable
-class Reranker(Protocol):
-    """Reorders (and may drop) hits for a query; best first.
-
-    The retriever passes ``fetch_k`` candidates and keeps the first ``k`` returned.
-    """
-
-    def __call__(self, query: str, hits: list[Hit]) -> list[Hit]: ...
+OPTION_NAMES = ("k", "n_probe", "topics", "where", "mode")
 
 
 @dataclass(frozen=True)
@@ -66,12 +56,14 @@ class RetrieveOptions:
         n_probe: clusters searched; ``None``: the model's calibrated default.
         topics: restrict to these topic ids or labels; ``None``: all topics.
         where: Chroma ``where`` filter on user metadata; ``None``: no filter.
+        mode: ``"dense"``, ``"keyword"`` or ``"hybrid"``; ``None``: the index's default (hybrid).
     """
 
     k: int
     n_probe: int | None = None
     topics: tuple[int | str, ...] | None = None
     where: dict[str, Any] | None = None
+    mode: str | None = None
 
 
 def _check_k(k: Any, name: str = "k") -> int:
@@ -129,6 +121,7 @@ class ClusteredRetriever:
         reranker: a :class:`Reranker`; it sees ``fetch_k`` candidates, the first ``k`` it returns are kept.
         fetch_k: candidates given to the reranker; default ``max(4 * k, 20)``. Ignored without a reranker.
         scope: the reader's :class:`~cluster_rag.scope.Scope` (fixed; calls cannot change it).
+        mode: ``"dense"``, ``"keyword"`` or ``"hybrid"`` (``None``: the index's default, hybrid).
 
     Raises:
         InvalidInputError: a bad option (the message names it and the fix).
@@ -148,6 +141,7 @@ class ClusteredRetriever:
         reranker: Reranker | None = None,
         fetch_k: int | None = None,
         scope: Scope | None = None,
+        mode: str | None = None,
     ) -> None:
         if scope is not None and not isinstance(scope, Scope):
             raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
@@ -166,6 +160,7 @@ class ClusteredRetriever:
             n_probe=_check_n_probe(n_probe),
             topics=_check_topics(topics),
             where=_check_where(where),
+            mode=None if mode is None else check_mode(mode),
         )
         self.reranker = reranker
         self.fetch_k = None if fetch_k is None else _check_k(fetch_k, "fetch_k")
@@ -195,6 +190,7 @@ class ClusteredRetriever:
             n_probe=_check_n_probe(overrides["n_probe"]) if "n_probe" in overrides else base.n_probe,
             topics=_check_topics(overrides["topics"]) if "topics" in overrides else base.topics,
             where=_check_where(overrides["where"]) if "where" in overrides else base.where,
+            mode=check_mode(overrides["mode"]) if overrides.get("mode") is not None else base.mode,
         )
 
     def retrieve(self, query: str, **overrides: Any) -> list[Hit]:
@@ -212,20 +208,18 @@ class ClusteredRetriever:
             UnknownTopicError: a topic that does not exist.
         """
         opts = self.options(**overrides)
-        pool = opts.k
-        if self.reranker is not None:
-            pool = max(opts.k, self.fetch_k if self.fetch_k is not None else max(4 * opts.k, 20))
-        hits = self.index.search(
+        hits: list[Hit] = self.index.search(
             query,
-            pool,
+            opts.k,
             n_probe=opts.n_probe,
             topics=list(opts.topics) if opts.topics is not None else None,
             where=opts.where,
+            mode=opts.mode,
+            rerank=self.reranker,
+            fetch_k=self.fetch_k,
             **({"scope": self._scope} if self._scope is not None else {}),
         )
-        if self.reranker is not None and hits:
-            hits = list(self.reranker(query, hits))
-        return hits[: opts.k]
+        return hits
 
     async def aretrieve(self, query: str, **overrides: Any) -> list[Hit]:
         """:meth:`retrieve` in a worker thread, so the event loop keeps running."""
@@ -235,78 +229,6 @@ class ClusteredRetriever:
         d = self.defaults
         return (
             f"ClusteredRetriever(k={d.k}, n_probe={d.n_probe}, topics={d.topics}, where={d.where}, "
+            f"mode={d.mode}, "
             f"reranker={type(self.reranker).__name__ if self.reranker else None}, scope={self._scope!r})"
         )
-
-
-class MMRReranker:
-    """Maximal marginal relevance: trade relevance against redundancy among the hits.
-
-    Relevance is each hit's cosine similarity to the query (``Hit.score``); redundancy
-    is its highest cosine similarity to a hit already chosen, from the stored vectors.
-    No extra model is needed.
-
-    Args:
-        index: the index the hits came from (vectors are read from its store).
-        lambda_mult: 1.0 = pure relevance, 0.0 = pure diversity.
-    """
-
-    def __init__(self, index: ClusterIndex, lambda_mult: float = 0.5) -> None:
-        if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not (
-            0.0 <= lambda_mult <= 1.0
-        ):
-            raise InvalidInputError(f"lambda_mult={lambda_mult!r} must be a number in [0, 1]")
-        self.index = index
-        self.lambda_mult = float(lambda_mult)
-
-    def __call__(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Hits in MMR order (all of them; the retriever truncates to ``k``)."""
-        if len(hits) < 2:
-            return list(hits)
-        got = self.index.store.get([h.id for h in hits], include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
-        kept = [h for h in hits if h.id in by_id]
-        vectors = np.asarray([by_id[h.id] for h in kept], dtype=np.float32)
-        relevance = np.asarray([h.score for h in kept], dtype=np.float32)
-        order = mmr_order(relevance, vectors, self.lambda_mult)
-        return [kept[i] for i in order]
-
-
-def mmr_order(relevance: np.ndarray, vectors: np.ndarray, lambda_mult: float) -> list[int]:
-    """Greedy MMR order of every candidate (:func:`cluster_rag.mmr.mmr_select`)."""
-    return [int(i) for i in mmr_select(relevance, vectors, len(relevance), lambda_mult=lambda_mult)]
-
-
-class CrossEncoderReranker:
-    """Rerank with a cross-encoder you load and pass in (nothing is downloaded here).
-
-    Any object with ``predict(pairs) -> scores`` works, e.g.
-    ``sentence_transformers.CrossEncoder("cross-encoder/ms-marco-MiniLM-L-6-v2")``.
-    Each returned hit gets its cross-encoder score in ``metadata["rerank_score"]``;
-    ``Hit.score`` stays the cosine similarity.
-
-    Args:
-        model: the cross-encoder.
-    """
-
-    def __init__(self, model: Any) -> None:
-        if not callable(getattr(model, "predict", None)):
-            raise InvalidInputError(
-                f"model must have predict(pairs) -> scores (e.g. sentence_transformers.CrossEncoder), "
-                f"got {type(model).__name__}"
-            )
-        self.model = model
-
-    def __call__(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Hits sorted by cross-encoder score, highest first."""
-        if not hits:
-            return []
-        scores = np.asarray(self.model.predict([(query, h.text) for h in hits]), dtype=np.float64).reshape(-1)
-        if scores.shape != (len(hits),):
-            raise InvalidInputError(
-                f"cross-encoder returned {scores.shape[0]} scores for {len(hits)} hits; expected one per pair"
-            )
-        order = np.argsort(-scores, kind="stable")
-        return [
-            replace(hits[i], metadata={**hits[i].metadata, "rerank_score": float(scores[i])}) for i in order
-        ]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from cluster_rag import ClusterIndex, Hit, IndexConfig, InvalidInputError, MissingDependencyError
+from cluster_rag.mmr import mmr_select
 from cluster_rag.retriever import (
     ClusteredRetriever,
     CrossEncoderReranker,
     MMRReranker,
     Reranker,
-    mmr_order,
 )
 from tests.fixtures import FakeEmbedder
 
@@ -69,7 +69,9 @@ def test_defaults_and_per_call_overrides(index: ClusterIndex) -> None:
     # per call: k, topics=None clears the default restriction, where filters
     # n_probe=1: only the nearest (food) cluster; the default gap route may also probe a
     # second cluster whose chunks legitimately outscore some food chunks under the fake embedder
-    hits = retriever.retrieve("pizza oven garlic", k=6, topics=None, where={"parity": "odd"}, n_probe=1)
+    hits = retriever.retrieve(
+        "pizza oven garlic", k=6, topics=None, where={"parity": "odd"}, n_probe=1, mode="dense"
+    )
     assert len(hits) == 6
     assert all(h.metadata["topic"] == "food" and h.metadata["parity"] == "odd" for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -130,30 +132,31 @@ def test_aretrieve_runs_off_the_event_loop_thread(index: ClusterIndex) -> None:
     assert [h.id for h in hits] == [h.id for h in retriever.retrieve("moon rocket", k=2)]
 
 
-def test_mmr_order_prefers_diverse_vectors() -> None:
+def test_mmr_prefers_diverse_vectors() -> None:
     a = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     near_a = np.array([0.99, 0.141, 0.0], dtype=np.float32)
     b = np.array([0.0, 0.0, 1.0], dtype=np.float32)
     vectors = np.stack([a, near_a / np.linalg.norm(near_a), b])
     relevance = np.array([0.9, 0.89, 0.6], dtype=np.float32)
-    assert mmr_order(relevance, vectors, 1.0) == [0, 1, 2]
-    assert mmr_order(relevance, vectors, 0.5) == [0, 2, 1]
+    assert mmr_select(relevance, vectors, 3, lambda_mult=1.0).tolist() == [0, 1, 2]
+    assert mmr_select(relevance, vectors, 3, lambda_mult=0.5).tolist() == [0, 2, 1]
+    assert mmr_select(relevance, vectors, 2, lambda_mult=0.5).tolist() == [0, 2]
 
 
 def test_mmr_reranker_on_stored_vectors(index: ClusterIndex) -> None:
-    reranker = MMRReranker(index, lambda_mult=0.3)
+    reranker = MMRReranker.for_index(index, diversity=0.7)
     assert isinstance(reranker, Reranker)
     # n_probe=3 searches every cluster, so the candidate pool spans the topics
-    plain = ClusteredRetriever(index, k=5, n_probe=3).retrieve("rocket moon pizza")
-    reranked = ClusteredRetriever(index, k=5, n_probe=3, reranker=reranker, fetch_k=30).retrieve(
-        "rocket moon pizza"
-    )
+    plain = ClusteredRetriever(index, k=5, n_probe=3, mode="dense").retrieve("rocket moon pizza")
+    reranked = ClusteredRetriever(
+        index, k=5, n_probe=3, reranker=reranker, fetch_k=30, mode="dense"
+    ).retrieve("rocket moon pizza")
     assert len(reranked) == 5 and reranked[0].id == plain[0].id
     # diversity: MMR spreads the answer over more topics than pure similarity does
     assert len({h.metadata["topic"] for h in reranked}) > len({h.metadata["topic"] for h in plain})
     assert all(h.score <= plain[0].score for h in reranked)  # scores stay cosine similarities
-    with pytest.raises(InvalidInputError, match="lambda_mult=1.5"):
-        MMRReranker(index, lambda_mult=1.5)
+    with pytest.raises(InvalidInputError, match="diversity=1.5"):
+        MMRReranker.for_index(index, diversity=1.5)
 
 
 class LengthScorer:
@@ -162,14 +165,16 @@ class LengthScorer:
     def __init__(self, extra: int = 0) -> None:
         self.extra = extra
 
-    def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> list[float]:
         return [-float(len(passage)) for _, passage in pairs] + [0.0] * self.extra
 
 
 def test_cross_encoder_reranker_orders_by_model_score(index: ClusterIndex) -> None:
-    retriever = ClusteredRetriever(index, k=3, reranker=CrossEncoderReranker(LengthScorer()), fetch_k=12)
+    retriever = ClusteredRetriever(
+        index, k=3, reranker=CrossEncoderReranker(LengthScorer()), fetch_k=12, mode="dense"
+    )
     hits = retriever.retrieve("rocket moon")
-    pool = index.search("rocket moon", k=12)
+    pool = index.search("rocket moon", k=12, mode="dense")
     shortest = sorted(pool, key=lambda h: len(h.text))[:3]
     assert [len(h.text) for h in hits] == [len(h.text) for h in shortest]
     assert all(h.metadata["rerank_score"] == -len(h.text) for h in hits)

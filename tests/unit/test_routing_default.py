@@ -44,12 +44,12 @@ def test_default_search_routes_by_gap_and_n_probe_overrides(fitted: ClusterIndex
     for text in queries:
         q = fitted.embed_query(text)
         pool = state.backend.search(q, route(state.centroids, q, gap=gap))  # every chunk of the gap-routed clusters
-        hits = fitted.search(text, k=5)
+        hits = fitted.search(text, k=5, mode="dense")
         assert {h.id for h in hits} <= set(pool.ids)
         np.testing.assert_allclose([h.score for h in hits], pool.scores[:5], rtol=1e-5)
         allowed = set(route(state.centroids, q, gap=gap).tolist())
         assert {h.topic_id for h in hits} <= allowed
-        one = fitted.search(text, k=5, n_probe=1)
+        one = fitted.search(text, k=5, n_probe=1, mode="dense")
         assert {h.topic_id for h in one} <= {int(route(state.centroids, q, 1)[0])}
 
 
@@ -64,5 +64,5 @@ def test_versions_without_a_gap_use_the_fixed_n_probe(fitted: ClusterIndex) -> N
     fitted.refresh()
     state = fitted.model
     q = fitted.embed_query("alpha beta")
-    hits = fitted.search("alpha beta", k=5)
+    hits = fitted.search("alpha beta", k=5, mode="dense")
     assert {h.topic_id for h in hits} == {int(route(state.centroids, q, 1)[0])}

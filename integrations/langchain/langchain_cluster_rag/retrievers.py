@@ -226,7 +226,8 @@ class ClusteredRetriever(BaseRetriever):
         merged = {**fields, **{key: value for key, value in options.items() if key in fields}}
         reranker = self.reranker
         if self.search_type == "mmr":
-            reranker = MMRReranker.for_index(self.index, diversity=1.0 - float(options.get("lambda_mult", 0.5)))
+            lambda_mult = float(options.get("lambda_mult", 0.5))
+            reranker = MMRReranker.for_index(self.index, diversity=1.0 - lambda_mult)
             merged["fetch_k"] = merged["fetch_k"] or 20  # langchain-chroma's default
             merged["mode"] = "dense"  # as in langchain-chroma: MMR over the embedding similarity
         core = _CoreRetriever(self.index, reranker=reranker, scope=self.scope, **merged)

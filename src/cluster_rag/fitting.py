@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backends import build_numpy_backend
+from .backends_chroma import is_server_store
 from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
 from .clustering.choose_k import KSweep
 from .clustering.online import initial_state
@@ -34,7 +35,7 @@ from .drift import compute_baseline
 from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
-from .model import AddedLog, ClusterModel, numpy_loader, positions_of, record_from_payload
+from .model import AddedLog, ClusterModel, default_loader, positions_of, record_from_payload
 from .routing import calibrate
 from .store import ChromaStore, added_key, snapshots, version_key
 from .store.chroma_store import owner_alive
@@ -317,8 +318,11 @@ def _commit(
     store.set_active(version, expect=started_from)  # the atomic switch (ConcurrentWriteError if raced)
     prune_versions(store, config.keep_versions)
     record = record_from_payload(payload, centroids)
+    loader = default_loader(store)
+    if is_server_store(store):  # searches run inside Chroma: keep no vectors in this client
+        return ClusterModel(record, loader)
     backend = build_numpy_backend(centroids, ids, vectors, labels)
-    return ClusterModel(record, numpy_loader(store), backend=backend, added=AddedLog(list(ids[n_fit:])))
+    return ClusterModel(record, loader, backend=backend, added=AddedLog(list(ids[n_fit:])))
 
 
 def _save_assignment(

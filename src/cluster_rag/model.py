@@ -407,7 +407,19 @@ def read_active(store: ChromaStore) -> ClusterModel | None:
     record = read_record(store, version)
     if record is None:
         return None
-    return ClusterModel(record, numpy_loader(store))
+    return ClusterModel(record, default_loader(store))
+
+
+def default_loader(store: ChromaStore) -> ContentsLoader:
+    """The loader a store gets: a Chroma server's searches run inside Chroma
+    (:mod:`cluster_rag.backends_chroma`: no chunk vectors in the client), an embedded or
+    in-memory store's in the numpy backend over the memory-mapped snapshot."""
+    from .backends_chroma import chroma_loader, is_server_store
+
+    if is_server_store(store):
+        loader: ContentsLoader = chroma_loader(store)
+        return loader
+    return numpy_loader(store)
 
 
 def numpy_loader(store: ChromaStore) -> ContentsLoader:

@@ -1,0 +1,229 @@
+"""A :class:`~cluster_rag.backends.SearchBackend` that searches inside Chroma: no chunk vectors
+in the client.
+
+Routing stays in the client (the version's centroids, ``O(k·d)``). For the probed
+clusters the backend gathers their chunk ids — the version's stored assignment
+(:mod:`cluster_rag.store.snapshots`) plus the chunks added since the fit — and asks
+Chroma for the best of exactly those ids: ``collection.query(query_embeddings=[q],
+ids=<probed ids>, n_results=limit)``. Chroma scores the listed ids itself (cosine
+space), so the client holds ids and positions (tens of bytes per chunk) and never a
+vector; the server, or a distributed Chroma behind it, does the storage and the scan.
+
+When to choose which backend (the loader picks by where the store lives):
+
+- embedded folder: :class:`~cluster_rag.routing.RoutingIndex` over the memory-mapped
+  vector snapshot (sub-millisecond scans, opens without reading vectors out of Chroma);
+- Chroma server (``ClusterIndex.connect``): this backend, so several client processes
+  share one server and each holds only the model and the id lists;
+- a server client that must scan in-process anyway (very high query rates over a small
+  collection) can still read the vectors by id: ``numpy_loader`` does that when asked.
+
+An id filter was chosen over one Chroma collection per cluster: per-cluster
+collections would copy every vector again on each refit (the write item 1 of issue 17
+removes), while an id-restricted query needs nothing written at fit time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .routing import Candidates
+from .store import ChromaStore, added_key, snapshots, version_key
+
+__all__ = ["ChromaQueryBackend", "chroma_loader", "is_server_store"]
+
+_EMPTY = Candidates(np.empty(0, object), np.empty(0, np.float32), np.empty(0, np.int64))
+
+
+class ChromaQueryBackend:
+    """Exact search of one version's clusters inside Chroma (see the module docstring).
+
+    Args:
+        store: the :class:`~cluster_rag.store.ChromaStore` holding the chunks.
+        ids: ``(n,)`` object ids the version was fitted on, cluster-sorted.
+        offsets: ``(k+1,)`` int64; cluster ``c`` is ``ids[offsets[c]:offsets[c+1]]``.
+        added: ``(ids, labels)`` of chunks added since the fit (labels ``(b,)`` int64).
+    """
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        added: tuple[Sequence[str], np.ndarray] | None = None,
+    ) -> None:
+        self.store = store
+        self._ids = np.asarray(ids, dtype=object)
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self._added_ids = np.asarray(list(added[0]) if added else [], dtype=object)
+        self._added_labels = np.asarray(added[1] if added else [], dtype=np.int64)
+        self._gone: frozenset[str] = frozenset()
+
+    # shape -----------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        return len(self._offsets) - 1
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def sizes(self) -> np.ndarray:
+        """``(k,)`` int64 chunks per position."""
+        return np.bincount(self.labels(), minlength=self.k).astype(np.int64)
+
+    def ids(self) -> np.ndarray:
+        """Every chunk id, ``(n,)`` object (fitted, then added)."""
+        return self._all()[0]
+
+    def labels(self) -> np.ndarray:
+        """Position of each id of :meth:`ids`, ``(n,)`` int64."""
+        return self._all()[1]
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        base_labels = np.repeat(np.arange(self.k, dtype=np.int64), np.diff(self._offsets))
+        ids = np.concatenate([self._ids, self._added_ids])
+        labels = np.concatenate([base_labels, self._added_labels])
+        if self._gone:
+            keep = np.fromiter((cid not in self._gone for cid in ids), dtype=bool, count=len(ids))
+            ids, labels = ids[keep], labels[keep]
+        return ids, labels
+
+    def _cluster_ids(self, clusters: np.ndarray) -> tuple[list[str], list[int]]:
+        out: list[str] = []
+        labels: list[int] = []
+        for c in np.asarray(clusters, dtype=np.int64).tolist():
+            part = self._ids[self._offsets[c] : self._offsets[c + 1]].tolist()
+            out.extend(part)
+            labels.extend([c] * len(part))
+        if len(self._added_ids):
+            mask = np.isin(self._added_labels, clusters)
+            out.extend(self._added_ids[mask].tolist())
+            labels.extend(self._added_labels[mask].tolist())
+        if self._gone:
+            pairs = [(cid, lab) for cid, lab in zip(out, labels, strict=True) if cid not in self._gone]
+            out, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+        return out, labels
+
+    # reads -------------------------------------------------------------------------
+    def search(self, query: np.ndarray, clusters: np.ndarray, limit: int | None = None) -> Candidates:
+        """Best chunks of ``clusters`` for ``query`` ``(d,)``, scored by Chroma (cosine = 1 - distance)."""
+        ids, labels = self._cluster_ids(clusters)
+        if not ids:
+            return _EMPTY
+        n = len(ids) if limit is None else min(limit, len(ids))
+        got = self.store.chunks.query(
+            query_embeddings=[np.asarray(query, dtype=np.float32)],
+            ids=ids,
+            n_results=n,
+            include=["distances"],
+        )
+        found: list[str] = list(got["ids"][0])
+        position = dict(zip(ids, labels, strict=True))
+        scores = 1.0 - np.asarray(got["distances"][0], dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return Candidates(
+            np.asarray(found, dtype=object)[order],
+            scores[order],
+            np.asarray([position[cid] for cid in found], dtype=np.int64)[order],
+        )
+
+    def vectors(self) -> np.ndarray:
+        """Vectors in :meth:`ids` order ``(n, d)`` float32, fetched from Chroma."""
+        return _fetch(self.store, self.ids())
+
+    def members(self, cluster: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids ``(m,)`` and vectors ``(m, d)`` float32 of one cluster (vectors fetched)."""
+        ids = np.asarray(self._cluster_ids(np.asarray([cluster]))[0], dtype=object)
+        return ids, _fetch(self.store, ids)
+
+    # writes (copy-on-write) --------------------------------------------------------
+    def with_added(self, ids: Sequence[str], vectors: np.ndarray, labels: np.ndarray) -> ChromaQueryBackend:
+        """A new backend that also lists these rows (their vectors are already in Chroma)."""
+        clone = copy.copy(self)
+        clone.__dict__.update(
+            _added_ids=np.concatenate([self._added_ids, np.asarray(list(ids), dtype=object)]),
+            _added_labels=np.concatenate([self._added_labels, np.asarray(labels, dtype=np.int64)]),
+            _gone=self._gone - set(ids),
+        )
+        return clone
+
+    def without(self, ids: set[str]) -> ChromaQueryBackend:
+        """A new backend without these chunk ids."""
+        clone = copy.copy(self)
+        clone.__dict__["_gone"] = self._gone | frozenset(ids)
+        return clone
+
+
+def is_server_store(store: ChromaStore) -> bool:
+    """Whether ``store`` talks to a Chroma server over HTTP (then :func:`chroma_loader` is the default)."""
+    try:
+        impl = str(store.client.get_settings().chroma_api_impl)
+    except AttributeError:
+        return False
+    return impl.endswith("FastAPI")
+
+
+def _fetch(store: ChromaStore, ids: np.ndarray) -> np.ndarray:
+    """Vectors ``(len(ids), d)`` float32 of ids read from Chroma, in that order."""
+    out = np.zeros((len(ids), store.dimension), np.float32)
+    step = store.batch_size
+    for start in range(0, len(ids), step):
+        part = [str(x) for x in ids[start : start + step]]
+        got = store.get(part, include=["embeddings"])
+        rows = {cid: i for i, cid in enumerate(part)}
+        for cid, vec in zip(got["ids"], got["embeddings"], strict=True):
+            out[start + rows[cid]] = np.asarray(vec, dtype=np.float32)
+    return out
+
+
+def chroma_loader(store: ChromaStore) -> Any:
+    """A :data:`~cluster_rag.model.ContentsLoader` building a :class:`ChromaQueryBackend`: the
+    stored assignment, plus the added-since-fit chunks found by their ``cr_added_v<N>`` mark
+    (ids and metadata only); when the chunk count does not add up, the stored ids are listed
+    (no vectors) to drop deleted ones and place chunks written by a process on an older version.
+
+    Falls back to :func:`~cluster_rag.model.numpy_loader` for versions without a stored assignment.
+    """
+    from .model import AddedLog, VersionRecord, numpy_loader
+
+    def load(record: VersionRecord) -> tuple[Any, AddedLog]:
+        version = record.info.version
+        entry = record.extras.get("assignment")
+        fitted = snapshots.load_assignment(store, version, entry) if entry is not None else None
+        if fitted is None:
+            return numpy_loader(store)(record)
+        key, mark = version_key(version), added_key(version)
+        pos = fitted.position_of
+        add_ids: list[str] = []
+        add_pos: list[int] = []
+        for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                if cid not in pos:
+                    add_ids.append(cid)
+                    add_pos.append(int((meta or {}).get(key, -1)))
+        gone: set[str] = set()
+        if store.count() != len(fitted) + len(add_ids):
+            stored: set[str] = set()
+            for got in store.iter_all(include=[]):
+                stored.update(got["ids"])
+            gone = {cid for cid in pos if cid not in stored}
+            unknown = sorted(stored - pos.keys() - set(add_ids))
+            add_ids.extend(unknown)
+            add_pos.extend([-1] * len(unknown))
+        labels = np.asarray(add_pos, dtype=np.int64)
+        missing = (labels < 0) | (labels >= len(record.centroids))
+        if missing.any():
+            from .clustering import assign
+
+            vecs = _fetch(store, np.asarray(add_ids, dtype=object)[missing])
+            labels[missing] = assign(vecs, record.centroids)[0]
+        backend = ChromaQueryBackend(store, fitted.ids, fitted.offsets, (add_ids, labels))
+        if gone:
+            backend = backend.without(gone)
+        return backend, AddedLog(list(add_ids))
+
+    return load

@@ -1,0 +1,68 @@
+"""The Chroma-side backend against a real ``chroma run`` server: the same candidates as the numpy
+backend over the same rows (scores within float32 rounding), through adds and deletes, with no
+chunk vectors held in the client."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from cluster_rag import ClusterIndex, IndexConfig
+from cluster_rag.backends_chroma import ChromaQueryBackend
+from cluster_rag.routing import RoutingIndex
+from tests.fixtures import FakeEmbedder
+
+pytestmark = pytest.mark.integration
+
+WORDS = "dog cat rocket orbit pasta pizza guitar drum moon garlic piano leash".split()
+
+
+def same_candidates(chroma: ChromaQueryBackend, numpy_backend: RoutingIndex, queries: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    for q in queries:
+        for clusters in (np.arange(chroma.k), rng.choice(chroma.k, size=2, replace=False)):
+            for limit in (5, None):
+                a = chroma.search(q, clusters, limit)
+                b = numpy_backend.search(q, clusters, limit)
+                # same scores in the same order (ties may list different ids), and each id
+                # with its own score and cluster
+                assert np.allclose(a.scores, b.scores, atol=1e-4)
+                every = numpy_backend.search(q, clusters)
+                truth = {cid: (s, c) for cid, s, c in zip(every.ids, every.scores, every.labels, strict=True)}
+                for cid, score, label in zip(a.ids, a.scores, a.labels, strict=True):
+                    assert abs(truth[cid][0] - score) < 1e-4 and truth[cid][1] == label
+                if limit is None:
+                    assert set(a.ids) == set(b.ids)
+
+
+def test_chroma_backend_matches_numpy_through_adds_and_deletes(chroma_server: str) -> None:
+    cfg = IndexConfig(progress=False, collection=f"cq{uuid.uuid4().hex[:8]}")
+    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(150)]
+    index.add_texts(texts, ids=[f"c{i}" for i in range(150)])
+    index.fit(k=4)
+    backend = index.model.backend
+    assert isinstance(backend, ChromaQueryBackend)
+    assert not index.model.loaded or len(backend) == 150
+    queries = FakeEmbedder().embed(["dog rocket", "pizza garlic", "piano drum moon"])
+
+    def check() -> None:
+        live = index.model.backend
+        assert isinstance(live, ChromaQueryBackend)
+        ref = RoutingIndex(index.model.centroids, live.ids(), live.vectors(), live.labels())
+        assert len(live) == index.store.count()
+        same_candidates(live, ref, queries)
+
+    check()
+    index.add_texts(["dog leash walk", "rocket to the moon"], ids=["late-0", "late-1"])
+    index.delete(["c0", "c1", "late-0"])
+    check()
+    again = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg, create=False)
+    hits = again.search_by_vector(queries[0], k=5)
+    assert [h.id for h in hits] == [h.id for h in index.search_by_vector(queries[0], k=5)]
+    assert isinstance(again.model.backend, ChromaQueryBackend)
+    assert sorted(again.model.added.ids()) == ["late-1"]
+    assert "c0" not in set(again.model.backend.ids())

@@ -397,6 +397,7 @@ class ClusterIndex:
 
     def topic(self, topic: int | str, *, scope: Scope | None = None) -> Topic:
         """One topic by id or name (see :meth:`ClusterModel.resolve_topics`), among those ``scope`` sees."""
+        check_topics([topic])
         model = self.model
         if scope is not None and self._scoped(scope):
             return scoped_view(model, self.store, scope).topic(topic)

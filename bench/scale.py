@@ -1,0 +1,444 @@
+"""Scale: cold open + first search, refit writes and fit memory at 100k-200k synthetic chunks.
+
+``python -m bench scale`` (200k) or ``--quick`` (100k). One table per size, every
+figure side by side with its baseline measured in the same run:
+
+- cold start: a new process opens the index and runs one search, (a) with the
+  version's memory-mapped snapshot, (b) without it (vectors read from Chroma by id:
+  what a client without the store's folder pays), (c) the old loader (every vector
+  and metadata read from Chroma), against (d) plain Chroma: a new process opening the
+  same collection and running one ``query``;
+- refit write: storing the version's assignment once (ids in ``NAME__meta`` + the
+  ``.npy`` snapshot) against the old per-chunk ``cr_v<N>`` metadata rewrite, same ids;
+- ``fit()`` in a new process: total time, peak RSS against the raw vector bytes, and
+  the k-means alone (the engine ``fit()`` uses) against raw ``faiss.Kmeans`` with the
+  same k and iterations;
+- steady search p50 and recall@10 against exact, against plain Chroma's ``query``.
+
+Threads are pinned to one (:func:`bench.common.pin_threads`) in every process; the
+machine is shared, so the load average is printed with each table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import md_table, pin_threads
+from bench.core import synthetic_blobs
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODEL = "synthetic-384"
+
+#: run in a child process: ``python -c CHILD mode path [args]``; prints one JSON line
+CHILD = r"""
+import json, os, resource, sys, time
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+sys.path.insert(0, sys.argv[3])
+from bench.common import pin_threads
+pin_threads(1)
+import numpy as np
+mode, path = sys.argv[1], sys.argv[2]
+
+def rss_mb():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+q = np.load(os.path.join(path, "queries.npy"))[0]
+out = {}
+if mode == "plain":
+    import chromadb
+    from chromadb.config import Settings
+    t0 = time.perf_counter()
+    settings = Settings(anonymized_telemetry=False)
+    client = chromadb.PersistentClient(path=os.path.join(path, "kb"), settings=settings)
+    col = client.get_collection("bench")
+    res = col.query(query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"])
+    out["s"] = time.perf_counter() - t0
+    out["hits"] = len(res["ids"][0])
+elif mode in ("cr", "legacy"):
+    import chromadb  # imported before the clock starts, as in "plain"
+    from bench.scale import Named
+    from cluster_rag import ClusterIndex, IndexConfig
+    t0 = time.perf_counter()
+    index = ClusterIndex.open(os.path.join(path, "kb"), embedder=Named(), create=False,
+                              config=IndexConfig(progress=False, collection="bench"))
+    if mode == "legacy":  # what the old loader read: every vector and metadata
+        ids, vectors, metas = index.store.load_all()
+        hits = [0] * 10
+    else:
+        hits = index.search_by_vector(q, k=10)
+    out["s"] = time.perf_counter() - t0
+    out["hits"] = len(hits)
+elif mode == "splain":
+    import chromadb
+    url = sys.argv[4]
+    t0 = time.perf_counter()
+    client = chromadb.HttpClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
+    col = client.get_collection("bench")
+    res = col.query(query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"])
+    out["s"] = time.perf_counter() - t0
+    out["hits"] = len(res["ids"][0])
+elif mode == "scr":
+    import chromadb
+    from bench.scale import Named
+    from cluster_rag import ClusterIndex, IndexConfig
+    t0 = time.perf_counter()
+    index = ClusterIndex.connect(sys.argv[4], embedder=Named(), create=False,
+                                 config=IndexConfig(progress=False, collection="bench"))
+    hits = index.search_by_vector(q, k=10)
+    out["s"] = time.perf_counter() - t0
+    out["hits"] = len(hits)
+    out["backend"] = type(index.model.backend).__name__
+elif mode == "fit":
+    from bench.scale import Named
+    from cluster_rag import ClusterIndex, IndexConfig
+    index = ClusterIndex.open(os.path.join(path, "kb"), embedder=Named(), create=False,
+                              config=IndexConfig(progress=False, collection="bench"))
+    base = rss_mb()
+    t0 = time.perf_counter()
+    info = index.fit()
+    out["s"] = time.perf_counter() - t0
+    out["k"], out["engine"], out["rss_before"] = info.k, info.engine, base
+elif mode == "kmeans":
+    import faiss
+    from cluster_rag.clustering import SphericalKMeans
+    data = np.load(os.path.join(path, "data.npy"))
+    k = int(sys.argv[4])
+    t0 = time.perf_counter()
+    SphericalKMeans(k, engine="faiss", random_state=0).fit(data)
+    out["ours"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    km = faiss.Kmeans(data.shape[1], k, niter=25, spherical=True, seed=0, max_points_per_centroid=100_000)
+    km.train(data)
+    out["faiss"] = time.perf_counter() - t0
+out["rss"], out["peak"] = rss_mb(), peak_mb()
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+class Named:
+    """An embedder that only names the synthetic vectors (the bench adds vectors, never texts)."""
+
+    name = MODEL
+    dimension = 384
+
+    def embed(self, texts: Any, *, progress: bool = False) -> np.ndarray:
+        raise RuntimeError("the scale bench adds vectors only")
+
+
+def _child(mode: str, path: Path, *extra: str) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(path), str(ROOT), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[7:]))
+    raise RuntimeError(f"child {mode} failed: {proc.stderr[-2000:]}")
+
+
+def _forget_clients() -> None:
+    """Drop chromadb's per-path client cache (embedded Chroma is one process per folder)."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_size(n: int, *, repeats: int = 3) -> str:
+    """Build, fit and measure one size; returns its markdown section."""
+    from cluster_rag import ClusterIndex, IndexConfig
+    from cluster_rag.clustering import default_k
+    from cluster_rag.embedding import content_hash
+    from cluster_rag.store import snapshots
+
+    k = default_k(n)
+    data, queries = synthetic_blobs(n, k, n_queries=100)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        np.save(tmp / "queries.npy", queries)
+        np.save(tmp / "data.npy", data)
+        cfg = IndexConfig(progress=False, collection="bench")
+        index = ClusterIndex.open(tmp / "kb", embedder=Named(), config=cfg)
+        ids = [f"c{i:07d}" for i in range(n)]
+        t0 = time.perf_counter()
+        step = 20_000
+        # rows written straight to the store (the bench measures open, refit and fit, not ingest)
+        for s in range(0, n, step):
+            part = range(s, min(n, s + step))
+            texts = [f"chunk {i} topic {i % 97}" for i in part]
+            metas = [{"cr_hash": content_hash(t)} for t in texts]
+            index.store.add(ids[s : s + step], texts, data[s : s + step], metas)
+        t_add = time.perf_counter() - t0
+        del index
+        _forget_clients()  # the children write the folder; never reuse a cached embedded client
+
+        fit = _child("fit", tmp)
+        km = _child("kmeans", tmp, str(k))
+
+        _forget_clients()
+        # refit write: stored once vs the old per-chunk metadata rewrite (same ids, labels)
+        index = ClusterIndex.open(tmp / "kb", embedder=Named(), config=cfg, create=False)
+        store = index.store
+        model = index.model
+        f_ids, f_labels = model.assignments()
+        order, offsets = snapshots.sort_by_cluster(f_labels, model.k)
+        sorted_ids = [str(f_ids[i]) for i in order]
+        t0 = time.perf_counter()
+        snapshots.save_assignment(store, 9999, sorted_ids, offsets)
+        snapshots.write_snapshot(tmp / "probe.npy", data[: len(order)])
+        t_new = time.perf_counter() - t0
+        snapshots.delete_assignment(store, 9999)
+        t0 = time.perf_counter()
+        store.write_assignments(9999, [str(x) for x in f_ids], f_labels)
+        t_old = time.perf_counter() - t0
+        store.drop_assignments(9999)
+
+        # steady search, recall@10 vs exact
+        exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+        col = store.chunks
+        lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
+        index.search_by_vector(queries[0], k=10)
+        col.query(query_embeddings=[queries[0]], n_results=10)
+        for qi, q in enumerate(queries):
+            t0 = time.perf_counter()
+            hits = index.search_by_vector(q, k=10)
+            lat_cr.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            res = col.query(
+                query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"]
+            )
+            lat_plain.append(time.perf_counter() - t0)
+            truth = {ids[j] for j in exact[qi]}
+            rec_cr.append(len(truth & {h.id for h in hits}) / 10)
+            rec_plain.append(len(truth & set(res["ids"][0])) / 10)
+        del index, store, model, col
+        _forget_clients()
+
+        # cold starts, interleaved
+        snap = tmp / "kb" / "cluster_rag"
+        cold: dict[str, list[dict[str, Any]]] = {"plain": [], "cr": [], "nosnap": [], "legacy": []}
+        for _ in range(repeats):
+            cold["plain"].append(_child("plain", tmp))
+            cold["cr"].append(_child("cr", tmp))
+            snap.rename(tmp / "snap-away")
+            cold["nosnap"].append(_child("cr", tmp))
+            (tmp / "snap-away").rename(snap)
+            cold["legacy"].append(_child("legacy", tmp))
+        med = {m: statistics.median(r["s"] for r in runs) for m, runs in cold.items()}
+        rss = {m: statistics.median(r["rss"] for r in runs) for m, runs in cold.items()}
+        raw_mb = data.nbytes / 2**20
+        p50_cr, p50_plain = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
+        rows = [
+            [
+                "cold: open + first search (snapshot, mmap)",
+                f"{med['cr']:.2f} s",
+                f"{med['plain']:.2f} s",
+                f"{med['cr'] / med['plain']:.2f}x",
+            ],
+            [
+                "cold: open + first search (no snapshot: vectors by id)",
+                f"{med['nosnap']:.2f} s",
+                f"{med['plain']:.2f} s",
+                f"{med['nosnap'] / med['plain']:.2f}x",
+            ],
+            [
+                "cold: old loader (open + every vector and metadata)",
+                f"{med['legacy']:.2f} s",
+                f"{med['plain']:.2f} s",
+                f"{med['legacy'] / med['plain']:.2f}x",
+            ],
+            [
+                "RSS after open + first search (snapshot)",
+                f"{rss['cr']:.0f} MB",
+                f"{rss['plain']:.0f} MB",
+                f"{rss['cr'] / rss['plain']:.2f}x",
+            ],
+            [
+                "RSS after open + first search (no snapshot)",
+                f"{rss['nosnap']:.0f} MB",
+                f"{rss['plain']:.0f} MB",
+                f"{rss['nosnap'] / rss['plain']:.2f}x",
+            ],
+            [
+                "refit write: assignment stored once vs per-chunk `cr_v<N>` rewrite",
+                f"{t_new:.2f} s",
+                f"{t_old:.2f} s",
+                f"{t_new / t_old:.3f}x",
+            ],
+            [
+                f"fit() total (k={fit['k']}, engine {fit['engine']}) vs its k-means alone",
+                f"{fit['s']:.1f} s",
+                f"{km['ours']:.1f} s",
+                f"{fit['s'] / km['ours']:.2f}x",
+            ],
+            [
+                "k-means (SphericalKMeans faiss) vs raw faiss.Kmeans (same k, 25 iter)",
+                f"{km['ours']:.1f} s",
+                f"{km['faiss']:.1f} s",
+                f"{km['ours'] / km['faiss']:.2f}x",
+            ],
+            [
+                "fit() peak RSS vs raw vector bytes",
+                f"{fit['peak']:.0f} MB",
+                f"{raw_mb:.0f} MB",
+                f"{fit['peak'] / raw_mb:.2f}x",
+            ],
+            [
+                "steady search p50 (k=10, text fetched)",
+                f"{p50_cr:.2f} ms",
+                f"{p50_plain:.2f} ms",
+                f"{p50_cr / p50_plain:.2f}x",
+            ],
+            ["recall@10 vs exact", f"{np.mean(rec_cr):.3f}", f"{np.mean(rec_plain):.3f}", ""],
+        ]
+        table = md_table([f"at {n} chunks, d=384", "cluster-rag", "baseline", "ratio"], rows)
+        note = (
+            f"Baselines: plain Chroma (same collection, new process, `query`) for cold start, RSS and "
+            f"search; the old per-chunk metadata write for refit; the k-means alone / raw FAISS / raw "
+            f"vector bytes for fit. Medians of {repeats} cold starts; writing the {n} rows took "
+            f"{t_add:.0f} s. Load average during the run (1/5/15 min): {_load()} on 2 shared cores, "
+            "threads pinned to 1."
+        )
+        return f"### {n:,} chunks\n\n{table}\n\n{note}\n"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_server(n: int, *, repeats: int = 3) -> str:
+    """The same data behind a ``chroma run`` server on 127.0.0.1: cold connect + first search and
+    steady search of the Chroma-side backend against plain ``HttpClient`` queries."""
+    import socket
+
+    from cluster_rag import ClusterIndex, IndexConfig
+    from cluster_rag.clustering import default_k
+    from cluster_rag.embedding import content_hash
+    from cluster_rag.testing import serve
+
+    k = default_k(n)
+    data, queries = synthetic_blobs(n, k, n_queries=50)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-server-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    cmd = ["chroma", "run", "--path", str(tmp / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    try:
+        with serve(cmd, f"{url}/api/v2/heartbeat", tmp / "server.log", timeout=120, env=env):
+            np.save(tmp / "queries.npy", queries)
+            cfg = IndexConfig(progress=False, collection="bench")
+            index = ClusterIndex.connect(url, embedder=Named(), config=cfg)
+            ids = [f"c{i:07d}" for i in range(n)]
+            t0 = time.perf_counter()
+            for s in range(0, n, 5000):
+                texts = [f"chunk {i} topic {i % 97}" for i in range(s, min(n, s + 5000))]
+                metas = [{"cr_hash": content_hash(t)} for t in texts]
+                index.store.add(ids[s : s + 5000], texts, data[s : s + 5000], metas)
+            t_add = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            index.fit()
+            t_fit = time.perf_counter() - t0
+            exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+            col = index.store.chunks
+            index.search_by_vector(queries[0], k=10)
+            lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
+            for qi, q in enumerate(queries):
+                t0 = time.perf_counter()
+                hits = index.search_by_vector(q, k=10)
+                lat_cr.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                res = col.query(
+                    query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"]
+                )
+                lat_plain.append(time.perf_counter() - t0)
+                truth = {ids[j] for j in exact[qi]}
+                rec_cr.append(len(truth & {h.id for h in hits}) / 10)
+                rec_plain.append(len(truth & set(res["ids"][0])) / 10)
+            backend = type(index.model.backend).__name__
+            del index, col
+            cold: dict[str, list[dict[str, Any]]] = {"splain": [], "scr": []}
+            for _ in range(repeats):
+                for mode in cold:
+                    cold[mode].append(_child(mode, tmp, url))
+        med = {m: statistics.median(r["s"] for r in runs) for m, runs in cold.items()}
+        rss = {m: statistics.median(r["rss"] for r in runs) for m, runs in cold.items()}
+        p50_cr, p50_plain = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
+        rows = [
+            [
+                "cold: connect + first search",
+                f"{med['scr']:.2f} s",
+                f"{med['splain']:.2f} s",
+                f"{med['scr'] / med['splain']:.2f}x",
+            ],
+            [
+                "client RSS after connect + first search",
+                f"{rss['scr']:.0f} MB",
+                f"{rss['splain']:.0f} MB",
+                f"{rss['scr'] / rss['splain']:.2f}x",
+            ],
+            [
+                "steady search p50 (k=10, text fetched)",
+                f"{p50_cr:.1f} ms",
+                f"{p50_plain:.1f} ms",
+                f"{p50_cr / p50_plain:.2f}x",
+            ],
+            ["recall@10 vs exact", f"{np.mean(rec_cr):.3f}", f"{np.mean(rec_plain):.3f}", ""],
+        ]
+        table = md_table(
+            [f"server, {n} chunks, d=384", f"cluster-rag ({backend})", "plain HttpClient", "ratio"], rows
+        )
+        note = (
+            f"`chroma run` on 127.0.0.1, same collection; writing the rows over HTTP took {t_add:.0f} s, "
+            f"fit() {t_fit:.0f} s (reads every vector over HTTP once). Medians of {repeats} cold starts. "
+            f"Load average (1/5/15 min): {_load()} on 2 shared cores."
+        )
+        return f"### {n:,} chunks behind a Chroma server\n\n{table}\n\n{note}\n"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(quick: bool = False) -> str:
+    pin_threads(1)
+    sizes = [100_000] if quick else [200_000]
+    parts = ["## Scale (`python -m bench scale" + (" --quick" if quick else "") + "`)\n"]
+    for n in sizes:
+        section = run_size(n)
+        print(section, flush=True)
+        parts.append(section)
+    if os.environ.get("BENCH_SCALE_SERVER", "1") != "0":
+        section = run_server(sizes[0] // 5)
+        print(section, flush=True)
+        parts.append(section)
+    text = "\n".join(parts)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / ("scale.quick.md" if quick else "scale.md")).write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)

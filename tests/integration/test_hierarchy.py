@@ -44,6 +44,9 @@ def test_search_within_a_parent_searches_every_topic_under_it(demo_index: Cluste
     assert [h.id for h in hits] == [h.id for h in same]
     with pytest.raises(UnknownTopicError):
         demo_index.search("card", topics=[10_000])
+    as_topic = demo_index.topic(parent.id)  # a parent is shown as a Topic, not as its first child
+    assert as_topic.id == parent.id and as_topic.size == parent.size
+    assert demo_index.topic(str(parent.id)).id == parent.id
 
 
 def test_parent_ids_survive_refit_and_rollback(demo_index: ClusterIndex) -> None:

@@ -21,18 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from . import fitting, living
+from . import fitting, hybrid, living
 from .adapters import import_adapter
 from .config import IndexConfig
 from .connection import http_client, open_store, persistent_client
 from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, content_hash, normalize
 from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
+from .freshness import follow_active
 from .guard import guard_public_methods, retry_transient
 from .hierarchy import TopicTree, node_topic
 from .ingest import load_chunks
 from .labeling.base import Labeler, LabelReport
 from .model import ClusterModel, describe_index, read_active
+from .rerank import Reranker
 from .scope import Scope, check_scope, scoped_view
 from .search import build_request, get_hits, routed_search
 from .store import ChromaStore
@@ -76,6 +78,7 @@ class ClusterIndex:
         self._model: ClusterModel | None = None
         self._loaded = False
         self._write_lock = threading.RLock()
+        self._keyword = hybrid.KeywordState()
         self._embedder_checked = False
 
     # construction -----------------------------------------------------------------
@@ -162,7 +165,8 @@ class ClusterIndex:
 
     def _active(self) -> ClusterModel | None:
         if self._loaded and self.store.active_moved(self._model.version if self._model else None):
-            self.refresh()  # another process refit or rolled back (checked at most every 2 s)
+            with self._write_lock:  # another process refit or rolled back (checked at most every 2 s)
+                self._model = follow_active(self.store, self._model)
         if not self._loaded:
             with self._write_lock:
                 if not self._loaded:
@@ -370,8 +374,8 @@ class ClusterIndex:
         With a ``level`` of the topic tree (:meth:`topic_tree`; ``0``: the topics themselves,
         ``topic_tree().depth``: the broad topics): that level's nodes, largest first; a parent
         node's id can be passed wherever a topic id is taken (``search(topics=[parent])``
-        searches every topic under it).
-        With a ``scope``: those it sees (:mod:`~cluster_rag.scope`)."""
+        searches every topic under it). With a ``scope``: those it sees (:mod:`~cluster_rag.scope`).
+        """
         if level is not None:
             return self._level(level, scope)
         if scope is not None and self._scoped(scope):
@@ -393,6 +397,7 @@ class ClusterIndex:
 
     def topic(self, topic: int | str, *, scope: Scope | None = None) -> Topic:
         """One topic by id or name (see :meth:`ClusterModel.resolve_topics`), among those ``scope`` sees."""
+        check_topics([topic])
         model = self.model
         if scope is not None and self._scoped(scope):
             return scoped_view(model, self.store, scope).topic(topic)
@@ -413,8 +418,11 @@ class ClusterIndex:
         topics: Sequence[int | str] | None = None,
         where: dict[str, Any] | None = None,
         scope: Scope | None = None,
+        mode: str | None = None,
+        rerank: Reranker | None = None,
+        fetch_k: int | None = None,
     ) -> list[Hit]:
-        """Embed ``query`` and search the nearest clusters exactly (see :mod:`~cluster_rag.search`).
+        """Search the index: routed dense, BM25 keywords, or both fused (see :mod:`~cluster_rag.hybrid`).
 
         Args:
             k: number of hits.
@@ -424,6 +432,10 @@ class ClusterIndex:
             where: Chroma filter on user metadata; the search widens to further clusters until
                 ``k`` chunks pass it.
             scope: the caller's :class:`~cluster_rag.scope.Scope`; ANDed with ``where``, never widened.
+            mode: ``"hybrid"`` (default: routed dense + BM25, convex fusion; SciFact nDCG@10 0.729
+                vs 0.643 dense), ``"dense"`` or ``"keyword"``. ``Hit.score`` is always the cosine.
+            rerank: a :class:`~cluster_rag.rerank.Reranker` applied to the first ``fetch_k`` hits.
+            fetch_k: candidates the re-ranker sees (default ``max(4 * k, 20)``).
 
         Returns:
             Up to ``k`` hits, best first.
@@ -431,7 +443,18 @@ class ClusterIndex:
         check_query_text(query), check_topics(topics), check_where(where)
         model = self.model
         request = build_request(model, k, n_probe, topics, where, scope=scope, store=self.store)
-        return routed_search(model, self.store, self.embed_query(query), request)
+        vector = self.embed_query(query)
+        return hybrid.search(
+            model,
+            self.store,
+            self._keyword,
+            query,
+            vector,
+            request,
+            mode=hybrid.check_mode(mode),
+            rerank=rerank,
+            fetch_k=fetch_k,
+        )
 
     def search_by_vector(
         self,

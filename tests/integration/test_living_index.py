@@ -126,6 +126,7 @@ WORKER = textwrap.dedent(
     import numpy as np
     from sklearn.cluster import KMeans
     from cluster_rag import ClusterIndex, IndexConfig
+    from cluster_rag.store import snapshots
 
     path, phase = sys.argv[1], sys.argv[2]
 
@@ -149,16 +150,17 @@ WORKER = textwrap.dedent(
     config = IndexConfig(progress=False, keep_versions=1 if phase == "prune" else 3)
     index = ClusterIndex.open(path, embedder=Named(), config=config, create=False)
     store = index.store
-    store.batch_size = 25  # several assignment batches
-    calls = {"update": 0}
-    real_update, real_upsert = store.chunks.update, store.centroids.upsert
+    snapshots.PART_ROWS = 25  # the assignment in several parts
+    calls = {"parts": 0}
+    real_meta_upsert, real_upsert = store.meta.upsert, store.centroids.upsert
     real_set_active, real_drop = store.set_active, store.drop_assignments
 
-    def update(**kw):
-        real_update(**kw)
-        calls["update"] += 1
-        if calls["update"] == 2:
-            pause("assignments")
+    def meta_upsert(**kw):
+        real_meta_upsert(**kw)
+        if any(str(i).startswith("assign:") for i in kw["ids"]):
+            calls["parts"] += 1
+            if calls["parts"] == 2:
+                pause("assignments")
 
     def upsert(**kw):
         real_upsert(**kw)
@@ -172,7 +174,7 @@ WORKER = textwrap.dedent(
         pause("prune")
         real_drop(version)
 
-    store.chunks.update, store.centroids.upsert = update, upsert
+    store.meta.upsert, store.centroids.upsert = meta_upsert, upsert
     store.set_active, store.drop_assignments = set_active, drop
     index.fit(clusterer=PausingKMeans())
     print("DONE", flush=True)
@@ -236,7 +238,7 @@ def every_chunk_found(index: ClusterIndex) -> bool:
     ("phase", "active", "versions"),
     [
         ("clustering", 1, [1]),  # before any write
-        ("assignments", 1, [1]),  # some chunks carry cr_v2, no centroids or payload
+        ("assignments", 1, [1]),  # 2 of v2's 5 assignment parts written, no centroids or payload
         ("centroids", 1, [1]),  # centroids of v2 written, payload not
         ("switch", 1, [1, 2]),  # v2 complete but never made active
         ("prune", 2, [2]),  # after the switch: v2 active, v1 being pruned
@@ -271,19 +273,20 @@ def test_sigkill_mid_refit_leaves_a_complete_active_version(
     assert index.store.active_version() == active and index.model_info.version == active
     assert [v.version for v in index.versions()] == versions
     # the kill really landed mid-way
-    partial = sum(version_key(2) in m for m in index.store.load_all()[2])
+    parts = index.store.meta.get(where={"$and": [{"kind": "assign"}, {"version": 2}]}, include=[])
+    partial = len(parts["ids"])
     v2_centroids = len(index.store.centroids.get(where={"version": 2}, include=[])["ids"])
-    expect = {"clustering": (0, 0), "assignments": (50, 0), "centroids": (124, 4), "switch": (124, 4)}
+    expect = {"clustering": (0, 0), "assignments": (2, 0), "centroids": (5, 4), "switch": (5, 4)}
     if phase in expect:
         assert (partial, v2_centroids) == expect[phase]
     assert every_chunk_found(index)
     if active == 1:
         assert index.drift().n_added == 4  # the bookkeeping of v1 survived
 
-    info = index.fit(k=4)  # a new refit works and leaves clean metadata
+    info = index.fit(k=4)  # a new refit works and writes no chunk metadata
     assert info.version == max(versions) + 1 and index.model_info.version == info.version
     report = index.refit_report()
     assert report is not None and report.previous_version == active
     metas = index.store.load_all()[2]
-    assert all(version_key(info.version) in m and added_key(info.version) not in m for m in metas)
+    assert not any(version_key(info.version) in m or added_key(info.version) in m for m in metas)
     assert every_chunk_found(index)

@@ -13,7 +13,7 @@ import pytest
 
 from cluster_rag import ClusterIndex, IndexConfig, InvalidInputError, UnknownTopicError
 from cluster_rag.errors import UnknownDocumentError, VersionError
-from cluster_rag.store import added_key, version_key
+from cluster_rag.store import added_key, snapshots, version_key
 from tests.fixtures import FakeEmbedder
 
 CFG = IndexConfig(progress=False)
@@ -158,8 +158,11 @@ def test_refit_clears_added_marks_and_prune_drops_keys(tmp_path: Path) -> None:
     idx.fit(k=3)
     metas = idx.store.load_all()[2]
     assert len(metas) == 90  # nothing deleted by refit or prune
-    assert all(version_key(2) in m and added_key(2) not in m for m in metas)
-    assert not any(version_key(1) in m or added_key(1) in m for m in metas)  # v1 pruned
+    # the refit wrote no chunk metadata (its assignment is stored once); v1's keys were pruned
+    assert not any(version_key(v) in m or added_key(v) in m for m in metas for v in (1, 2))
+    payload = idx.store.load_model(2)
+    assert payload is not None and snapshots.load_assignment(idx.store, 2, payload["assignment"]) is not None
+    assert not idx.store.meta.get(where={"$and": [{"kind": "assign"}, {"version": 1}]}, include=[])["ids"]
     assert idx.drift().n_added == 0 and idx.drift().recommendation == "ok"
 
 
@@ -213,13 +216,14 @@ def test_readers_see_one_version_per_search_while_refitting(tmp_path: Path) -> N
         t.join()
     assert not errors
     # the truth: each version's stored assignment, translated to its stable topic ids
-    ids, _, metas = idx.store.load_all()
     truth = {}
     for v in idx.store.versions():
         payload = idx.store.load_model(v)
         assert payload is not None
         topic_ids = [t["id"] for t in payload["topics"]]
-        truth[v] = {cid: topic_ids[m[version_key(v)]] for cid, m in zip(ids, metas, strict=True)}
+        fitted = snapshots.fitted_positions(idx.store, v, payload["assignment"])
+        assert len(fitted) == idx.store.count()
+        truth[v] = {cid: topic_ids[pos] for cid, pos in fitted.items()}
     seen = set()
     for hits in results:
         versions = {v for v, _, _ in hits}

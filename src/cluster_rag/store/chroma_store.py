@@ -408,12 +408,10 @@ class ChromaStore:
         self.meta.delete(ids=[key])
 
     def probe(self) -> None:
-        """Read a little of every part (records, a vector, the vector index) so a damaged store
-        fails here, on open, rather than in the middle of a later call."""
+        """Read a little of every part (records, one vector, the version records) so a damaged
+        store fails here, on open, rather than in the middle of a later call."""
         self.chunks.count()
-        got = self.chunks.get(limit=1, include=["embeddings"])
-        if got["ids"] and got["embeddings"] is not None and len(got["embeddings"]):
-            self.chunks.query(query_embeddings=[list(got["embeddings"][0])], n_results=1, include=[])
+        self.chunks.get(limit=1, include=["embeddings"])
         self.meta.get(ids=["active"], include=["documents"])
         self.centroids.count()
 

@@ -236,7 +236,12 @@ class Scope:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Scope | None:
         """The scope in ``$CLUSTER_RAG_SCOPE`` (JSON, see :meth:`parse`), or ``None`` when unset/blank."""
         text = (os.environ if environ is None else environ).get(SCOPE_ENV, "")
-        return cls.parse(text) if text.strip() else None
+        if not text.strip():
+            return None
+        try:
+            return cls.parse(text)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"${SCOPE_ENV}: {exc}") from None
 
 
 def check_scope(scope: Any, store: ChromaStore) -> Scope:

@@ -34,9 +34,10 @@ def persistent_client(path: str | os.PathLike[str], *, create: bool) -> Any:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise StoreNotFoundError(f"{str(folder)!r} is a file, not an index folder; pick another --path")
-    if not create and not folder.exists():
+    if not create and not (folder / "chroma.sqlite3").is_file():
+        what = "no index" if not folder.exists() else "no Chroma store (chroma.sqlite3)"
         raise StoreNotFoundError(
-            f"no index at {str(folder)!r}; run `cluster-rag ingest --path {folder} FILES` first"
+            f"{what} at {str(folder)!r}; run `cluster-rag ingest --path {folder} FILES` first"
         )
     try:
         return chromadb.PersistentClient(path=str(folder), settings=_settings())

@@ -280,30 +280,38 @@ class ClusterIndex:
         *,
         text_field: str = "text",
         skip_existing: bool = True,
+        delete_missing: bool = False,
     ) -> list[str]:
-        """Load ``.txt .md .jsonl .csv`` files or folders (walked recursively), chunk and add them.
+        """Load ``.txt .md .jsonl[.gz] .csv[.gz]`` files or folders (recursively), chunk and store them.
+
+        Re-ingesting updates (:func:`cluster_rag.ingest.sync_files`, which also returns the counts):
+        unchanged chunks (same id and content hash) are skipped, edited ones replaced, and with
+        ``delete_missing`` chunks of files gone from the given folders are removed.
 
         Args:
             text_field: JSONL key / CSV column holding the text.
-            skip_existing: skip chunks whose id is already stored instead of raising
-                :class:`DuplicateIdError`.
+            skip_existing: ``False``: add every chunk, raising :class:`DuplicateIdError` on a stored id.
+            delete_missing: remove chunks of sources no longer on disk under ``paths``.
 
         Returns:
-            Ids of the chunks added.
+            Ids of the chunks added or replaced.
         """
-        cfg = self.config
-        chunks = load_chunks(
-            [Path(p) for p in paths],
-            chunk_size=cfg.chunk_size,
-            overlap=cfg.chunk_overlap,
-            text_field=text_field,
-        )
-        if skip_existing and chunks:
-            stored = self.store.existing_ids([c.id for c in chunks])
-            chunks = [c for c in chunks if c.id not in stored]
-        if not chunks:
-            return []
-        return self.add_texts([c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks])
+        if skip_existing:
+            from .ingest.sync import sync_files
+
+            done = sync_files(
+                self,
+                paths,
+                text_field=text_field,
+                delete_missing=delete_missing,
+                progress=self.config.progress,
+            )
+            return [*done.added, *done.updated]
+        size, overlap = self.config.chunk_size, self.config.chunk_overlap
+        files = [Path(p) for p in paths]
+        chunks = load_chunks(files, chunk_size=size, overlap=overlap, text_field=text_field)
+        texts, metas, ids = [c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks]
+        return self.add_texts(texts, metas, ids) if chunks else []
 
     def _write(
         self,

@@ -590,3 +590,31 @@ def test_scoped_web_app_serves_only_the_scope(two_tenants: ClusterIndex) -> None
         assert client.get(path).status_code == 404  # operator views are not served
     assert client.post("/api/topics/0/rename", json={"name": "x"}).status_code in (404, 405)
     assert "b-corp" not in json.dumps([topics, detail, hits])
+
+
+def test_hard_isolation_one_collection_per_tenant(tmp_path: Path) -> None:
+    """The stronger option: each tenant's chunks in its own collection, opened by name, same API;
+    a scope naming its collection refuses any other, and the CLI opens the scope's collection."""
+    from click.testing import CliRunner
+
+    from cluster_rag.cli import cli
+
+    folder = tmp_path / "kb"
+    for tenant, word in (("tenant_a", "alpha"), ("tenant_b", "bravo")):
+        index = ClusterIndex.open(folder, collection=tenant, embedder=FakeEmbedder(), config=CFG)
+        texts = [f"{word} card fee note {i}" for i in range(12)]
+        index.add_texts(texts, ids=[f"{word}-{i}" for i in range(12)])
+        index.fit(k=2)
+    a = ClusterIndex.open(folder, collection="tenant_a", embedder=FakeEmbedder(), config=CFG, create=False)
+    b = ClusterIndex.open(folder, collection="tenant_b", embedder=FakeEmbedder(), config=CFG, create=False)
+    only_a = Scope(collection="tenant_a")
+    tools = TopicTools(a, scope=only_a)
+    assert {h.id.split("-")[0] for h in a.search("card fee", k=50, scope=only_a)} == {"alpha"}
+    assert "bravo" not in tools.call("list_topics", {"limit": 50})
+    with pytest.raises(InvalidInputError, match="belongs to collection 'tenant_a'"):
+        TopicTools(b, scope=only_a)
+    assert a.get(["bravo-1"]) == [] and len(b.get(["bravo-1"])) == 1
+    # the CLI opens the scope's collection when --collection is not given (no model needed to fail fast)
+    scope = json.dumps({"collection": "tenant_c"})
+    done = CliRunner().invoke(cli, ["mcp", "--path", str(folder), "--scope", scope])
+    assert done.exit_code != 0 and "collection 'tenant_c' does not exist" in str(done.exception)

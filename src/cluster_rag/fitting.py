@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from .backends import build_numpy_backend
 from .backends_chroma import is_server_store
 from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
-from .clustering.choose_k import KSweep
 from .clustering.online import initial_state
 from .config import IndexConfig
 from .drift import compute_baseline
@@ -60,7 +59,8 @@ class FitRequest:
     """How to cluster (validated by :meth:`cluster_rag.ClusterIndex.fit`).
 
     Attributes:
-        k: clusters; ``None``: :func:`~cluster_rag.clustering.default_k`; ``"auto"``: sweep.
+        k: clusters; ``None`` or ``"auto"``: :func:`~cluster_rag.clustering.default_k` (``"auto"``: broad
+            topics come from the topic tree, as after every fit).
         engine: k-means engine name.
         clusterer: any scikit-learn-style estimator (overrides ``k`` and ``engine``).
         n_init: k-means restarts (``None``: engine default).
@@ -158,17 +158,17 @@ def _load_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
 
 def _cluster(
     vectors: np.ndarray, request: FitRequest, config: IndexConfig
-) -> tuple[np.ndarray, np.ndarray, str, KSweep | None]:
-    """Centroids ``(k, d)``, labels ``(n,)``, engine name and the k sweep (when ``k="auto"``)."""
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Centroids ``(k, d)``, labels ``(n,)`` and the engine name."""
     if request.clusterer is not None:
         centroids, labels = fit_any(request.clusterer, vectors)
-        return centroids, labels, type(request.clusterer).__name__, None
-    k, sweep = request.k, None
+        return centroids, labels, type(request.clusterer).__name__
+    k = request.k
     if isinstance(k, str) and k == "auto":
-        from .clustering.choose_k import auto_k
-
-        sweep = auto_k(vectors, random_state=config.seed, progress=config.progress)
-        k = sweep.recommended
+        # the leaves are routing clusters: their number follows the size rule; the number of
+        # *broad* topics is chosen from the topic tree every fit builds (hierarchy.choose_broad_k,
+        # stored in the tree's evidence). A k sweep stays available: `cluster-rag choose-k`.
+        k = default_k(len(vectors))
     if isinstance(k, str):
         raise InvalidKError(f"k={k!r} must be an int, None (the default) or 'auto'")
     k = default_k(len(vectors)) if k is None else k
@@ -181,7 +181,7 @@ def _cluster(
         progress=config.progress,
         reduce_dim=request.reduce_dim,
     ).fit(vectors)
-    return km.cluster_centers_, km.labels_, km.engine_, sweep
+    return km.cluster_centers_, km.labels_, km.engine_
 
 
 def fit_version(
@@ -198,9 +198,9 @@ def fit_version(
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
-    centroids, labels, engine, sweep = _cluster(vectors, request, config)
+    centroids, labels, engine = _cluster(vectors, request, config)
     previous = previous_of(store, active, ids, vectors)
-    return _commit(store, config, ids, vectors, centroids, labels, engine, previous, request.matching, sweep)
+    return _commit(store, config, ids, vectors, centroids, labels, engine, previous, request.matching)
 
 
 def _join_late_arrivals(
@@ -240,7 +240,6 @@ def _commit(
     engine: str,
     previous: Previous | None,
     matching: TopicMatching | None,
-    sweep: KSweep | None,
 ) -> ClusterModel:
     k = len(centroids)
     version, started_from = store.claim_version()  # compare-and-swap: two fits never share a number
@@ -312,8 +311,6 @@ def _commit(
         "tree": tree.to_dict(),
         "assignment": assignment,
     }
-    if sweep is not None:  # how k was chosen, next to the version it made
-        payload["choose_k"] = sweep.to_dict()
     store.save_model(version, payload, centroids)
     store.set_active(version, expect=started_from)  # the atomic switch (ConcurrentWriteError if raced)
     prune_versions(store, config.keep_versions)

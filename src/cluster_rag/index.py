@@ -349,8 +349,9 @@ class ClusterIndex:
         see :mod:`~cluster_rag.fitting`). Matched topics keep their id and label.
 
         Args:
-            k: clusters; ``None``: ``round(sqrt(n))``; ``"auto"``: sweep k on a sample and take the
-                recommended one (recorded under ``"choose_k"`` in the version's payload).
+            k: clusters; ``None`` or ``"auto"``: ``round(sqrt(n))`` (the routing leaves). Every fit
+                also builds a topic tree and chooses its broad topics (:meth:`topic_tree`,
+                ``topics(level=...)``); ``cluster-rag choose-k`` sweeps k when you want evidence.
             engine: ``"auto"``, ``"sklearn"``, ``"minibatch"`` or ``"faiss"``.
             clusterer: any scikit-learn-style estimator with ``fit``; overrides ``k`` and ``engine``.
             n_init: k-means restarts (``None``: engine default).

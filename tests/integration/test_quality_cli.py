@@ -104,13 +104,13 @@ def test_errors_exit_2(kb: Path, args: list[str], message: str, capsys: pytest.C
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_fit_auto_records_the_sweep(demo_index: ClusterIndex) -> None:
+def test_fit_auto_keeps_leaves_at_the_size_rule_and_chooses_broad_topics(demo_index: ClusterIndex) -> None:
     info = demo_index.fit(k="auto")
-    payload = demo_index.store.load_model(info.version)
-    sweep = payload["choose_k"]
-    assert info.k == sweep["recommended"] and demo_index.model_info.k == info.k
-    ks = [s["k"] for s in sweep["scores"]]
-    assert ks[0] == 5 and ks[-1] == 40  # auto range for 400 chunks: [5, n // 10]
+    assert info.k == 20 and demo_index.model_info.k == 20  # round(sqrt(400)): the routing leaves
+    tree = demo_index.topic_tree()
+    assert tree.evidence["chosen"] == len(tree.top) and 2 <= len(tree.top) < info.k
+    broad = demo_index.topics(level=tree.depth)
+    assert len(broad) == len(tree.top) and sum(t.size for t in broad) == 400
     assert len(demo_index.topics()) == info.k
     pca = demo_index.fit(k=8, reduce_dim=32)
     assert pca.k == 8 and len(demo_index.topics()) == 8

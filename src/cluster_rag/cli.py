@@ -263,8 +263,10 @@ def _plural(n: int | float, word: str, many: str | None = None) -> str:
     return word if one else (many or f"{word}s")
 
 
-def _topics_parts(index: ClusterIndex) -> tuple[list[dict[str, Any]], RenderableType]:
-    topics = index.topics()
+def _topics_parts(
+    index: ClusterIndex, level: int | None = None
+) -> tuple[list[dict[str, Any]], RenderableType]:
+    topics = index.topics() if level is None else index.topics(level=level)
     sourced = any(t.label_source != "keywords" for t in topics)  # who named them, once an LLM/person did
     described = any(t.description for t in topics)
     headers = ["id", "size", "label"] + ["source"] * sourced + ["description"] * described + ["keywords"]
@@ -373,7 +375,7 @@ def ingest(files: tuple[str, ...], text_field: str, delete_missing: bool, opts: 
 
 
 def _k_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
-    """``--k``: an int, or ``auto`` (sweep k and take the recommended one)."""
+    """``--k``: an int, or ``auto`` (the size rule; broad topics come from the topic tree)."""
     if value is None:
         return None
     if value.strip().lower() == "auto":
@@ -386,8 +388,8 @@ def _k_value(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 
 @cli.command()
 @click.option("--k", default=None, callback=_k_value, metavar="INT|auto",
-              help="number of topics, or 'auto' to sweep k and take the recommended one "
-              "(default round(sqrt(n)))")
+              help="number of topics (routing clusters); default and 'auto': round(sqrt(n)); every fit "
+              "also chooses broad topics from its topic tree (see `cluster-rag topics --level`)")
 @click.option("--engine", default="auto", show_default=True,
               type=click.Choice(["auto", "sklearn", "minibatch", "faiss"]))
 @click.option("--partial", is_flag=True,
@@ -416,9 +418,13 @@ def cluster(k: int | str | None, engine: str, partial: bool, opts: Opts) -> int:
         f"~{probe} {_plural(probe, 'cluster')} per query (recall@10 {info.calibrated_recall:.3f} "
         "vs exact on a sample)"
     )
+    tree = index.topic_tree()
+    broad = len(tree.top)
+    text += f"\ntopic tree: {broad} broad {_plural(broad, 'topic')} over the {info.k} (levels 0-{tree.depth})"
     if report is not None:
         text += "\n" + "\n".join(_refit_lines(report))
-    _emit(opts, {**info.to_dict(), "refit": report.to_dict() if report else None}, text)
+    data = {**info.to_dict(), "broad_topics": broad, "refit": report.to_dict() if report else None}
+    _emit(opts, data, text)
     return 0
 
 
@@ -476,11 +482,14 @@ def drift(opts: Opts, **thresholds: float | None) -> int:
 
 
 @cli.command()
+@click.option("--level", type=click.IntRange(min=0), default=None,
+              help="a level of the topic tree: 0 = the topics (default), higher = broader; "
+              "the broad topics are the top level")
 @store_options()
-def topics(opts: Opts) -> int:
+def topics(level: int | None, opts: Opts) -> int:
     """List topics with size, label, description and keywords."""
     index = _open(opts, create=False)
-    data, table = _topics_parts(index)
+    data, table = _topics_parts(index, level)
     _emit(opts, data, table)
     return 0
 

@@ -374,10 +374,18 @@ def _member_means(
     return normalize(sums.astype(np.float32))
 
 
-def _kmeans_plusplus(data: np.ndarray, k: int, seed: int, sample: int = 20_000) -> np.ndarray:
-    """k-means++ seeds from a sample of at most ``sample`` rows (float32, ``(k, d)``)."""
+def _kmeans_plusplus(data: np.ndarray, k: int, seed: int, sample: int | None = None) -> np.ndarray:
+    """k-means++ seeds from a sample of at most ``sample`` rows (float32, ``(k, d)``).
+
+    The default sample, ``min(20_000, max(4_096, 8·k))`` rows, seeds as well as 20,000 did
+    (100k synthetic blobs, k=316, then 25 FAISS iterations: inertia 40,564 vs 40,606) in a
+    sixth of the time (1.9 s vs 12.2 s on one core); seeding costs ``O(k · sample · d)``
+    and was most of the k-means time (``python -m bench scale``).
+    """
     from sklearn.cluster import kmeans_plusplus
 
+    if sample is None:
+        sample = min(20_000, max(4_096, 8 * k))
     rng = np.random.default_rng(seed)
     rows = data if len(data) <= max(sample, k) else data[rng.choice(len(data), max(sample, k), replace=False)]
     centers, _ = kmeans_plusplus(rows, k, random_state=seed)

@@ -40,4 +40,5 @@ def mmr_indices(
         return np.empty(0, dtype=np.int64)
     sims = vectors @ centroid
     cand = np.argsort(-sims, kind="stable")[: max(pool, n)]
-    return cand[mmr_select(sims[cand], vectors[cand], n, lambda_mult=1.0 - diversity)]
+    picks = mmr_select(sims[cand], vectors[cand], n, lambda_mult=1.0 - diversity)
+    return np.asarray(cand[picks], dtype=np.int64)

@@ -481,13 +481,14 @@ class TopicTools:
             The result as JSON, or ``{"error": message, "error_type": class name,
             "tool": name}`` when the call failed (bad arguments, unknown topic or id, …).
         """
+        limit = min(_MAX_ERROR_CHARS, self.max_result_bytes // 8)  # 4 bytes a character at most, twice
         try:
             return json.dumps(self.invoke(name, arguments), ensure_ascii=False, default=str)
         except ClusterRagError as exc:
-            return _error_json(name, type(exc).__name__, str(exc))
+            return _error_json(name, type(exc).__name__, str(exc), limit)
         except Exception as exc:  # a tool result must never kill the chat loop
             logger.exception("tool %r failed unexpectedly", _short(repr(name), 80))
-            return _error_json(name, type(exc).__name__, f"internal error: {exc}")
+            return _error_json(name, type(exc).__name__, f"internal error: {exc}", limit)
 
     def dispatch(self, tool_call: Any) -> str:
         """Run one OpenAI tool call and return the tool result text (JSON); never raises.
@@ -746,10 +747,10 @@ def _explain(spec: ToolSpec, error: ValidationError) -> str:
     return f"{spec.name} argument {name!r} must be {kinds}, got {type(value).__name__} {shown}"
 
 
-def _error_json(tool: Any, kind: str, message: str) -> str:
+def _error_json(tool: Any, kind: str, message: str, limit: int = _MAX_ERROR_CHARS) -> str:
     name = _short(tool, 80) if isinstance(tool, str) else None
     return json.dumps(
-        {"error": _short(message, _MAX_ERROR_CHARS), "error_type": _short(kind, 80), "tool": name},
+        {"error": _short(message, limit), "error_type": _short(kind, 80), "tool": name},
         ensure_ascii=False,
     )
 

@@ -90,7 +90,7 @@ def scoped_topic(
         raise InvalidInputError(f"limit={limit} must be between 1 and {MAX_PAGE}")
     topic = index.topic(int(topic_id), scope=scope)
     model = index.model
-    members = scoped_view(model, index.store, scope).members.get(topic.id, ()) if scope.filters_rows else ()
+    members = scoped_view(model, index.store, scope).members.get(topic.id, ())
     page = list(members[offset : offset + limit])
     found = {h.id: h for h in index.get(page, scope=scope)} if page else {}
     item = topic.to_dict()

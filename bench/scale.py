@@ -303,6 +303,12 @@ def run_size(n: int, *, repeats: int = 3) -> str:
                 f"{km['ours'] / km['faiss']:.2f}x",
             ],
             [
+                "fit() peak RSS above the opened process vs raw vector bytes",
+                f"{fit['peak'] - fit['rss_before']:.0f} MB",
+                f"{raw_mb:.0f} MB",
+                f"{(fit['peak'] - fit['rss_before']) / raw_mb:.2f}x",
+            ],
+            [
                 "fit() peak RSS vs raw vector bytes",
                 f"{fit['peak']:.0f} MB",
                 f"{raw_mb:.0f} MB",

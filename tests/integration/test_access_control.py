@@ -618,3 +618,23 @@ def test_hard_isolation_one_collection_per_tenant(tmp_path: Path) -> None:
     scope = json.dumps({"collection": "tenant_c"})
     done = CliRunner().invoke(cli, ["mcp", "--path", str(folder), "--scope", scope])
     assert done.exit_code != 0 and "collection 'tenant_c' does not exist" in str(done.exception)
+
+
+def test_hard_isolation_chroma_tenant_and_database(tmp_path: Path) -> None:
+    """A Chroma tenant/database per customer: from_client over a client bound to it, same API."""
+    import chromadb
+    from chromadb.config import Settings
+
+    admin = chromadb.AdminClient(
+        Settings(is_persistent=True, persist_directory=str(tmp_path), anonymized_telemetry=False)
+    )
+    admin.create_tenant("acme")
+    admin.create_database("kb_acme", tenant="acme")
+    client = chromadb.PersistentClient(path=str(tmp_path), tenant="acme", database="kb_acme")
+    index = ClusterIndex.from_client(client, embedder=FakeEmbedder(), config=CFG)
+    index.add_texts([f"card fee note {i}" for i in range(10)], ids=[f"acme-{i}" for i in range(10)])
+    index.fit(k=2)
+    assert len(index.search("card fee", k=20)) == 10
+    default = chromadb.PersistentClient(path=str(tmp_path))  # another tenant sees nothing of it
+    other = ClusterIndex.from_client(default, embedder=FakeEmbedder(), config=CFG)
+    assert len(other) == 0 and other.store.existing_ids(["acme-1"]) == set()

@@ -48,8 +48,10 @@ def make_tools(index: ClusterIndex | TopicTools, **limits: Any) -> list[BaseTool
     Args:
         index: a fitted :class:`~cluster_rag.ClusterIndex`, or a ready
             :class:`~cluster_rag.tools.TopicTools`.
-        **limits: :class:`~cluster_rag.tools.TopicTools` limits (``max_k``,
-            ``max_chars``, ``neighbours``, …); only with an index.
+        **limits: :class:`~cluster_rag.tools.TopicTools` options (``max_k``,
+            ``max_chars``, ``neighbours``, ``max_result_bytes``, ``scope``, ``audit``, …); only
+            with an index. A ``scope`` (:class:`cluster_rag.scope.Scope`) is fixed here: no tool
+            argument can widen it.
 
     Returns:
         Three tools returning JSON text, in :data:`~cluster_rag.tools.TOOL_NAMES` order.

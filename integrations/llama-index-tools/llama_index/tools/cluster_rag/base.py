@@ -37,8 +37,10 @@ class ClusterRagToolSpec(BaseToolSpec):
     Args:
         index: a fitted :class:`~cluster_rag.ClusterIndex`, or a ready
             :class:`~cluster_rag.tools.TopicTools`.
-        **limits: :class:`~cluster_rag.tools.TopicTools` limits (``max_k``,
-            ``max_chars``, ``neighbours``, …); only with an index.
+        **limits: :class:`~cluster_rag.tools.TopicTools` options (``max_k``,
+            ``max_chars``, ``neighbours``, ``max_result_bytes``, ``scope``, ``audit``, …); only
+            with an index. A ``scope`` (:class:`cluster_rag.scope.Scope`) is fixed here: no tool
+            argument can widen it.
     """
 
     spec_functions: list[SPEC_FUNCTION_TYPE] = list(TOOL_NAMES)

@@ -179,7 +179,7 @@ def probed_topics(index: ClusterIndex, vector: np.ndarray) -> list[dict[str, Any
 def search_payload(
     index: ClusterIndex, query: str, *, k: int = 10, topics: Sequence[int] | None = None
 ) -> dict[str, Any]:
-    """Routed search plus the topics it probed; the query is embedded once.
+    """The index's default search (hybrid) plus the topics the dense route probed.
 
     Args:
         index: a fitted index.
@@ -192,8 +192,8 @@ def search_payload(
     """
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"query must be a non-blank string, got {query!r}")
-    vector = index.embed_query(query)
-    hits = index.search_by_vector(vector, k, topics=list(topics) if topics is not None else None)
+    vector = index.embed_query(query)  # the embedder's cache answers the search's own embedding
+    hits = index.search(query, k, topics=list(topics) if topics is not None else None)
     if topics is not None:
         chosen = {index.topic(int(t)).id for t in topics}
         model = index.model

@@ -579,6 +579,10 @@ def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarr
     return float((s * weights).sum() / weights.sum())
 
 
+#: Default upper bound on the number of broad topics (see :func:`choose_broad_k`).
+BROAD_MAX = 64
+
+
 def choose_broad_k(
     centroids: np.ndarray,
     sizes: np.ndarray,
@@ -598,8 +602,10 @@ def choose_broad_k(
         sizes: ``(k,)`` chunks per leaf.
         method: linkage method of the tree (see :mod:`cluster_rag.hierarchy`).
         m_min: smallest number of broad topics considered (>= 2).
-        m_max: largest (default ``k // 2``: a broad topic holds two leaves on average at least;
-            finer cuts are the leaves' business).
+        m_max: largest (default ``min(k // 2, 64)``: a broad topic holds two leaves on average at
+            least, and a "broad" level of more than 64 nodes is no overview for a person or an
+            agent; the cap also bounds the cost, which grows with ``k**2 * m_max``: k=500 took
+            over 5 minutes uncapped, ~20 s capped).
         n_resamples: leaf subsets for the stability score.
         subsample: share of leaves in each subset, in ``(0, 1)``.
         random_state: seed of the subsets.
@@ -624,7 +630,7 @@ def choose_broad_k(
         raise InvalidInputError(f"subsample={subsample!r} must be in (0, 1)")
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
         raise InvalidInputError(f"n_resamples={n_resamples!r} must be an int >= 1")
-    hi = k // 2 if m_max is None else min(int(m_max), k - 1)
+    hi = min(k // 2, BROAD_MAX) if m_max is None else min(int(m_max), k - 1)
     lo = max(2, int(m_min))
     if hi < lo:
         raise InvalidInputError(f"m_min={m_min} and m_max={m_max} leave no candidate for {k} leaves")

@@ -12,6 +12,7 @@ from .drift import DriftReport, DriftThresholds
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import (
     ClusterRagError,
+    ConcurrentWriteError,
     DimensionMismatchError,
     DuplicateIdError,
     EmptyTextError,
@@ -24,15 +25,21 @@ from .errors import (
     ModelMismatchError,
     NotFittedError,
     StoreConnectionError,
+    StoreCorruptedError,
+    StoreError,
     StoreNotFoundError,
     UnknownDocumentError,
     UnknownTopicError,
     UnsupportedFileError,
     VersionError,
 )
+from .hierarchy import TopicTree, TreeNode
 from .index import ClusterIndex
+from .ingest.sync import SyncReport
 from .labeling import KeywordLabeler, Labeler, LabelReport, LabelRequest, LabelResult, OpenAILabeler
 from .model import ClusterModel
+from .rerank import CrossEncoderReranker, LLMReranker, MMRReranker, Reranker
+from .scope import Scope
 from .types import Chunk, Hit, ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching
 
@@ -43,6 +50,8 @@ __all__ = [
     "ClusterIndex",
     "ClusterModel",
     "ClusterRagError",
+    "ConcurrentWriteError",
+    "CrossEncoderReranker",
     "DimensionMismatchError",
     "DriftReport",
     "DriftThresholds",
@@ -54,12 +63,14 @@ __all__ = [
     "InvalidInputError",
     "InvalidKError",
     "KeywordLabeler",
+    "LLMReranker",
     "LabelReport",
     "LabelRequest",
     "LabelResult",
     "Labeler",
     "LabelingError",
     "LengthMismatchError",
+    "MMRReranker",
     "MetadataError",
     "MissingDependencyError",
     "ModelInfo",
@@ -67,13 +78,20 @@ __all__ = [
     "NotFittedError",
     "OpenAILabeler",
     "RefitReport",
+    "Reranker",
+    "Scope",
     "SearchBackend",
     "SentenceTransformerEmbedder",
     "SphericalKMeans",
     "StoreConnectionError",
+    "StoreCorruptedError",
+    "StoreError",
     "StoreNotFoundError",
+    "SyncReport",
     "Topic",
     "TopicMatching",
+    "TopicTree",
+    "TreeNode",
     "UnknownDocumentError",
     "UnknownTopicError",
     "UnsupportedFileError",

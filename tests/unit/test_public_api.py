@@ -3,7 +3,9 @@
 import cluster_rag
 
 EXPECTED = {
-    "Chunk", "ClusterIndex", "ClusterModel", "SearchBackend", "ClusterRagError", "DimensionMismatchError", "DuplicateIdError", "Embedder",
+    "Chunk", "ClusterIndex", "ClusterModel", "SearchBackend", "ConcurrentWriteError", "StoreCorruptedError",
+    "StoreError", "TopicTree", "TreeNode", "SyncReport", "CrossEncoderReranker", "LLMReranker", "MMRReranker",
+    "Reranker", "Scope", "ClusterRagError", "DimensionMismatchError", "DuplicateIdError", "Embedder",
     "EmptyTextError", "Hit", "IndexConfig", "InvalidInputError", "InvalidKError", "LabelingError",
     "LengthMismatchError", "MetadataError", "MissingDependencyError", "ModelInfo", "ModelMismatchError",
     "NotFittedError", "SentenceTransformerEmbedder", "KeywordLabeler", "LabelReport", "LabelRequest",

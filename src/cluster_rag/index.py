@@ -410,7 +410,7 @@ class ClusterIndex:
         model = self.model
         if scope is not None and self._scoped(scope):
             return scoped_view(model, self.store, scope).topic(topic)
-        parent = model.tree.parent_id(topic)
+        parent = model.parent_of(topic)
         if parent is not None:  # a broad topic or subtopic of the tree, as a Topic
             return node_topic(model.tree, parent, model.sized_topics())
         return model.sized_topics()[model.position_of[model.resolve_topics(check_topics([topic]) or [])[0]]]

@@ -32,7 +32,7 @@ from .clustering import assign
 from .clustering.online import OnlineState
 from .drift import Baseline
 from .errors import UnknownTopicError
-from .hierarchy import TopicTree, version_tree
+from .hierarchy import TopicTree, node_topic, version_tree
 from .store import ChromaStore, added_key, snapshots, version_key
 from .types import ModelInfo, Topic
 
@@ -313,7 +313,10 @@ class ClusterModel:
             if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
                 out.extend(self._topics_of_id(int(item)))
             elif isinstance(item, str):
-                if item.strip().isdigit():
+                parent = self.parent_of(item)
+                if parent is not None:
+                    out.extend(self.tree.leaf_ids(parent))
+                elif item.strip().isdigit():
                     out.extend(self._topics_of_id(int(item.strip())))
                 else:
                     out.append(self._topic_by_name(item))
@@ -322,6 +325,32 @@ class ClusterModel:
                     f"topic {item!r} ({type(item).__name__}) must be an int id or a str name"
                 )
         return out
+
+    def parent_of(self, item: Any) -> int | None:
+        """The id of the topic-tree parent node ``item`` names, else ``None``.
+
+        ``item`` is a node id (int or digit string) or a node's name: the keyword label of a
+        parent (:func:`cluster_rag.hierarchy.node_topic`, as ``list_topics`` shows it), matched
+        case-insensitively and only when no topic has exactly that label.
+        """
+        found = self.tree.parent_id(item)
+        if found is not None or not isinstance(item, str) or item.strip().isdigit():
+            return found
+        wanted = " ".join(item.split()).casefold()
+        if any(" ".join(t.label.split()).casefold() == wanted for t in self.record.topics):
+            return None
+        return self._parent_labels.get(wanted)
+
+    @cached_property
+    def _parent_labels(self) -> dict[str, int]:
+        leaves = self.sized_topics()
+        tree = self.tree
+        labels: dict[str, int] = {}
+        for node in tree.nodes:
+            if node.level > 0:
+                label = node_topic(tree, node.id, leaves).label
+                labels.setdefault(" ".join(label.split()).casefold(), node.id)
+        return labels
 
     def _topics_of_id(self, tid: int) -> list[int]:
         """A topic id, or the topic ids under a parent node of the tree."""

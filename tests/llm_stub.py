@@ -10,7 +10,6 @@ request and ``n`` counts earlier requests whose user prompt had the same first l
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,24 +19,9 @@ from typing import Any
 
 import pytest
 
-_LAUNCH = """
-import runpy, sys
-import llama_cpp.llama_cpp as C
-_defaults = C.llama_model_default_params
-def _params():
-    p = _defaults()
-    p.use_extra_bufts = False
-    return p
-C.llama_model_default_params = _params
-sys.argv[0] = "llama_cpp.server"
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-"""
-#: The command that starts ``python -m llama_cpp.server`` (append its arguments) with llama.cpp's
-#: extra weight buffers (AMX tiles, repacked weights) off: on CPUs that report AMX but whose VM does
-#: not let a process use it, the AMX matmul of Q4_1 weights (SmolLM2) dies on its first ``ldtilecfg``
-#: (SIGSEGV, "general protection fault in libggml-cpu.so"). llama-cpp-python 0.3.36 has no flag
-#: for ``use_extra_bufts``, so its default model params are patched before the server starts.
-LLAMA_SERVER = [sys.executable, "-c", _LAUNCH]
+from cluster_rag.testing import LLAMA_SERVER
+
+__all__ = ["LLAMA_SERVER"]  # the tests import the launch command from here too
 
 
 @dataclass

@@ -8,13 +8,15 @@ stops it; shared by the project's test fixtures and benches.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ServerStartError", "serve"]
+__all__ = ["LLAMA_SERVER", "ServerStartError", "sample_rows", "serve"]
 
 
 class ServerStartError(RuntimeError):
@@ -63,3 +65,32 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+_LAUNCH = """
+import runpy, sys
+import llama_cpp.llama_cpp as C
+_defaults = C.llama_model_default_params
+def _params():
+    p = _defaults()
+    p.use_extra_bufts = False
+    return p
+C.llama_model_default_params = _params
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+#: The command that starts ``python -m llama_cpp.server`` (append its arguments) with llama.cpp's
+#: extra weight buffers (AMX tiles, repacked weights) off: on CPUs that report AMX but whose VM does
+#: not let a process use it, the AMX matmul of Q4_1 weights (SmolLM2) dies on its first ``ldtilecfg``
+#: (SIGSEGV, "general protection fault in libggml-cpu.so"). llama-cpp-python 0.3.36 has no flag
+#: for ``use_extra_bufts``, so its default model params are patched before the server starts.
+LLAMA_SERVER = [sys.executable, "-c", _LAUNCH]
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    """The shipped 400-row Banking77 sample (``cluster_rag/data``; CC BY 4.0): ``{"id", "text", "label"}``."""
+    import json
+    from importlib import resources
+
+    path = resources.files("cluster_rag") / "data" / "banking77_sample.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -332,7 +332,7 @@ def _save_assignment(
     entry = snapshots.save_assignment(store, version, sorted_ids, offsets)
     path = snapshots.snapshot_path(store, version, entry["digest"])
     if path is not None:
-        snapshots.write_snapshot(path, vectors[order])
+        snapshots.write_snapshot(path, vectors, order)
     return entry
 
 

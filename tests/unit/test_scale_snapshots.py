@@ -62,6 +62,9 @@ def test_snapshot_is_mapped_and_checked(tmp_path: Path) -> None:
     mapped = snapshots.read_snapshot(path, 40, 8)
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, vectors)
     assert snapshots.read_snapshot(path, 41, 8) is None  # another assignment's shape
+    order = np.random.default_rng(2).permutation(40)
+    snapshots.write_snapshot(tmp_path / "v1-sorted.npy", vectors, order)
+    assert np.array_equal(np.load(tmp_path / "v1-sorted.npy"), vectors[order])
     assert snapshots.read_snapshot(tmp_path / "none.npy", 40, 8) is None
     path.write_bytes(b"not a npy file")
     assert snapshots.read_snapshot(path, 40, 8) is None

@@ -200,12 +200,22 @@ def snapshot_path(store: Any, version: int, digest: str) -> Path | None:
     return None if folder is None else folder / f"v{version}-{digest}.npy"
 
 
-def write_snapshot(path: Path, vectors: np.ndarray) -> None:
-    """Write ``vectors`` ``(n, d)`` float32 (assignment order) atomically (temp file + rename)."""
+def write_snapshot(path: Path, vectors: np.ndarray, order: np.ndarray | None = None) -> None:
+    """Write ``vectors[order]`` ``(n, d)`` float32 (assignment order) atomically (temp file + rename).
+
+    Rows are copied in blocks straight into the file, so no sorted copy of ``vectors`` is
+    held in memory (``order=None``: as given).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+    n = len(vectors) if order is None else len(order)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, vectors.shape[1]))
+    step = 65_536
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        out[rows] = vectors[rows] if order is None else vectors[order[rows]]
+    out.flush()
+    del out
     os.replace(tmp, path)
 
 

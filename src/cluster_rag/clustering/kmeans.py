@@ -160,7 +160,7 @@ class SphericalKMeans:
         """Fit on ``X`` ``(n, d)``; rows are L2-normalized here."""
         if self.engine not in ENGINES:
             raise InvalidInputError(f"engine={self.engine!r}; choose one of {ENGINES}")
-        data = normalize(np.asarray(X))
+        data = _unit_rows(X)
         if data.ndim != 2 or len(data) == 0:
             raise InvalidInputError(f"X must be a non-empty 2-D array, got shape {data.shape}")
         validate_k(self.n_clusters, len(data))
@@ -310,6 +310,17 @@ class SphericalKMeans:
                 best = (inertia, centers)
         assert best is not None
         return best[1]
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """``X`` as float32 L2-normalized rows; float32 rows already of unit length are used as
+    they are (no copy: a fit over stored, normalized vectors holds them once)."""
+    arr = np.asarray(X)
+    if arr.dtype == np.float32 and arr.ndim == 2 and len(arr):
+        norms = np.einsum("ij,ij->i", arr, arr)
+        if bool(np.all(np.abs(norms - 1.0) < 1e-4)):
+            return arr
+    return normalize(arr)
 
 
 def _is_int(value: object, minimum: int) -> bool:

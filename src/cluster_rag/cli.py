@@ -528,7 +528,8 @@ def _labeler(
               help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key: $OPENAI_API_KEY)")
 @click.option("--llm-model", default=None, help="model name; without --llm-base-url: OpenAI's API")
 @click.option("--force", is_flag=True, help="relabel unchanged topics too (pinned ones stay)")
-@click.option("--concurrency", type=int, default=None, help="requests in flight (default: the labeler's)")
+@click.option("--concurrency", type=int, default=None,
+              help="most requests in flight (default 4; a local server starts at 1 and the labeler adapts)")
 @click.option("--timeout", type=float, default=None, help="seconds per request (default: the labeler's)")
 @click.option("--max-retries", type=int, default=None, help="retries on timeouts, 429 and 5xx")
 @click.option("--max-tokens", type=int, default=None, help="completion tokens per answer (default 200)")

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.common import md_table
 from bench.datasets import RetrievalSet, scifact
 from bench.embed_cache import cached_embeddings
-from bench.common import md_table
 from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder
 from cluster_rag.clustering import SphericalKMeans
 from cluster_rag.evaluation import ndcg_at_k, recall_at_k

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import v_measure_score
 
+from bench.common import md_table
 from bench.datasets import banking77
 from bench.embed_cache import cached_embeddings
-from bench.common import md_table
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.clustering import SphericalKMeans, assign
 

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.common import md_table
 from bench.datasets import LabeledSet, banking77, newsgroups_messages, newsgroups_subjects, scifact
 from bench.embed_cache import cached_embeddings
-from bench.common import md_table
 from cluster_rag import IndexConfig
 from cluster_rag.clustering import SphericalKMeans
 from cluster_rag.clustering.choose_k import KSweep, auto_k_range, sweep_k

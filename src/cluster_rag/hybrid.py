@@ -28,7 +28,6 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,10 +41,9 @@ from .fusion import convex_combination
 from .keyword_index import KeywordIndex
 from .model import ClusterModel
 from .rerank import Reranker
-from .search import SearchRequest, build_request, get_hits, routed_search
+from .search import SearchRequest, get_hits, routed_search
 from .store import ChromaStore
 from .types import Hit
-from .validation import check_query_text
 
 if TYPE_CHECKING:
     from .index import ClusterIndex
@@ -76,8 +74,6 @@ DEFAULT_DEPTH = 100
 #: save the keyword index again once this share of rows changed since the last save
 _RESAVE_FRACTION = 0.1
 
-_states: weakref.WeakKeyDictionary[Any, KeywordState] = weakref.WeakKeyDictionary()
-_states_lock = threading.Lock()
 
 
 def check_mode(mode: object) -> SearchMode:
@@ -247,15 +243,6 @@ def _keyword_candidates(
     return [got.ids[i] for i in keep], got.scores[keep]
 
 
-def keyword_state(index: ClusterIndex) -> KeywordState:
-    """The :class:`KeywordState` of ``index`` (one per index object, created on first use)."""
-    with _states_lock:
-        state = _states.get(index)
-        if state is None:
-            state = _states[index] = KeywordState()
-        return state
-
-
 def search_index(
     index: ClusterIndex,
     query: str,
@@ -269,7 +256,7 @@ def search_index(
     rerank: Reranker | None = None,
     fetch_k: int | None = None,
 ) -> list[Hit]:
-    """:meth:`ClusterIndex.search <cluster_rag.ClusterIndex.search>` with ``mode`` and ``rerank``.
+    """:meth:`ClusterIndex.search <cluster_rag.ClusterIndex.search>` (kept for callers of this module).
 
     Args:
         index: a fitted index.
@@ -285,33 +272,19 @@ def search_index(
     Returns:
         Up to ``k`` hits, best first.
     """
-    check_query_text(query)
-    chosen = check_mode(mode)
-    if rerank is not None and not callable(rerank):
-        raise InvalidInputError(f"rerank={rerank!r} must be a Reranker: a callable (query, hits) -> hits")
-    if fetch_k is not None and (isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1):
-        raise InvalidInputError(f"fetch_k={fetch_k!r} must be a positive int or None")
-    model = index.model
-    if scope is None:
-        request = build_request(model, k, n_probe, topics, where)
-    else:
-        from .scope import Scope as _ScopeType
-
-        if not isinstance(scope, _ScopeType):
-            raise InvalidInputError(f"scope={scope!r} must be a cluster_rag.Scope or None")
-        scope.check_collection(index.store.name)
-        request = build_request(model, k, n_probe, topics, where, scope=scope, store=index.store)  # type: ignore[call-arg,unused-ignore]
-    return search(
-        model,
-        index.store,
-        keyword_state(index),
+    kwargs: dict[str, Any] = {"scope": scope} if scope is not None else {}
+    hits: list[Hit] = index.search(
         query,
-        index.embed_query(query),
-        request,
-        mode=chosen,
+        k,
+        n_probe=n_probe,
+        topics=topics,
+        where=where,
+        mode=mode,
         rerank=rerank,
         fetch_k=fetch_k,
+        **kwargs,
     )
+    return hits
 
 
 @dataclass(frozen=True)

@@ -146,17 +146,33 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope
         redoc_url=None,
     )
     app.state.index = index
+    app.add_exception_handler(ClusterRagError, _cluster_rag_error)  # type: ignore[arg-type]
+    # registration order is route-matching order: "/static/plotly.min.js" before the "/static" mount
+    _page_routes(app, static_dir, js)
+    _topic_routes(app)
+    _figure_routes(app, cache)
+    _search_routes(app)
+    _admin_routes(app)
+    return app
 
-    @app.exception_handler(ClusterRagError)
-    async def _cluster_rag_error(request: Request, exc: ClusterRagError) -> JSONResponse:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return JSONResponse({"detail": message, "error": type(exc).__name__}, status_code=_status(exc))
 
-    async def _index(request: Request) -> ClusterIndex:
-        found: ClusterIndex = request.app.state.index
-        return found
+async def _cluster_rag_error(request: Request, exc: ClusterRagError) -> JSONResponse:
+    """Answer a :class:`ClusterRagError` as ``{"detail", "error"}`` with the status of :func:`_status`."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return JSONResponse({"detail": message, "error": type(exc).__name__}, status_code=_status(exc))
 
-    Idx = Depends(_index)
+
+async def _index(request: Request) -> ClusterIndex:
+    """The app's one loaded index (a FastAPI dependency)."""
+    found: ClusterIndex = request.app.state.index
+    return found
+
+
+_IDX = Depends(_index)
+
+
+def _page_routes(app: FastAPI, static_dir: Path, js: Path) -> None:
+    """``GET /``, the packaged plotly.js and the ``/static`` files (HTML and assets, not in OpenAPI)."""
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -168,14 +184,18 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope
 
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
+
+def _topic_routes(app: FastAPI) -> None:
+    """``/api/info`` and the ``/api/topics`` routes: list, detail, rename, pin, unpin."""
+
     @app.get("/api/info", summary="What the index holds")
-    def info(idx: ClusterIndex = Idx) -> JSONResponse:
+    def info(idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(idx.info())
 
     @app.get("/api/topics", summary="Topics with sizes, keywords, labels and representative chunks")
     async def topics(
         representatives: int = Query(3, ge=0, le=20, description="representative chunks per topic (texts)"),
-        idx: ClusterIndex = Idx,
+        idx: ClusterIndex = _IDX,
     ) -> JSONResponse:
         if representatives == 0:  # in memory only: answered on the event loop, no thread hop
             return _json(views.topics_payload(idx, representatives=0))
@@ -186,29 +206,33 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope
         topic_id: int,
         offset: int = Query(0, ge=0),
         limit: int = Query(20, ge=1, le=views.MAX_PAGE),
-        idx: ClusterIndex = Idx,
+        idx: ClusterIndex = _IDX,
     ) -> JSONResponse:
         return _json(views.topic_detail(idx, topic_id, offset=offset, limit=limit))
 
     @app.post("/api/topics/{topic_id}/rename", summary="Rename a topic and pin the name")
-    def rename(topic_id: int, body: RenameBody, idx: ClusterIndex = Idx) -> JSONResponse:
+    def rename(topic_id: int, body: RenameBody, idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(idx.rename_topic(topic_id, body.name, description=body.description).to_dict())
 
     @app.post("/api/topics/{topic_id}/pin", summary="Pin the current label (relabeling keeps it)")
-    def pin(topic_id: int, idx: ClusterIndex = Idx) -> JSONResponse:
+    def pin(topic_id: int, idx: ClusterIndex = _IDX) -> JSONResponse:
         current = idx.topic(topic_id)
         if not current.label:
             raise InvalidInputError(f"topic {topic_id} has no label to pin; rename it instead")
         return _json(idx.rename_topic(topic_id, current.label).to_dict())
 
     @app.post("/api/topics/{topic_id}/unpin", summary="Release a pinned label")
-    def unpin(topic_id: int, idx: ClusterIndex = Idx) -> JSONResponse:
+    def unpin(topic_id: int, idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(idx.unpin_topic(topic_id).to_dict())
+
+
+def _figure_routes(app: FastAPI, cache: views.ProjectionCache) -> None:
+    """``/api/map`` (drawn over ``cache``'s projection) and ``/api/charts/{name}``: plotly figure JSON."""
 
     @app.get("/api/map", summary="Topic map (plotly figure JSON)")
     def topic_map(
         highlight: str = Query("", description="comma-separated topic ids to outline"),
-        idx: ClusterIndex = Idx,
+        idx: ClusterIndex = _IDX,
     ) -> Any:
         try:
             marked = [int(x) for x in highlight.split(",") if x.strip()]
@@ -217,30 +241,36 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope
         return _figure_json(visualize_topics(idx, projection=cache.get(idx), highlight=marked))
 
     @app.get("/api/charts/{name}", summary="sizes, heatmap or keywords chart (plotly figure JSON)")
-    def chart(name: str, idx: ClusterIndex = Idx) -> Any:
+    def chart(name: str, idx: ClusterIndex = _IDX) -> Any:
         makers = {"sizes": visualize_sizes, "heatmap": visualize_heatmap, "keywords": visualize_barchart}
         if name not in makers:
             raise UnknownDocumentError(f"no chart named {name!r}; charts: {sorted(makers)}")
         return _figure_json(makers[name](idx))
 
+
+def _search_routes(app: FastAPI) -> None:
+    """``POST /api/search`` (routed search) and ``GET /api/documents/{id}`` (one chunk)."""
+
     @app.post("/api/search", summary="Routed search: hits and the topics probed")
-    def search(body: SearchBody, idx: ClusterIndex = Idx) -> JSONResponse:
+    def search(body: SearchBody, idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(views.search_payload(idx, body.query, k=body.k, topics=body.topics))
 
     @app.get("/api/documents/{doc_id:path}", summary="One chunk by id")
-    def document(doc_id: str, idx: ClusterIndex = Idx) -> JSONResponse:
+    def document(doc_id: str, idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(views.document_payload(idx, doc_id))
 
+
+def _admin_routes(app: FastAPI) -> None:
+    """The living-index controls: ``/api/versions``, ``POST /api/rollback``, ``/api/drift``."""
+
     @app.get("/api/versions", summary="Kept model versions and what the active one's refit changed")
-    def versions(idx: ClusterIndex = Idx) -> JSONResponse:
+    def versions(idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(views.versions_payload(idx))
 
     @app.post("/api/rollback", summary="Make an older version active")
-    def rollback(body: RollbackBody | None = None, idx: ClusterIndex = Idx) -> JSONResponse:
+    def rollback(body: RollbackBody | None = None, idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(idx.rollback(body.version if body is not None else None).to_dict())
 
     @app.get("/api/drift", summary="Drift of the chunks added since the fit, with a recommendation")
-    def drift(idx: ClusterIndex = Idx) -> JSONResponse:
+    def drift(idx: ClusterIndex = _IDX) -> JSONResponse:
         return _json(views.drift_payload(idx))
-
-    return app

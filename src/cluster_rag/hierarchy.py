@@ -496,79 +496,20 @@ def build_tree(
     """
     c, w = _check_inputs(centroids, np.asarray(sizes))
     k = len(c)
-    ids = list(range(k)) if leaf_ids is None else [int(i) for i in leaf_ids]
-    if len(ids) != k or len(set(ids)) != k:
-        raise InvalidInputError(
-            f"leaf_ids must hold {k} distinct ids, got {len(ids)} ({len(set(ids))} distinct)"
-        )
-    if isinstance(max_fanout, bool) or not isinstance(max_fanout, int) or max_fanout < 2:
-        raise InvalidInputError(f"max_fanout={max_fanout!r} must be an int >= 2")
-    counter = (max(ids) + 1) if next_id is None else int(next_id)
-    if counter <= max(ids):
-        raise InvalidInputError(f"next_id={next_id} must exceed every leaf id (max {max(ids)})")
+    ids, counter = _check_tree_ids(leaf_ids, k, next_id, max_fanout)
     merges = linkage(c, w, method, random_state=random_state)
-    evidence: dict[str, Any] = {}
-    if n_top == "auto" and k < 4:
-        top = k  # too few leaves to group: each leaf is its own broad topic
-        evidence = {"chosen": k, "rule": "fewer than 4 leaves: every leaf is a broad topic", "candidates": []}
-    elif n_top == "auto":
-        from .clustering.choose_k import choose_broad_k
-
-        broad = choose_broad_k(c, w, method=method, random_state=random_state, merges=merges)
-        top = broad.chosen
-        evidence = broad.to_dict()
-    elif isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool) and 1 <= n_top <= k:
-        top = int(n_top)
-    else:
-        raise InvalidInputError(f"n_top={n_top!r} must be 'auto' or an int in [1, {k}] (k = {k} leaves)")
+    top, evidence = _choose_top(c, w, merges, n_top, method, random_state)
     counts = level_counts(top, k, max_fanout) if k > 1 else [1]
-    # nested partitions, top first
-    parts = [cut(merges, k, m) for m in counts]
+    depth = len(counts)
+    groups = _distinct_groups([cut(merges, k, m) for m in counts], depth)  # nested partitions, top first
+    parent_ids = list(range(counter, counter + len(groups)))
+    group_parent, leaf_parent = _parent_links(groups, parent_ids, k)
     size_arr = np.asarray(sizes, dtype=np.int64).reshape(-1)
-    leaf_nodes = [
-        TreeNode(id=ids[p], level=0, parent=None, children=(), leaves=(p,), size=int(size_arr[p]))
+    nodes = [
+        TreeNode(id=ids[p], level=0, parent=leaf_parent[p], children=(), leaves=(p,), size=int(size_arr[p]))
         for p in range(k)
     ]
-    # collect distinct groups, top level first; a group repeated lower keeps its top level
-    groups: list[tuple[int, tuple[int, ...]]] = []  # (level, leaves)
-    seen: set[tuple[int, ...]] = set()
-    depth = len(counts)
-    for li, labels in enumerate(parts):
-        level = depth - li
-        for g in range(int(labels.max()) + 1):
-            leaves = tuple(int(p) for p in np.flatnonzero(labels == g))
-            if leaves in seen or (level != depth and len(leaves) == 1):
-                continue
-            seen.add(leaves)
-            groups.append((level, leaves))
-    parent_ids = list(range(counter, counter + len(groups)))
-    counter += len(groups)
-    # parent of each group: the smallest strictly larger group containing it
-    def parent_of(leaves: tuple[int, ...], level: int) -> int | None:
-        best: tuple[int, int] | None = None
-        s = set(leaves)
-        for gi, (lv, other) in enumerate(groups):
-            if lv > level and len(other) > len(leaves) and s <= set(other):
-                if best is None or len(other) < best[0]:
-                    best = (len(other), gi)
-        return None if best is None else parent_ids[best[1]]
-
-    group_parent = [parent_of(lv_leaves, lv) for lv, lv_leaves in groups]
-    leaf_parent = []
-    for p in range(k):
-        best: tuple[int, int] | None = None
-        for gi, (_, other) in enumerate(groups):
-            if p in other and (best is None or len(other) < best[0]):
-                best = (len(other), gi)
-        leaf_parent.append(None if best is None else parent_ids[best[1]])
-    children: dict[int, list[int]] = {pid: [] for pid in parent_ids}
-    for gi, par in enumerate(group_parent):
-        if par is not None:
-            children[par].append(parent_ids[gi])
-    for p, par in enumerate(leaf_parent):
-        if par is not None:
-            children[par].append(ids[p])
-    nodes = [replace(n, parent=leaf_parent[p]) for p, n in enumerate(leaf_nodes)]
+    children = _children(parent_ids, group_parent, leaf_parent, ids)
     for gi, (level, leaves) in enumerate(groups):
         nodes.append(
             TreeNode(
@@ -581,7 +522,136 @@ def build_tree(
                 height=_node_height(merges, k, set(leaves)),
             )
         )
-    return TopicTree(nodes=tuple(nodes), depth=depth, method=method, next_id=counter, evidence=evidence)
+    return TopicTree(
+        nodes=tuple(nodes), depth=depth, method=method, next_id=counter + len(groups), evidence=evidence
+    )
+
+
+def _check_tree_ids(
+    leaf_ids: Sequence[int] | None, k: int, next_id: int | None, max_fanout: int
+) -> tuple[list[int], int]:
+    """Validate :func:`build_tree`'s ids and fan-out.
+
+    Returns:
+        ``(ids, first_parent_id)``: the ``k`` leaf ids (default ``0 .. k-1``) and the first id
+        free for parent nodes.
+
+    Raises:
+        InvalidInputError: ids not ``k`` distinct ints, ``max_fanout < 2``, or ``next_id`` not
+            above every leaf id.
+    """
+    ids = list(range(k)) if leaf_ids is None else [int(i) for i in leaf_ids]
+    if len(ids) != k or len(set(ids)) != k:
+        raise InvalidInputError(
+            f"leaf_ids must hold {k} distinct ids, got {len(ids)} ({len(set(ids))} distinct)"
+        )
+    if isinstance(max_fanout, bool) or not isinstance(max_fanout, int) or max_fanout < 2:
+        raise InvalidInputError(f"max_fanout={max_fanout!r} must be an int >= 2")
+    counter = (max(ids) + 1) if next_id is None else int(next_id)
+    if counter <= max(ids):
+        raise InvalidInputError(f"next_id={next_id} must exceed every leaf id (max {max(ids)})")
+    return ids, counter
+
+
+def _choose_top(
+    c: np.ndarray, w: np.ndarray, merges: np.ndarray, n_top: int | str, method: str, random_state: int
+) -> tuple[int, dict[str, Any]]:
+    """Number of broad topics for :func:`build_tree`, and the evidence for it.
+
+    Args:
+        c: ``(k, d)`` leaf centroids; w: ``(k,)`` float leaf weights; merges: ``(k - 1, 4)``
+            from :func:`linkage`.
+        n_top: an int in ``[1, k]`` (taken as is, empty evidence) or ``"auto"``.
+
+    Returns:
+        ``(n_top, evidence)``; the evidence is ``BroadCut.to_dict()`` for the auto choice.
+
+    Raises:
+        InvalidInputError: ``n_top`` neither ``"auto"`` nor an int in ``[1, k]``.
+    """
+    k = len(c)
+    if n_top == "auto" and k < 4:  # too few leaves to group: each leaf is its own broad topic
+        return k, {"chosen": k, "rule": "fewer than 4 leaves: every leaf is a broad topic", "candidates": []}
+    if n_top == "auto":
+        from .clustering.choose_k import choose_broad_k
+
+        broad = choose_broad_k(c, w, method=method, random_state=random_state, merges=merges)
+        return broad.chosen, broad.to_dict()
+    if isinstance(n_top, (int, np.integer)) and not isinstance(n_top, bool) and 1 <= n_top <= k:
+        return int(n_top), {}
+    raise InvalidInputError(f"n_top={n_top!r} must be 'auto' or an int in [1, {k}] (k = {k} leaves)")
+
+
+def _distinct_groups(parts: list[np.ndarray], depth: int) -> list[tuple[int, tuple[int, ...]]]:
+    """The parent groups of nested partitions, top level first.
+
+    Args:
+        parts: ``depth`` arrays ``(k,)`` int64 (from :func:`cut`), the top level's first.
+        depth: number of parent levels.
+
+    Returns:
+        ``(level, leaves)`` per distinct group, in level then group order; a group repeated
+        lower keeps its top level, and single leaves below the top level are left out.
+    """
+    groups: list[tuple[int, tuple[int, ...]]] = []
+    seen: set[tuple[int, ...]] = set()
+    for li, labels in enumerate(parts):
+        level = depth - li
+        for g in range(int(labels.max()) + 1):
+            leaves = tuple(int(p) for p in np.flatnonzero(labels == g))
+            if leaves in seen or (level != depth and len(leaves) == 1):
+                continue
+            seen.add(leaves)
+            groups.append((level, leaves))
+    return groups
+
+
+def _parent_links(
+    groups: list[tuple[int, tuple[int, ...]]], parent_ids: list[int], k: int
+) -> tuple[list[int | None], list[int | None]]:
+    """Parent id of each group and of each leaf: the smallest strictly larger group holding it.
+
+    Args:
+        groups: ``(level, leaves)`` from :func:`_distinct_groups`.
+        parent_ids: id of each group, same order.
+        k: number of leaves.
+
+    Returns:
+        ``(group_parent, leaf_parent)``: ``len(groups)`` and ``k`` ids, ``None`` at the top.
+    """
+
+    def parent_of(leaves: tuple[int, ...], level: int) -> int | None:
+        best: tuple[int, int] | None = None
+        s = set(leaves)
+        for gi, (lv, other) in enumerate(groups):
+            if lv > level and len(other) > len(leaves) and s <= set(other):
+                if best is None or len(other) < best[0]:
+                    best = (len(other), gi)
+        return None if best is None else parent_ids[best[1]]
+
+    group_parent = [parent_of(lv_leaves, lv) for lv, lv_leaves in groups]
+    leaf_parent: list[int | None] = []
+    for p in range(k):
+        best: tuple[int, int] | None = None
+        for gi, (_, other) in enumerate(groups):
+            if p in other and (best is None or len(other) < best[0]):
+                best = (len(other), gi)
+        leaf_parent.append(None if best is None else parent_ids[best[1]])
+    return group_parent, leaf_parent
+
+
+def _children(
+    parent_ids: list[int], group_parent: list[int | None], leaf_parent: list[int | None], ids: list[int]
+) -> dict[int, list[int]]:
+    """Child node ids of each parent id (groups first, then leaves; unsorted)."""
+    children: dict[int, list[int]] = {pid: [] for pid in parent_ids}
+    for gi, par in enumerate(group_parent):
+        if par is not None:
+            children[par].append(parent_ids[gi])
+    for p, par in enumerate(leaf_parent):
+        if par is not None:
+            children[par].append(ids[p])
+    return children
 
 
 # ----------------------------------------------------------------------------- stable ids

@@ -135,7 +135,9 @@ def seeded(path: Path) -> None:
     index.fit(k=3)
 
 
-def crash_rounds(tmp_path: Path, kills: int, seed: int = 0) -> Counter[str]:
+def crash_rounds(
+    tmp_path: Path, kills: int, seed: int = 0, ops: tuple[str, ...] = ("add", "delete", "fit", "rollback")
+) -> Counter[str]:
     """``kills`` SIGKILLs per operation on one store; returns counts (killed, completed, partial,...)."""
     rnd = random.Random(seed)
     path = tmp_path / "kb"
@@ -143,7 +145,8 @@ def crash_rounds(tmp_path: Path, kills: int, seed: int = 0) -> Counter[str]:
     counts: Counter[str] = Counter()
     batches: dict[str, bool] = {}
     # after READY (measured on 2 busy cores): add of 4,000 rows ~7 s, delete ~3 s, fit ~5 s, rollback <1 s
-    for op, window in (("add", 8.0), ("delete", 3.5), ("fit", 5.5), ("rollback", 0.8)):
+    windows = {"add": 8.0, "delete": 3.5, "fit": 5.5, "rollback": 0.8}
+    for op, window in ((op, windows[op]) for op in ops):
         for round_ in range(kills):
             tag = f"b{op}{round_}"
             if op == "add":

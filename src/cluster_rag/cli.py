@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -612,15 +612,31 @@ def _where_value(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="search within this topic id or label (repeatable)")
 @click.option("--where", default=None, callback=_where_value, metavar="JSON",
               help='Chroma metadata filter as JSON, e.g. \'{"lang": "en"}\'')
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid",
+              show_default=True, help="routed dense + BM25 keywords fused, or one of them")
+@click.option("--rerank", default=None, metavar="SPEC",
+              help="re-rank the candidates: mmr[:diversity], cross-encoder:DIR or llm:MODEL@URL")
 @store_options()
 def search(
-    query: str, k: int, n_probe: int | None, topic_: tuple[str, ...], where: dict[str, Any] | None, opts: Opts
+    query: str,
+    k: int,
+    n_probe: int | None,
+    topic_: tuple[str, ...],
+    where: dict[str, Any] | None,
+    mode: str,
+    rerank: str | None,
+    opts: Opts,
 ) -> int:
-    """Routed semantic search for QUERY."""
+    """Search for QUERY: hybrid (routed dense + BM25) by default."""
     index = _open(opts, create=False)
     wanted: list[int | str] | None = [int(t) if t.isdigit() else t for t in topic_] or None
+    reranker = None
+    if rerank:
+        from .rerank import reranker_from_spec
+
+        reranker = reranker_from_spec(rerank, index)
     _step(opts, "embedding the query")
-    hits = index.search(query, k=k, n_probe=n_probe, topics=wanted, where=where)
+    hits = index.search(query, k=k, n_probe=n_probe, topics=wanted, where=where, mode=mode, rerank=reranker)
     _emit(opts, [h.to_dict() for h in hits], _hits_part(hits))
     return 0
 
@@ -802,9 +818,16 @@ def choose_k(k_min: int, k_max: int, points: int, sample: int, png: str | None, 
 @click.option("--qrels", default=None, metavar="FILE",
               help="judgments: TSV query_id, doc_id, score (BEIR) or TREC")
 @click.option("--png", default=None, metavar="FILE", help="write the cluster size distribution to this PNG")
+@click.option("--rerank", "rerank_specs", multiple=True, metavar="SPEC",
+              help="with --queries: also score this re-ranker over hybrid search (repeatable)")
 @store_options()
 def eval_(
-    label_field: str | None, queries: str | None, qrels: str | None, png: str | None, opts: Opts
+    label_field: str | None,
+    queries: str | None,
+    qrels: str | None,
+    png: str | None,
+    rerank_specs: tuple[str, ...],
+    opts: Opts,
 ) -> int:
     """Measure the active model: sizes and inertia; V-measure/NMI/ARI/purity against a metadata label;
     recall@k and nDCG@10 of routed vs exact search given queries and qrels."""
@@ -852,6 +875,19 @@ def eval_(
                   f"{c['searched']:.3f}"] for c in r.curve]
         parts.append("n_probe curve")
         parts.append(_table(curve, ["n_probe", "recall@10", "ndcg@10", "overlap@10 vs exact", "searched"]))
+    if queries and qrels:
+        from .hybrid import compare_modes
+        from .rerank import reranker_from_spec
+
+        _step(opts, "scoring dense / keyword / hybrid search" + (" and re-rankers" if rerank_specs else ""))
+        rerankers = {spec: reranker_from_spec(spec, index) for spec in rerank_specs}
+        scores = compare_modes(index, load_queries(queries), load_qrels(qrels), rerankers=rerankers)
+        data["modes"] = [asdict(m) for m in scores]
+        parts.append("search modes (documents, as the qrels judge them)")
+        parts.append(_table(
+            [[m.name, f"{m.ndcg_at_10:.4f}", f"{m.recall_at_100:.4f}", f"{m.p50_ms:.1f}"] for m in scores],
+            ["search", "nDCG@10", "recall@100", "p50 ms"],
+        ))
     if png:
         from .plots import plot_sizes
 

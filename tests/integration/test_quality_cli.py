@@ -73,7 +73,8 @@ def test_eval_labels_retrieval_sizes(kb: Path, tmp_path: Path, banking_rows: lis
     queries, qrels = _write_eval_files(tmp_path, banking_rows)
     png = tmp_path / "sizes.png"
     out = json.loads(run("eval", "--path", str(kb), "--label-field", "label", "--queries", str(queries),
-                         "--qrels", str(qrels), "--png", str(png), "--json", cwd=tmp_path).stdout)  # fmt: skip
+                         "--qrels", str(qrels), "--png", str(png), "--rerank", "mmr:0.3", "--json",
+                         cwd=tmp_path).stdout)  # fmt: skip
     assert out["k"] == 20 and out["n_chunks"] == 400
     sizes = out["sizes"]
     assert sum(sizes["sizes"]) == 400 and len(sizes["sizes"]) == 20 and sizes["inertia"] > 0
@@ -87,6 +88,27 @@ def test_eval_labels_retrieval_sizes(kb: Path, tmp_path: Path, banking_rows: lis
     assert last["n_probe"] == 20 and last["overlap@10"] == pytest.approx(1.0) and last["searched"] == 1.0
     assert r["routed"]["recall@10"] <= r["exact"]["recall@10"] + 1e-9
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # dense / keyword / hybrid side by side, plus a re-ranker over hybrid (issue 14 item 4)
+    modes = {m["name"]: m for m in out["modes"]}
+    assert {"dense", "keyword", "hybrid"} <= set(modes) and len(modes) == 4
+    assert all(0.0 <= m["ndcg_at_10"] <= 1.0 and m["n_queries"] == 25 for m in modes.values())
+    assert modes["dense"]["ndcg_at_10"] == pytest.approx(r["routed"]["ndcg@10"], abs=1e-9)
+
+
+def test_search_modes_and_rerank_from_the_cli(kb: Path, tmp_path: Path) -> None:
+    def hits(*extra: str) -> list[dict[str, Any]]:
+        out = run("search", "card has not arrived", "--path", str(kb), "--k", "5", "--json", *extra,
+                  cwd=tmp_path)
+        found: list[dict[str, Any]] = json.loads(out.stdout)
+        return found
+
+    dense, keyword, hybrid = hits("--mode", "dense"), hits("--mode", "keyword"), hits()
+    assert len(dense) == len(keyword) == len(hybrid) == 5
+    assert all("arriv" in h["text"].lower() or "card" in h["text"].lower() for h in keyword)  # BM25: words
+    diverse = hits("--rerank", "mmr:0.9")
+    assert len(diverse) == 5 and {h["id"] for h in diverse} != {h["id"] for h in hybrid}  # MMR spreads
+    bad = run("search", "x", "--path", str(kb), "--rerank", "magic", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "rerank" in bad.stderr
 
 
 @pytest.mark.parametrize(

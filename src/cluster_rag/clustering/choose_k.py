@@ -344,8 +344,46 @@ def sweep_k(
         InvalidInputError: ``vectors`` is not a non-empty 2-D array, or bad sample sizes.
         InvalidKError: ``k_min < 2``, ``k_max < k_min`` or ``k_max`` above the rows sampled.
     """
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+    rng = np.random.default_rng(random_state)
+    data = _sweep_sample(vectors, sample, silhouette_sample, rng)
+    n = len(data)
+    grid = _sweep_grid(ks, k_min, k_max, n_points, n)
+    sil_rows = np.arange(n)
+    if n > silhouette_sample:
+        sil_rows = np.sort(rng.choice(n, silhouette_sample, replace=False))
+    scores = [
+        _score_k(data, k, sil_rows, random_state, batch_size)
+        for k in tqdm(grid, desc="k sweep", disable=not progress, leave=False)
+    ]
+    ks_done = [s.k for s in scores]
+    inertia = [s.inertia for s in scores]
+    knee, method = _find_knee(ks_done, inertia)
+    sil_col = [s.silhouette for s in scores]
+    return KSweep(
+        scores=tuple(scores),
+        knee=knee,
+        best_silhouette=ks_done[int(np.argmax(sil_col))],
+        best_davies_bouldin=ks_done[int(np.argmin([s.davies_bouldin for s in scores]))],
+        best_calinski_harabasz=ks_done[int(np.argmax([s.calinski_harabasz for s in scores]))],
+        recommended=recommend_k(ks_done, sil_col, knee),
+        n_sample=n,
+        n_silhouette=len(sil_rows),
+        knee_method=method,
+    )
 
+
+def _sweep_sample(
+    vectors: np.ndarray, sample: int | None, silhouette_sample: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Validate :func:`sweep_k`'s data and sizes; the rows swept.
+
+    Returns:
+        ``(min(n, sample), d)`` float32, L2-normalized: a random subset (rows kept in order)
+        when ``vectors`` holds more than ``sample`` rows, else all of them.
+
+    Raises:
+        InvalidInputError: ``vectors`` is not a non-empty 2-D array, or bad sample sizes.
+    """
     data = np.asarray(vectors, dtype=np.float32)
     if data.ndim != 2 or len(data) == 0:
         raise InvalidInputError(f"vectors must be a non-empty 2-D array, got shape {data.shape}")
@@ -353,11 +391,17 @@ def sweep_k(
         raise InvalidInputError(f"sample={sample!r} must be >= 10 rows or None for all rows")
     if silhouette_sample < 10:
         raise InvalidInputError(f"silhouette_sample={silhouette_sample} must be >= 10 rows")
-    rng = np.random.default_rng(random_state)
     if sample is not None and len(data) > sample:
         data = data[np.sort(rng.choice(len(data), sample, replace=False))]
-    data = normalize(data)
-    n = len(data)
+    return normalize(data)
+
+
+def _sweep_grid(ks: Sequence[int] | None, k_min: int, k_max: int, n_points: int, n: int) -> list[int]:
+    """The ks :func:`sweep_k` fits, ascending: ``ks`` deduplicated, or :func:`k_grid` over the range.
+
+    Raises:
+        InvalidKError: a bound not an int, ``k_min < 2``, ``k_max < k_min`` or ``k_max >= n`` rows.
+    """
     grid = sorted({int(k) for k in ks}) if ks is not None else None
     lo = grid[0] if grid else k_min
     hi = grid[-1] if grid else k_max
@@ -373,49 +417,45 @@ def sweep_k(
             f"k_max={hi} but the sweep sample holds {n} rows; choose k_max < {n} "
             "(or sample more rows)"
         )
-    grid = grid or k_grid(lo, hi, n_points)
-    sil_rows = np.arange(n)
-    if n > silhouette_sample:
-        sil_rows = np.sort(rng.choice(n, silhouette_sample, replace=False))
-    scores: list[KScore] = []
-    for k in tqdm(grid, desc="k sweep", disable=not progress, leave=False):
-        start = time.perf_counter()
-        labels, sims = _fit_one(data, k, random_state, batch_size)
-        if len(np.unique(labels)) < 2:  # degenerate fit: every row in one cluster
-            sil, db, ch = -1.0, math.inf, 0.0
-        else:
-            sub = labels[sil_rows]
-            sil = (
-                float(silhouette_score(data[sil_rows], sub, metric="cosine"))
-                if 2 <= len(np.unique(sub)) < len(sil_rows)
-                else -1.0
-            )
-            db = float(davies_bouldin_score(data, labels))
-            ch = float(calinski_harabasz_score(data, labels))
-        scores.append(
-            KScore(
-                k=int(k),
-                inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
-                silhouette=sil,
-                davies_bouldin=db,
-                calinski_harabasz=ch,
-                seconds=time.perf_counter() - start,
-            )
+    return grid or k_grid(lo, hi, n_points)
+
+
+def _score_k(data: np.ndarray, k: int, sil_rows: np.ndarray, seed: int, batch_size: int) -> KScore:
+    """Fit ``k`` clusters on ``data`` and score the fit.
+
+    Args:
+        data: ``(n, d)`` float32, L2-normalized rows.
+        k: clusters.
+        sil_rows: ``(m,)`` int row positions the cosine silhouette is computed on.
+        seed: seed of the fit.
+        batch_size: MiniBatch K-Means batch size.
+
+    Returns:
+        The :class:`KScore`; a degenerate fit (one cluster) scores silhouette -1, Davies-Bouldin
+        inf and Calinski-Harabasz 0.
+    """
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    start = time.perf_counter()
+    labels, sims = _fit_one(data, k, seed, batch_size)
+    if len(np.unique(labels)) < 2:  # degenerate fit: every row in one cluster
+        sil, db, ch = -1.0, math.inf, 0.0
+    else:
+        sub = labels[sil_rows]
+        sil = (
+            float(silhouette_score(data[sil_rows], sub, metric="cosine"))
+            if 2 <= len(np.unique(sub)) < len(sil_rows)
+            else -1.0
         )
-    ks_done = [s.k for s in scores]
-    inertia = [s.inertia for s in scores]
-    knee, method = _find_knee(ks_done, inertia)
-    sil_col = [s.silhouette for s in scores]
-    return KSweep(
-        scores=tuple(scores),
-        knee=knee,
-        best_silhouette=ks_done[int(np.argmax(sil_col))],
-        best_davies_bouldin=ks_done[int(np.argmin([s.davies_bouldin for s in scores]))],
-        best_calinski_harabasz=ks_done[int(np.argmax([s.calinski_harabasz for s in scores]))],
-        recommended=recommend_k(ks_done, sil_col, knee),
-        n_sample=n,
-        n_silhouette=len(sil_rows),
-        knee_method=method,
+        db = float(davies_bouldin_score(data, labels))
+        ch = float(calinski_harabasz_score(data, labels))
+    return KScore(
+        k=int(k),
+        inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
+        silhouette=sil,
+        davies_bouldin=db,
+        calinski_harabasz=ch,
+        seconds=time.perf_counter() - start,
     )
 
 
@@ -617,10 +657,45 @@ def choose_broad_k(
     Raises:
         InvalidInputError: bad shapes or parameters.
     """
-    from ..hierarchy import all_cuts, linkage, renumber
+    from ..hierarchy import all_cuts, linkage
 
     c = np.asarray(centroids, dtype=np.float64)
     w = np.asarray(sizes, dtype=np.float64).reshape(-1)
+    k = len(c)
+    lo, hi = _broad_range(c, w, m_min, m_max, n_resamples, subsample)
+    w = np.maximum(w, 1e-9)
+    unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    z = linkage(unit, w, method, random_state=random_state) if merges is None else np.asarray(merges)
+    heights = z[:, 2]
+    subs = _broad_resamples(unit, w, method, n_resamples, subsample, random_state)
+    cuts = all_cuts(z, k)
+    dist = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    cands = [_broad_candidate(m, cuts, heights, subs, dist, w) for m in range(lo, hi + 1)]
+    chosen = broad_rule(cands)
+    return BroadCut(
+        chosen=chosen,
+        candidates=tuple(cands),
+        n_leaves=k,
+        method=method,
+        n_resamples=n_resamples,
+        subsample=subsample,
+    )
+
+
+#: One leaf subset of :func:`choose_broad_k`: ``(idx, cuts, sims, gram)`` (see :func:`_broad_resamples`).
+_Resample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _broad_range(
+    c: np.ndarray, w: np.ndarray, m_min: int, m_max: int | None, n_resamples: int, subsample: float
+) -> tuple[int, int]:
+    """Validate :func:`choose_broad_k`'s inputs; the candidate counts ``(lo, hi)``, inclusive.
+
+    Raises:
+        InvalidInputError: shapes not ``(k, d)`` and ``(k,)``, fewer than 4 leaves, bad
+            ``subsample`` or ``n_resamples``, or an empty ``[m_min, m_max]``.
+    """
     k = len(c)
     if c.ndim != 2 or w.shape != (k,):
         raise InvalidInputError(f"centroids {c.shape} and sizes {w.shape} must be (k, d) and (k,)")
@@ -634,58 +709,82 @@ def choose_broad_k(
     lo = max(2, int(m_min))
     if hi < lo:
         raise InvalidInputError(f"m_min={m_min} and m_max={m_max} leave no candidate for {k} leaves")
-    w = np.maximum(w, 1e-9)
-    unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    z = linkage(unit, w, method, random_state=random_state) if merges is None else np.asarray(merges)
-    heights = z[:, 2]
-    rng = np.random.default_rng(random_state)
+    return lo, hi
+
+
+def _broad_resamples(
+    unit: np.ndarray, w: np.ndarray, method: str, n_resamples: int, subsample: float, seed: int
+) -> list[_Resample]:
+    """The leaf subsets of the stability score, each with its own tree.
+
+    Args:
+        unit: ``(k, d)`` float64 unit leaf centroids; w: ``(k,)`` float64 positive weights.
+        method: linkage method; n_resamples: subsets; subsample: share of leaves in each.
+        seed: seed of the subsets and of ``"bisect"``.
+
+    Returns:
+        Per subset ``(idx, cuts, sims, gram)``: ``(s,)`` sorted leaf positions, ``(s + 1, s)``
+        every cut of its tree (:func:`cluster_rag.hierarchy.all_cuts`), ``(k, s)`` scores of every
+        leaf against the weighted subset leaves and ``(s, s)`` their Gram matrix (a group's centre
+        is the normalized sum of its weighted members).
+    """
+    from ..hierarchy import all_cuts, linkage
+
+    k = len(unit)
+    rng = np.random.default_rng(seed)
     size_sub = max(3, int(round(subsample * k)))
     subs = []
     for _ in range(n_resamples):
         idx = np.sort(rng.choice(k, size_sub, replace=False))
-        sub_cuts = all_cuts(linkage(unit[idx], w[idx], method, random_state=random_state), len(idx))
+        sub_cuts = all_cuts(linkage(unit[idx], w[idx], method, random_state=seed), len(idx))
         weighted = unit[idx] * w[idx, None]
-        # scores of every leaf against every subset leaf, and the subset leaves' Gram matrix:
-        # a group's centre is the normalized sum of its weighted members
         subs.append((idx, sub_cuts, unit @ weighted.T, weighted @ weighted.T))
-    cuts = all_cuts(z, k)
-    dist = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
-    np.fill_diagonal(dist, 0.0)
-    cands: list[BroadCandidate] = []
-    for m in range(lo, hi + 1):
-        lab = renumber(cuts[m])
-        gap = float(heights[k - m] / max(heights[k - m - 1], 1e-12))
-        scores = []
-        sub_sil = []
-        for idx, sub_cuts, sims, gram in subs:
-            if m > len(idx):
-                continue
-            sub_lab = renumber(sub_cuts[m])
-            sub_sil.append(_weighted_silhouette(dist[np.ix_(idx, idx)], sub_lab, w[idx]))
-            onehot = np.zeros((len(idx), m))
-            onehot[np.arange(len(idx)), sub_lab] = 1.0
-            norms = np.sqrt(np.maximum(((gram @ onehot) * onehot).sum(0), 1e-24))
-            scores.append(weighted_ari(lab, ((sims @ onehot) / norms).argmax(1), w))
-        stab = float(np.mean(scores)) if scores else math.nan
-        se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
-        cands.append(
-            BroadCandidate(
-                m,
-                round(gap, 6),
-                round(_weighted_silhouette(dist, lab, w), 6),
-                round(stab, 6),
-                round(se, 6),
-                _nanmean(sub_sil),
-            )
-        )
-    chosen = broad_rule(cands)
-    return BroadCut(
-        chosen=chosen,
-        candidates=tuple(cands),
-        n_leaves=k,
-        method=method,
-        n_resamples=n_resamples,
-        subsample=subsample,
+    return subs
+
+
+def _broad_candidate(
+    m: int, cuts: np.ndarray, heights: np.ndarray, subs: list[_Resample], dist: np.ndarray, w: np.ndarray
+) -> BroadCandidate:
+    """Score ``m`` broad topics.
+
+    Args:
+        m: number of broad topics.
+        cuts: ``(k + 1, k)`` int64 every cut of the full tree (:func:`cluster_rag.hierarchy.all_cuts`).
+        heights: ``(k - 1,)`` float64 its merge heights, in merge order.
+        subs: from :func:`_broad_resamples`.
+        dist: ``(k, k)`` float64 cosine distances between leaves (0 diagonal).
+        w: ``(k,)`` float64 leaf weights.
+
+    Returns:
+        The :class:`BroadCandidate`: height gap (merge height just above the cut over the one
+        below), silhouette on all leaves, stability (weighted ARI of the full
+        cut against each subset tree's cut, mean and standard error) and mean subset silhouette.
+    """
+    from ..hierarchy import renumber
+
+    k = len(w)
+    lab = renumber(cuts[m])
+    gap = float(heights[k - m] / max(heights[k - m - 1], 1e-12))
+    scores = []
+    sub_sil = []
+    for idx, sub_cuts, sims, gram in subs:
+        if m > len(idx):
+            continue
+        sub_lab = renumber(sub_cuts[m])
+        sub_sil.append(_weighted_silhouette(dist[np.ix_(idx, idx)], sub_lab, w[idx]))
+        onehot = np.zeros((len(idx), m))
+        onehot[np.arange(len(idx)), sub_lab] = 1.0
+        norms = np.sqrt(np.maximum(((gram @ onehot) * onehot).sum(0), 1e-24))
+        scores.append(weighted_ari(lab, ((sims @ onehot) / norms).argmax(1), w))
+    stab = float(np.mean(scores)) if scores else math.nan
+    se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
+    return BroadCandidate(
+        m,
+        round(gap, 6),
+        round(_weighted_silhouette(dist, lab, w), 6),
+        round(stab, 6),
+        round(se, 6),
+        _nanmean(sub_sil),
     )
 
 

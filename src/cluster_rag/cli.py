@@ -744,8 +744,10 @@ def _scope(scope_json: str | None, opts: Opts) -> tuple[Any, Opts]:
 @_scope_option
 @click.option("--audit", is_flag=True,
               help="log one JSON line per tool call (tool, arguments, scope, ids; never texts) on stderr")
+@click.option("--rerank", default=None, metavar="SPEC",
+              help="re-rank search_within_topic's hits: mmr[:diversity], cross-encoder:DIR or llm:MODEL@URL")
 @store_options(always_quiet=True)
-def mcp(scope_json: str | None, audit: bool, opts: Opts) -> int:
+def mcp(scope_json: str | None, audit: bool, rerank: str | None, opts: Opts) -> int:
     """Serve list_topics / search_within_topic / get_document over MCP (stdio)."""
     import logging
 
@@ -764,7 +766,12 @@ def mcp(scope_json: str | None, audit: bool, opts: Opts) -> int:
         log.setLevel(logging.INFO)
         log.propagate = False
         hook = audit_logger(log)
-    server = build_server(index, scope=scope, audit=hook)  # MissingDependencyError names the pip line
+    from .rerank import reranker_from_spec
+    from .tools import TopicTools
+
+    reranker = reranker_from_spec(rerank, index) if rerank else None
+    tools = TopicTools(index, scope=scope, audit=hook, reranker=reranker)
+    server = build_server(index, tools=tools)  # MissingDependencyError names the pip line
     scoped = " within an access scope" if scope is not None else ""
     click.echo(
         f"cluster-rag: serving {index.location} (model version {model.version}, k={model.k}) over MCP "

@@ -74,6 +74,8 @@ from pydantic import ValidationError
 from .chunk_ids import chunk_id, split_chunk_id
 from .errors import ClusterRagError, InvalidInputError, UnknownDocumentError, UnknownTopicError
 from .hierarchy import TopicTree, TreeNode, node_centroids, node_topic
+from .hybrid import check_mode
+from .rerank import Reranker
 from .scope import Scope, scoped_view
 from .search import find_hits
 from .tool_specs import TOOL_NAMES, ToolSpec, openai_parameters, tool_specs
@@ -205,6 +207,8 @@ class TopicTools:
         audit: called with one record per call (see the module docstring), e.g. :func:`audit_logger`.
         source_root: folder that ``source`` paths and chunk ids are shown relative to
             (default: the deepest folder holding every absolute ``source``).
+        mode: search mode of :meth:`search_within_topic` (``None``: the index's default, hybrid).
+        reranker: a :class:`~cluster_rag.rerank.Reranker` for :meth:`search_within_topic`'s hits.
 
     Raises:
         InvalidInputError: a limit out of range, a scope of another collection.
@@ -224,6 +228,8 @@ class TopicTools:
         scope: Scope | None = None,
         audit: AuditHook | None = None,
         source_root: str | os.PathLike[str] | None = None,
+        mode: str | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         for name, value, low in (
             ("max_k", max_k, 1),
@@ -258,6 +264,10 @@ class TopicTools:
         self.max_keywords = max_keywords
         self.neighbours = neighbours
         self.specs = tool_specs(max_k, max_topics)
+        self.mode = None if mode is None else check_mode(mode)
+        if reranker is not None and not callable(reranker):
+            raise InvalidInputError(f"reranker={reranker!r} must be callable (query, hits) -> hits")
+        self.reranker = reranker
 
     @property
     def scope(self) -> Scope | None:
@@ -416,7 +426,9 @@ class TopicTools:
             found = self.index.topic(topic, scope=self._scope)
         except UnknownTopicError as exc:
             raise UnknownTopicError(f"{exc} (call list_topics for the ids and names)") from exc
-        hits = self.index.search(query, k=k, topics=[found.id], scope=self._scope)
+        hits = self.index.search(
+            query, k=k, topics=[found.id], scope=self._scope, mode=self.mode, rerank=self.reranker
+        )
         out: dict[str, Any] = {
             "topic": {"id": found.id, "name": self._name(found), "size": found.size},
             "query": _short(query, _MAX_ECHO_CHARS),

@@ -10,7 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from cluster_rag import ClusterIndex, IndexConfig, InvalidInputError, UnknownDocumentError, UnknownTopicError
+from cluster_rag import ClusterIndex, Hit, IndexConfig, InvalidInputError, UnknownDocumentError, UnknownTopicError
 from cluster_rag.tools import TOOL_NAMES, TopicTools, openai_tools
 from tests.fixtures import FakeEmbedder
 
@@ -277,3 +277,22 @@ def test_unfitted_and_unexpected_failures_do_not_raise(tmp_path: Path) -> None:
 
     out = json.loads(TopicTools(Broken()).call("list_topics", None))  # type: ignore[arg-type]
     assert out["error_type"] == "RuntimeError" and "disk on fire" in out["error"]
+
+
+def test_search_within_topic_passes_mode_and_reranker_through(index: ClusterIndex) -> None:
+    class Shortest:
+        """Re-ranker stand-in: shortest passage first."""
+
+        def __call__(self, query: str, hits: list[Hit]) -> list[Hit]:
+            return sorted(hits, key=lambda h: (len(h.text), h.id))
+
+    space = topic_of(index, "space")
+    plain = TopicTools(index, mode="dense").search_within_topic("rocket orbit", space, k=5)["hits"]
+    ranked = TopicTools(index, mode="dense", reranker=Shortest())
+    out = json.loads(ranked.dispatch({"function": {"name": "search_within_topic",
+                                                   "arguments": json.dumps({"query": "rocket orbit",
+                                                                            "topic": space, "k": 5})}}))
+    lengths = [len(h["text"]) for h in out["hits"]]
+    assert lengths == sorted(lengths) and [h["id"] for h in out["hits"]] != [h["id"] for h in plain]
+    with pytest.raises(InvalidInputError, match="mode="):
+        TopicTools(index, mode="fuzzy")

@@ -10,7 +10,14 @@ import jsonschema
 import numpy as np
 import pytest
 
-from cluster_rag import ClusterIndex, Hit, IndexConfig, InvalidInputError, UnknownDocumentError, UnknownTopicError
+from cluster_rag import (
+    ClusterIndex,
+    Hit,
+    IndexConfig,
+    InvalidInputError,
+    UnknownDocumentError,
+    UnknownTopicError,
+)
 from cluster_rag.tools import TOOL_NAMES, TopicTools, openai_tools
 from tests.fixtures import FakeEmbedder
 
@@ -175,7 +182,10 @@ def test_get_document_neighbours_from_files(tmp_path: Path) -> None:
     assert doc["metadata"]["chunk_index"] == 5 and doc["truncated"]
     assert len(doc["text"]) == 60 and doc["topic"]["name"]
     assert [(n["chunk_index"], n["position"]) for n in doc["neighbours"]] == [
-        (3, "before"), (4, "before"), (6, "after"), (7, "after")
+        (3, "before"),
+        (4, "before"),
+        (6, "after"),
+        (7, "after"),
     ]
     assert all(n["id"] == f"notes.md#{n['chunk_index']}" for n in doc["neighbours"])
     assert all(len(n["text"]) <= 50 for n in doc["neighbours"])
@@ -243,18 +253,41 @@ def test_dispatch_accepts_openai_objects_dicts_and_responses_items(index: Cluste
         ({"function": {"name": "drop_table", "arguments": "{}"}}, "InvalidInputError", "available tools"),
         ({"function": {"name": "list_topics", "arguments": "{oops"}}, "InvalidInputError", "not valid JSON"),
         ({"function": {"name": "list_topics", "arguments": "[1]"}}, "InvalidInputError", "JSON object"),
-        ({"function": {"name": "list_topics", "arguments": '{"limit": "3"}'}}, "InvalidInputError",
-         "'limit' must be integer or null"),
-        ({"function": {"name": "list_topics", "arguments": '{"limit": 0}'}}, "InvalidInputError",
-         "positive integer"),
-        ({"function": {"name": "search_within_topic", "arguments": '{"query": "x"}'}}, "InvalidInputError",
-         "needs argument 'topic'"),
-        ({"function": {"name": "search_within_topic", "arguments": '{"query": "x", "topic": "0", "n": 1}'}},
-         "InvalidInputError", "unexpected argument(s) ['n']"),
-        ({"function": {"name": "search_within_topic", "arguments": '{"query": "x", "topic": "zzz"}'}},
-         "UnknownTopicError", "closest names"),
-        ({"function": {"name": "get_document", "arguments": '{"id": "missing"}'}}, "UnknownDocumentError",
-         "no chunk with id 'missing'"),
+        (
+            {"function": {"name": "list_topics", "arguments": '{"limit": "3"}'}},
+            "InvalidInputError",
+            "'limit' must be integer or null",
+        ),
+        (
+            {"function": {"name": "list_topics", "arguments": '{"limit": 0}'}},
+            "InvalidInputError",
+            "positive integer",
+        ),
+        (
+            {"function": {"name": "search_within_topic", "arguments": '{"query": "x"}'}},
+            "InvalidInputError",
+            "needs argument 'topic'",
+        ),
+        (
+            {
+                "function": {
+                    "name": "search_within_topic",
+                    "arguments": '{"query": "x", "topic": "0", "n": 1}',
+                }
+            },
+            "InvalidInputError",
+            "unexpected argument(s) ['n']",
+        ),
+        (
+            {"function": {"name": "search_within_topic", "arguments": '{"query": "x", "topic": "zzz"}'}},
+            "UnknownTopicError",
+            "closest names",
+        ),
+        (
+            {"function": {"name": "get_document", "arguments": '{"id": "missing"}'}},
+            "UnknownDocumentError",
+            "no chunk with id 'missing'",
+        ),
         ({"function": {"arguments": "{}"}}, "InvalidInputError", "no function name"),
     ],
 )
@@ -289,9 +322,16 @@ def test_search_within_topic_passes_mode_and_reranker_through(index: ClusterInde
     space = topic_of(index, "space")
     plain = TopicTools(index, mode="dense").search_within_topic("rocket orbit", space, k=5)["hits"]
     ranked = TopicTools(index, mode="dense", reranker=Shortest())
-    out = json.loads(ranked.dispatch({"function": {"name": "search_within_topic",
-                                                   "arguments": json.dumps({"query": "rocket orbit",
-                                                                            "topic": space, "k": 5})}}))
+    out = json.loads(
+        ranked.dispatch(
+            {
+                "function": {
+                    "name": "search_within_topic",
+                    "arguments": json.dumps({"query": "rocket orbit", "topic": space, "k": 5}),
+                }
+            }
+        )
+    )
     lengths = [len(h["text"]) for h in out["hits"]]
     assert lengths == sorted(lengths) and [h["id"] for h in out["hits"]] != [h["id"] for h in plain]
     with pytest.raises(InvalidInputError, match="mode="):

@@ -33,6 +33,7 @@ from .errors import InvalidInputError, missing_dependency
 if TYPE_CHECKING:
     from .clustering.choose_k import KSweep
     from .index import ClusterIndex
+    from .types import Topic
 
 __all__ = [
     "PNG_NAMES",
@@ -313,54 +314,10 @@ def visualize_topics(
         )
     position = {int(tid): pos for pos, tid in enumerate(proj.topic_ids)}
     by_id = {t.id: t for t in topics}
-    marked = {int(h) for h in highlight}
-    sizes = np.asarray([by_id[int(tid)].size for tid in proj.topic_ids], dtype=np.float64)
     labels = [display_label(int(tid), by_id[int(tid)].label) for tid in proj.topic_ids]
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=proj.sample_xy[:, 0].tolist() if len(proj.sample_xy) else [],  # lists: plain JSON for the API
-            y=proj.sample_xy[:, 1].tolist() if len(proj.sample_xy) else [],
-            mode="markers",
-            name="chunks",
-            marker={
-                "size": 4,
-                "opacity": 0.35,
-                "color": [topic_color(position[int(t)]) for t in proj.sample_topic_ids],
-            },
-            customdata=[[int(t)] for t in proj.sample_topic_ids],
-            text=[labels[position[int(t)]] for t in proj.sample_topic_ids],
-            hovertemplate="%{text}<extra>chunk</extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=proj.centroid_xy[:, 0].tolist(),
-            y=proj.centroid_xy[:, 1].tolist(),
-            mode="markers",
-            name="topics",
-            marker={
-                "size": sizes.tolist(),
-                "sizemode": "area",
-                "sizeref": 2.0 * max(float(sizes.max(initial=1.0)), 1.0) / (48.0**2),
-                "sizemin": 6,
-                "color": [topic_color(pos) for pos in range(len(proj.topic_ids))],
-                "opacity": 0.8,
-                "line": {
-                    "width": [4 if int(t) in marked else 1 for t in proj.topic_ids],
-                    "color": ["#111" if int(t) in marked else "#fff" for t in proj.topic_ids],
-                },
-            },
-            customdata=[
-                [int(tid), labels[pos], ", ".join(by_id[int(tid)].keywords[:8]), int(sizes[pos])]
-                for pos, tid in enumerate(proj.topic_ids)
-            ],
-            hovertemplate=(
-                "<b>%{customdata[1]}</b><br>topic %{customdata[0]} · %{customdata[3]} chunks"
-                "<br>%{customdata[2]}<extra></extra>"
-            ),
-        )
-    )
+    fig.add_trace(_chunk_trace(go, proj, position, labels))
+    fig.add_trace(_topic_trace(go, proj, by_id, labels, highlight))
     fig.update_layout(
         title={"text": f"Topic map (version {proj.version}, {proj.method.upper()})", "x": 0.01},
         showlegend=False,
@@ -373,6 +330,80 @@ def visualize_topics(
         hovermode="closest",
     )
     return fig
+
+
+def _chunk_trace(go: Any, proj: TopicProjection, position: dict[int, int], labels: list[str]) -> Any:
+    """The topic map's chunk sample, coloured by topic (trace 0, name ``"chunks"``).
+
+    Args:
+        go: the ``plotly.graph_objects`` module.
+        proj: the projection drawn.
+        position: cluster position of each topic id.
+        labels: display label per cluster position.
+
+    Returns:
+        A ``plotly.graph_objects.Scatter``.
+    """
+    return go.Scatter(
+        x=proj.sample_xy[:, 0].tolist() if len(proj.sample_xy) else [],  # lists: plain JSON for the API
+        y=proj.sample_xy[:, 1].tolist() if len(proj.sample_xy) else [],
+        mode="markers",
+        name="chunks",
+        marker={
+            "size": 4,
+            "opacity": 0.35,
+            "color": [topic_color(position[int(t)]) for t in proj.sample_topic_ids],
+        },
+        customdata=[[int(t)] for t in proj.sample_topic_ids],
+        text=[labels[position[int(t)]] for t in proj.sample_topic_ids],
+        hovertemplate="%{text}<extra>chunk</extra>",
+    )
+
+
+def _topic_trace(
+    go: Any, proj: TopicProjection, by_id: dict[int, Topic], labels: list[str], highlight: Sequence[int]
+) -> Any:
+    """The topic map's bubbles, area proportional to size (trace 1, name ``"topics"``).
+
+    Args:
+        go: the ``plotly.graph_objects`` module.
+        proj: the projection drawn.
+        by_id: each topic by id.
+        labels: display label per cluster position.
+        highlight: topic ids drawn with a thick dark outline.
+
+    Returns:
+        A ``plotly.graph_objects.Scatter``, one point per topic in cluster-position order with
+        ``customdata`` rows ``[topic id, label, keywords, size]``.
+    """
+    marked = {int(h) for h in highlight}
+    sizes = np.asarray([by_id[int(tid)].size for tid in proj.topic_ids], dtype=np.float64)
+    return go.Scatter(
+        x=proj.centroid_xy[:, 0].tolist(),
+        y=proj.centroid_xy[:, 1].tolist(),
+        mode="markers",
+        name="topics",
+        marker={
+            "size": sizes.tolist(),
+            "sizemode": "area",
+            "sizeref": 2.0 * max(float(sizes.max(initial=1.0)), 1.0) / (48.0**2),
+            "sizemin": 6,
+            "color": [topic_color(pos) for pos in range(len(proj.topic_ids))],
+            "opacity": 0.8,
+            "line": {
+                "width": [4 if int(t) in marked else 1 for t in proj.topic_ids],
+                "color": ["#111" if int(t) in marked else "#fff" for t in proj.topic_ids],
+            },
+        },
+        customdata=[
+            [int(tid), labels[pos], ", ".join(by_id[int(tid)].keywords[:8]), int(sizes[pos])]
+            for pos, tid in enumerate(proj.topic_ids)
+        ],
+        hovertemplate=(
+            "<b>%{customdata[1]}</b><br>topic %{customdata[0]} · %{customdata[3]} chunks"
+            "<br>%{customdata[2]}<extra></extra>"
+        ),
+    )
 
 
 def keyword_coverage(

@@ -106,6 +106,37 @@ def parent_requests(
     """
     by_id = {c.id: c for c in children}
     order = sorted(parents)
+    _check_parents(parents, order, by_id)
+    weights = _keyword_weights(parents, order, by_id)
+    n_parents = len(order)
+    merged = [
+        [w for w, _ in sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))[:n_keywords]] for s in weights
+    ]
+    labels = [keyword_label(kws) for kws in merged]
+    shown = [(names or {}).get(pid) or labels[i] for i, pid in enumerate(order)]
+    sims = _sibling_similarity(weights)
+    out = []
+    for i, pid in enumerate(order):
+        kids = sorted(parents[pid], key=lambda c: (-by_id[c].size, c))
+        nearest = np.argsort(-sims[i], kind="stable")[: min(n_siblings, n_parents - 1)]
+        out.append(
+            LabelRequest(
+                topic_id=pid,
+                size=sum(by_id[c].size for c in parents[pid]),
+                keywords=merged[i],
+                representatives=list((representatives or {}).get(pid, [])),
+                siblings=[shown[int(j)] for j in nearest if shown[int(j)]],
+                keyword_label=labels[i],
+                children=[by_id[c].label for c in kids[:n_children] if by_id[c].label],
+            )
+        )
+    return out
+
+
+def _check_parents(
+    parents: Mapping[int, Sequence[int]], order: list[int], by_id: Mapping[int, ChildTopic]
+) -> None:
+    """Raise :class:`InvalidInputError` if a parent lists no child or a child not in ``by_id``."""
     for pid in order:
         kids = list(parents[pid])
         if not kids:
@@ -116,6 +147,20 @@ def parent_requests(
                 f"parent {pid} lists children {missing} that are not among the {len(by_id)} child topics "
                 "passed; pass every child topic of the tree level below"
             )
+
+
+def _keyword_weights(
+    parents: Mapping[int, Sequence[int]], order: list[int], by_id: Mapping[int, ChildTopic]
+) -> list[dict[str, float]]:
+    """Merged keyword weights of each parent, in ``order``.
+
+    A child's keyword at rank ``r`` (0-based) scores ``max(size, 1) / (r + 1)``; a parent's
+    word sums its children's scores, times the share of its children using the word, times
+    ``log(1 + n_parents / parents using the word)``.
+
+    Returns:
+        One ``{word: weight}`` per parent (weights > 0).
+    """
     weights: list[dict[str, float]] = []
     for pid in order:
         score: dict[str, float] = {}
@@ -135,15 +180,21 @@ def parent_requests(
     for score in weights:
         for word in score:
             score[word] *= math.log(1 + n_parents / df[word])
-    merged = [
-        [w for w, _ in sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))[:n_keywords]] for s in weights
-    ]
-    labels = [keyword_label(kws) for kws in merged]
-    shown = [(names or {}).get(pid) or labels[i] for i, pid in enumerate(order)]
-    # siblings by cosine of the weighted keyword vectors
-    vocab = sorted(df)
+    return weights
+
+
+def _sibling_similarity(weights: list[dict[str, float]]) -> np.ndarray:
+    """Cosine similarity of the parents' weighted keyword vectors.
+
+    Args:
+        weights: ``{word: weight}`` per parent (from :func:`_keyword_weights`).
+
+    Returns:
+        ``(n, n)`` float64, ``-inf`` on the diagonal (a parent is not its own sibling).
+    """
+    vocab = sorted({word for score in weights for word in score})
     col = {w: j for j, w in enumerate(vocab)}
-    mat = np.zeros((n_parents, len(vocab)), dtype=np.float64)
+    mat = np.zeros((len(weights), len(vocab)), dtype=np.float64)
     for i, score in enumerate(weights):
         for word, value in score.items():
             mat[i, col[word]] = value
@@ -151,19 +202,4 @@ def parent_requests(
     mat /= np.where(norms > 0, norms, 1.0)
     sims = mat @ mat.T
     np.fill_diagonal(sims, -np.inf)
-    out = []
-    for i, pid in enumerate(order):
-        kids = sorted(parents[pid], key=lambda c: (-by_id[c].size, c))
-        nearest = np.argsort(-sims[i], kind="stable")[: min(n_siblings, n_parents - 1)]
-        out.append(
-            LabelRequest(
-                topic_id=pid,
-                size=sum(by_id[c].size for c in parents[pid]),
-                keywords=merged[i],
-                representatives=list((representatives or {}).get(pid, [])),
-                siblings=[shown[int(j)] for j in nearest if shown[int(j)]],
-                keyword_label=labels[i],
-                children=[by_id[c].label for c in kids[:n_children] if by_id[c].label],
-            )
-        )
-    return out
+    return sims

@@ -197,22 +197,11 @@ def match_topics(
         The new topics in position order with their stable ids and carried labels, the
         :class:`RefitReport`, and the next unused id.
     """
-    from scipy.optimize import linear_sum_assignment
-
     th = matching or TopicMatching()
     k_old, k_new = len(old_centroids), len(new_centroids)
     old_ids = [int(t.id) for t in old_topics]
-    sims = np.asarray(new_centroids, dtype=np.float64) @ np.asarray(old_centroids, dtype=np.float64).T
-    rows, cols = linear_sum_assignment(-sims)
-    match = {
-        int(r): int(c) for r, c in zip(rows, cols, strict=True) if sims[r, c] >= th.min_similarity - 1e-9
-    }
-
-    old_labels = np.asarray(old_labels, dtype=np.int64)
-    new_labels = np.asarray(new_labels, dtype=np.int64)
-    table = np.bincount(old_labels * k_new + new_labels, minlength=k_old * k_new).reshape(k_old, k_new)
-    row, col = table.sum(axis=1), table.sum(axis=0)
-    edge = (table > 0) & (table >= th.min_share * row[:, None]) & (table >= th.min_share * col[None, :])
+    match, sims = _match_centroids(old_centroids, new_centroids, th.min_similarity)
+    table, edge = _overlap_table(old_labels, new_labels, k_old, k_new, th.min_share)
 
     ids: list[int] = []
     counter = int(next_topic_id)
@@ -223,33 +212,8 @@ def match_topics(
             ids.append(counter)
             counter += 1
 
-    out: list[Topic] = []
-    kept: list[TopicMatch] = []
-    for n, topic in enumerate(new_topics):
-        topic = replace(topic, id=ids[n])
-        if n in match:
-            o = match[n]
-            old = old_topics[o]
-            union = row[o] + col[n] - table[o, n]
-            overlap = float(table[o, n] / union) if union else 0.0
-            same = overlap >= th.keep_label_overlap - 1e-12
-            keep = old.pinned or same
-            if keep:
-                carried = {f: getattr(old, f) for f in _CARRIED if hasattr(old, f)}
-                topic = replace(topic, pinned=old.pinned, **carried)
-            kept.append(TopicMatch(ids[n], round(float(sims[n, o]), 4), round(overlap, 4), not keep))
-        out.append(topic)
-
-    merged = [
-        TopicMerge(ids[n], sorted(old_ids[o] for o in np.nonzero(edge[:, n])[0]))
-        for n in range(k_new)
-        if edge[:, n].sum() >= 2
-    ]
-    split = [
-        TopicSplit(old_ids[o], sorted(ids[n] for n in np.nonzero(edge[o])[0]))
-        for o in range(k_old)
-        if edge[o].sum() >= 2
-    ]
+    out, kept = _carry_labels(old_topics, new_topics, ids, match, sims, table, th.keep_label_overlap)
+    merged, split = _merges_and_splits(edge, old_ids, ids)
     products = {m.topic_id for m in merged} | {i for s in split for i in s.into}
     sources = {s for m in merged for s in m.sources} | {s.topic_id for s in split}
     matched_old = set(match.values())
@@ -262,3 +226,114 @@ def match_topics(
         gone=sorted(old_ids[o] for o in range(k_old) if o not in matched_old and old_ids[o] not in sources),
     )
     return out, report, counter
+
+
+def _match_centroids(
+    old_centroids: np.ndarray, new_centroids: np.ndarray, min_similarity: float
+) -> tuple[dict[int, int], np.ndarray]:
+    """One-to-one Hungarian matching of new to old centroids on cosine similarity.
+
+    Args:
+        old_centroids: ``(k_old, d)``; new_centroids: ``(k_new, d)``; both L2-normalized.
+        min_similarity: pairs below this cosine are left unmatched.
+
+    Returns:
+        ``(match, sims)``: new position → old position for the kept pairs, and the
+        ``(k_new, k_old)`` float64 cosine similarities.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    sims = np.asarray(new_centroids, dtype=np.float64) @ np.asarray(old_centroids, dtype=np.float64).T
+    rows, cols = linear_sum_assignment(-sims)
+    match = {int(r): int(c) for r, c in zip(rows, cols, strict=True) if sims[r, c] >= min_similarity - 1e-9}
+    return match, sims
+
+
+def _overlap_table(
+    old_labels: np.ndarray, new_labels: np.ndarray, k_old: int, k_new: int, min_share: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk counts shared by every old and new cluster, and which pairs count as a flow.
+
+    Args:
+        old_labels: ``(n,)`` int old position of each chunk; new_labels: ``(n,)`` its new position.
+        k_old: old clusters; k_new: new clusters.
+        min_share: a pair is an edge when it holds at least this share of both clusters' chunks.
+
+    Returns:
+        ``(table, edge)``: ``(k_old, k_new)`` int64 counts and ``(k_old, k_new)`` bool edges.
+    """
+    old_labels = np.asarray(old_labels, dtype=np.int64)
+    new_labels = np.asarray(new_labels, dtype=np.int64)
+    table = np.bincount(old_labels * k_new + new_labels, minlength=k_old * k_new).reshape(k_old, k_new)
+    row, col = table.sum(axis=1), table.sum(axis=0)
+    edge = (table > 0) & (table >= min_share * row[:, None]) & (table >= min_share * col[None, :])
+    return table, edge
+
+
+def _carry_labels(
+    old_topics: Sequence[Topic],
+    new_topics: Sequence[Topic],
+    ids: list[int],
+    match: dict[int, int],
+    sims: np.ndarray,
+    table: np.ndarray,
+    keep_label_overlap: float,
+) -> tuple[list[Topic], list[TopicMatch]]:
+    """New topics with their stable ids; matched ones keep the old label when pinned or alike.
+
+    Args:
+        old_topics, new_topics: in position order.
+        ids: stable id per new position.
+        match: new position → old position (from :func:`_match_centroids`).
+        sims: ``(k_new, k_old)`` float64 centroid cosines.
+        table: ``(k_old, k_new)`` int64 shared chunk counts (from :func:`_overlap_table`).
+        keep_label_overlap: Jaccard chunk overlap from which a matched topic keeps its label.
+
+    Returns:
+        ``(topics, kept)``: the new topics in position order, and one :class:`TopicMatch` per
+        matched topic, in position order.
+    """
+    row, col = table.sum(axis=1), table.sum(axis=0)
+    out: list[Topic] = []
+    kept: list[TopicMatch] = []
+    for n, topic in enumerate(new_topics):
+        topic = replace(topic, id=ids[n])
+        if n in match:
+            o = match[n]
+            old = old_topics[o]
+            union = row[o] + col[n] - table[o, n]
+            overlap = float(table[o, n] / union) if union else 0.0
+            same = overlap >= keep_label_overlap - 1e-12
+            keep = old.pinned or same
+            if keep:
+                carried = {f: getattr(old, f) for f in _CARRIED if hasattr(old, f)}
+                topic = replace(topic, pinned=old.pinned, **carried)
+            kept.append(TopicMatch(ids[n], round(float(sims[n, o]), 4), round(overlap, 4), not keep))
+        out.append(topic)
+    return out, kept
+
+
+def _merges_and_splits(
+    edge: np.ndarray, old_ids: list[int], ids: list[int]
+) -> tuple[list[TopicMerge], list[TopicSplit]]:
+    """New topics fed by several old ones, and old topics feeding several new ones.
+
+    Args:
+        edge: ``(k_old, k_new)`` bool flows (from :func:`_overlap_table`).
+        old_ids: id per old position; ids: stable id per new position.
+
+    Returns:
+        ``(merged, split)`` in position order, ids inside each sorted.
+    """
+    k_old, k_new = edge.shape
+    merged = [
+        TopicMerge(ids[n], sorted(old_ids[o] for o in np.nonzero(edge[:, n])[0]))
+        for n in range(k_new)
+        if edge[:, n].sum() >= 2
+    ]
+    split = [
+        TopicSplit(old_ids[o], sorted(ids[n] for n in np.nonzero(edge[o])[0]))
+        for o in range(k_old)
+        if edge[o].sum() >= 2
+    ]
+    return merged, split

@@ -342,79 +342,13 @@ def scoped_view(model: ClusterModel, store: ChromaStore, scope: Scope) -> Scoped
 def _compute(model: ClusterModel, store: ChromaStore, scope: Scope) -> ScopedView:
     from dataclasses import replace
 
-    from .labeling.keywords import ctfidf_keywords, keyword_label
     from .model import ClusterModel as _Model
 
     allowed = [pos for pos, t in enumerate(model.topics) if scope.allows_topic(t.id)]
-    where = scope.where
-    if where is None:  # topics allow-list only: every chunk of an allowed topic is readable
-        sized = model.sized_topics()
-        keep = [pos for pos in allowed if sized[pos].size > 0]
-        topics = tuple(sized[pos] for pos in keep)
-        positions = np.asarray(keep, dtype=np.int64)
-        dim = model.centroids.shape[1]
-        centroids = np.asarray(model.centroids[positions], dtype=np.float32).reshape(-1, dim)
-        members: dict[int, tuple[str, ...]] = {}
-        for pos in keep:
-            ids, vecs = model.members(pos)
-            order = np.argsort(-(np.asarray(vecs, dtype=np.float32) @ model.centroids[pos]), kind="stable")
-            members[model.topics[pos].id] = tuple(str(ids[i]) for i in order)
+    if scope.where is None:  # topics allow-list only: every chunk of an allowed topic is readable
+        topics, positions, centroids, members = _allowed_topics(model, allowed)
     else:
-        ids_all, labels_all = model.assignments()
-        position_of = dict(zip((str(x) for x in ids_all), (int(p) for p in labels_all), strict=True))
-        allowed_set = set(allowed)
-        scope_ids: list[str] = []
-        scope_texts: list[str] = []
-        scope_pos: list[int] = []
-        for page in store.iter_all(include=["documents"], where=where):
-            for cid, text in zip(page["ids"], page["documents"], strict=True):
-                found = position_of.get(cid)
-                if found is None or found not in allowed_set:
-                    continue
-                scope_ids.append(cid)
-                scope_texts.append(text or "")
-                scope_pos.append(found)
-        labels = np.asarray(scope_pos, dtype=np.int64)
-        keywords = ctfidf_keywords(scope_texts, labels, model.k) if scope_ids else [[] for _ in model.topics]
-        in_scope = set(scope_ids)
-        keep, rows, topic_list = [], [], []
-        members = {}
-        counts = np.bincount(labels, minlength=model.k) if len(labels) else np.zeros(model.k, np.int64)
-        for pos in allowed:
-            if counts[pos] == 0:
-                continue
-            ids, vecs = model.members(pos)
-            mask = np.fromiter((str(x) in in_scope for x in ids), dtype=bool, count=len(ids))
-            own_ids = [str(x) for x in np.asarray(ids)[mask]]
-            own = np.asarray(vecs, dtype=np.float32)[mask]
-            centre = own.mean(axis=0)
-            centre /= max(float(np.linalg.norm(centre)), 1e-12)
-            order = np.argsort(-(own @ centre), kind="stable")
-            stored = model.topics[pos]
-            kw = list(keywords[pos])
-            if scope.withholds_labels:
-                label, description, source = keyword_label(kw, _KEYWORDS_IN_NAME), "", "keywords"
-            else:
-                label, description, source = stored.label, stored.description, stored.label_source
-            topic_list.append(
-                Topic(
-                    id=stored.id,
-                    size=len(own_ids),
-                    keywords=kw,
-                    representative_ids=[own_ids[i] for i in order[:_REPRESENTATIVES]],
-                    label=label,
-                    description=description,
-                    pinned=stored.pinned and not scope.withholds_labels,
-                    label_source=source,
-                )
-            )
-            members[stored.id] = tuple(own_ids[i] for i in order)
-            keep.append(pos)
-            rows.append(centre)
-        topics = tuple(topic_list)
-        positions = np.asarray(keep, dtype=np.int64)
-        dim = model.centroids.shape[1]
-        centroids = np.asarray(rows, dtype=np.float32).reshape(-1, dim)
+        topics, positions, centroids, members = _filtered_topics(model, store, scope, allowed)
     record = replace(
         model.record,
         topics=topics,
@@ -423,4 +357,133 @@ def _compute(model: ClusterModel, store: ChromaStore, scope: Scope) -> ScopedVie
     )
     resolver = _Model(record, backend=model.backend)  # only its topic lookup is used
     return ScopedView(topics, positions, centroids, members, resolver)
+
+
+#: ``(topics, positions, centroids, members)`` as in :class:`ScopedView`.
+_ViewParts = tuple[tuple[Topic, ...], np.ndarray, np.ndarray, dict[int, tuple[str, ...]]]
+
+
+def _allowed_topics(model: ClusterModel, allowed: list[int]) -> _ViewParts:
+    """The view of a scope without ``where``: the allowed non-empty topics as stored.
+
+    Args:
+        model: the model snapshot.
+        allowed: model positions of the allowed topics, ascending.
+
+    Returns:
+        ``(topics, positions, centroids, members)`` with the stored topics (live sizes), their
+        ``(t,)`` int64 positions, ``(t, d)`` float32 stored centroids, and every member id per
+        topic id, nearest the centroid first.
+    """
+    sized = model.sized_topics()
+    keep = [pos for pos in allowed if sized[pos].size > 0]
+    positions = np.asarray(keep, dtype=np.int64)
+    dim = model.centroids.shape[1]
+    centroids = np.asarray(model.centroids[positions], dtype=np.float32).reshape(-1, dim)
+    members: dict[int, tuple[str, ...]] = {}
+    for pos in keep:
+        ids, vecs = model.members(pos)
+        order = np.argsort(-(np.asarray(vecs, dtype=np.float32) @ model.centroids[pos]), kind="stable")
+        members[model.topics[pos].id] = tuple(str(ids[i]) for i in order)
+    return tuple(sized[pos] for pos in keep), positions, centroids, members
+
+
+def _filtered_topics(model: ClusterModel, store: ChromaStore, scope: Scope, allowed: list[int]) -> _ViewParts:
+    """The view of a scope with ``where``: allowed topics rebuilt from their in-scope chunks.
+
+    Args:
+        model: the model snapshot.
+        store: where the chunks' texts and metadata are read (``scope.where`` applied there).
+        scope: the scope (its label rule too).
+        allowed: model positions of the allowed topics, ascending.
+
+    Returns:
+        ``(topics, positions, centroids, members)`` of the topics with at least one chunk in
+        scope: sizes, keywords (c-TF-IDF over the in-scope texts) and representatives from
+        in-scope chunks, ``(t, d)`` float32 unit means of those chunks, and members per topic id
+        nearest that mean first.
+    """
+    from .labeling.keywords import ctfidf_keywords
+
+    scope_ids, scope_texts, scope_pos = _chunks_in_scope(model, store, scope, set(allowed))
+    labels = np.asarray(scope_pos, dtype=np.int64)
+    keywords = ctfidf_keywords(scope_texts, labels, model.k) if scope_ids else [[] for _ in model.topics]
+    in_scope = set(scope_ids)
+    keep, rows, topic_list = [], [], []
+    members: dict[int, tuple[str, ...]] = {}
+    counts = np.bincount(labels, minlength=model.k) if len(labels) else np.zeros(model.k, np.int64)
+    for pos in allowed:
+        if counts[pos] == 0:
+            continue
+        ids, vecs = model.members(pos)
+        mask = np.fromiter((str(x) in in_scope for x in ids), dtype=bool, count=len(ids))
+        own_ids = [str(x) for x in np.asarray(ids)[mask]]
+        own = np.asarray(vecs, dtype=np.float32)[mask]
+        centre = own.mean(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        order = np.argsort(-(own @ centre), kind="stable")
+        topic_list.append(_scoped_topic(model.topics[pos], list(keywords[pos]), own_ids, order, scope))
+        members[model.topics[pos].id] = tuple(own_ids[i] for i in order)
+        keep.append(pos)
+        rows.append(centre)
+    dim = model.centroids.shape[1]
+    centroids = np.asarray(rows, dtype=np.float32).reshape(-1, dim)
+    return tuple(topic_list), np.asarray(keep, dtype=np.int64), centroids, members
+
+
+def _chunks_in_scope(
+    model: ClusterModel, store: ChromaStore, scope: Scope, allowed: set[int]
+) -> tuple[list[str], list[str], list[int]]:
+    """The chunks that match ``scope.where`` and sit in an allowed topic.
+
+    Returns:
+        ``(ids, texts, positions)``, one entry per chunk in store order (texts ``""`` when none).
+    """
+    ids_all, labels_all = model.assignments()
+    position_of = dict(zip((str(x) for x in ids_all), (int(p) for p in labels_all), strict=True))
+    scope_ids: list[str] = []
+    scope_texts: list[str] = []
+    scope_pos: list[int] = []
+    for page in store.iter_all(include=["documents"], where=scope.where):
+        for cid, text in zip(page["ids"], page["documents"], strict=True):
+            found = position_of.get(cid)
+            if found is None or found not in allowed:
+                continue
+            scope_ids.append(cid)
+            scope_texts.append(text or "")
+            scope_pos.append(found)
+    return scope_ids, scope_texts, scope_pos
+
+
+def _scoped_topic(
+    stored: Topic, keywords: list[str], own_ids: list[str], order: np.ndarray, scope: Scope
+) -> Topic:
+    """A stored topic as the scope sees it.
+
+    Args:
+        stored: the model's topic.
+        keywords: its keywords over the in-scope texts.
+        own_ids: its in-scope chunk ids.
+        order: ``(len(own_ids),)`` int positions into ``own_ids``, nearest the scoped centre first.
+        scope: withholding labels gives a keyword label, no description and no pin.
+
+    Returns:
+        The :class:`Topic` with in-scope size, keywords and representatives.
+    """
+    from .labeling.keywords import keyword_label
+
+    if scope.withholds_labels:
+        label, description, source = keyword_label(keywords, _KEYWORDS_IN_NAME), "", "keywords"
+    else:
+        label, description, source = stored.label, stored.description, stored.label_source
+    return Topic(
+        id=stored.id,
+        size=len(own_ids),
+        keywords=keywords,
+        representative_ids=[own_ids[i] for i in order[:_REPRESENTATIVES]],
+        label=label,
+        description=description,
+        pinned=stored.pinned and not scope.withholds_labels,
+        label_source=source,
+    )
 

@@ -159,6 +159,19 @@ class _Outcome:
     truncated: bool = False  # the last answer stopped at max_tokens
 
 
+def _answer_text(resp: Any, out: _Outcome) -> str:
+    """The text of a chat completion ``resp`` (``""`` when none); adds its token usage to ``out``
+    and sets ``out.truncated`` when the answer stopped at ``max_tokens``."""
+    usage = getattr(resp, "usage", None)
+    if usage is not None:
+        out.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+        out.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+    choices = getattr(resp, "choices", None) or []
+    content = getattr(choices[0].message, "content", None) if choices else None
+    out.truncated = bool(choices) and getattr(choices[0], "finish_reason", None) == "length"
+    return content or ""
+
+
 class OpenAILabeler:
     """Names clusters with an LLM behind any OpenAI-compatible ``/v1/chat/completions``.
 
@@ -573,25 +586,21 @@ class OpenAILabeler:
                             f"{what} after {retries + 1} attempt(s) (timeout {self.timeout:g}s, "
                             f"{ticket.limit} in flight): {_short(str(exc))}"
                         ) from exc
-                    seconds = time.monotonic() - started
                     out.calls += 1 + taken
                     run.settled = True
-                    if taken:
-                        outcome = "congested"  # it needed retries: the server is struggling
-                    elif seconds > self.timeout / 2:
-                        outcome = "slow"
-                    else:
-                        outcome = "ok"
+                    outcome = self._answered_outcome(taken, time.monotonic() - started)
                 finally:
                     await run.limit.release(ticket, outcome)
-            usage = getattr(resp, "usage", None)
-            if usage is not None:
-                out.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-                out.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
-            choices = getattr(resp, "choices", None) or []
-            content = getattr(choices[0].message, "content", None) if choices else None
-            out.truncated = bool(choices) and getattr(choices[0], "finish_reason", None) == "length"
-            return content or ""
+            return _answer_text(resp, out)
+
+    def _answered_outcome(self, retries_taken: int, seconds: float) -> Outcome:
+        """How an answered request went, for the adaptive limit: ``"congested"`` when it needed
+        retries (the server is struggling), ``"slow"`` past half the timeout, else ``"ok"``."""
+        if retries_taken:
+            return "congested"
+        if seconds > self.timeout / 2:
+            return "slow"
+        return "ok"
 
     def _rejects_format(self, mode: str, status: int, text: str) -> bool:
         if self.response_format != "auto" or mode == "text":

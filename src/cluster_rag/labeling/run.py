@@ -18,8 +18,8 @@ from ..errors import InvalidInputError, LabelingError, VersionError
 from ..model import ClusterModel
 from ..store import ChromaStore
 from ..types import Topic
-from .base import Labeler, LabelReport, TopicLabelStatus, label_key, normalize_name
-from .plan import apply_result, build_requests, cache_of
+from .base import Labeler, LabelReport, LabelResult, TopicLabelStatus, label_key, normalize_name
+from .plan import CachedLabel, apply_result, build_requests, cache_of
 
 __all__ = ["label_topics", "pin_name", "store_topics", "unpin"]
 
@@ -74,12 +74,7 @@ def label_topics(
     )
     requests = [replace(r, topic_id=t.id) for r, t in zip(requests, topics, strict=True)]
     keys = {r.topic_id: label_key(labeler.cache_id, r) for r in requests}
-    older = []
-    for v in store.versions():
-        payload = store.load_model(v) if v != version else None
-        if payload is not None:
-            older.append([Topic.from_dict(t) for t in payload.get("topics", [])])
-    cache = cache_of([model.topics, *older])
+    cache = _kept_labels(store, model)
     cached = {}
     if not force:
         cached = {t.id: cache[keys[t.id]] for t in topics if not t.pinned and keys[t.id] in cache}
@@ -104,6 +99,29 @@ def label_topics(
         return apply_result(t, by_id[t.id], keys[t.id]) if t.id in by_id else t
 
     stored = store_topics(store, version, relabel)
+    report = LabelReport(
+        version=version,
+        labeler=labeler.cache_id,
+        topics=_statuses(stored, by_id),
+        prompt_tokens=sum(r.prompt_tokens for r in results),
+        completion_tokens=sum(r.completion_tokens for r in results),
+        calls=sum(r.calls for r in results),
+    )
+    return stored, report
+
+
+def _kept_labels(store: ChromaStore, model: ClusterModel) -> dict[str, CachedLabel]:
+    """Reusable labels by cache key, from ``model``'s topics and those of every other kept version."""
+    older = []
+    for v in store.versions():
+        payload = store.load_model(v) if v != model.version else None
+        if payload is not None:
+            older.append([Topic.from_dict(t) for t in payload.get("topics", [])])
+    return cache_of([model.topics, *older])
+
+
+def _statuses(stored: list[Topic], by_id: dict[int, LabelResult]) -> list[TopicLabelStatus]:
+    """One status per stored topic: ``"pinned"``, ``"cached"`` (no request sent), or the result's."""
     statuses = []
     for t in stored:
         res = by_id.get(t.id)
@@ -115,15 +133,7 @@ def label_topics(
             statuses.append(
                 TopicLabelStatus(t.id, res.status, t.label, t.description, res.error, res.transient)
             )
-    report = LabelReport(
-        version=version,
-        labeler=labeler.cache_id,
-        topics=statuses,
-        prompt_tokens=sum(r.prompt_tokens for r in results),
-        completion_tokens=sum(r.completion_tokens for r in results),
-        calls=sum(r.calls for r in results),
-    )
-    return stored, report
+    return statuses
 
 
 def pin_name(

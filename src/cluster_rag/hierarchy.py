@@ -683,18 +683,7 @@ def match_tree(old: TopicTree, new: TopicTree, *, min_overlap: float = MIN_PAREN
     if not new_par:
         return new
 
-    def weights(tree: TopicTree, node: TreeNode) -> dict[int, int]:
-        leaves = {n.leaves[0]: n for n in tree.nodes if n.level == 0}
-        return {leaves[p].id: max(leaves[p].size, 1) for p in node.leaves}
-
-    ow = [weights(old, n) for n in old_par]
-    nw = [weights(new, n) for n in new_par]
-    sim = np.zeros((len(new_par), len(old_par)))
-    for i, a in enumerate(nw):
-        for j, b in enumerate(ow):
-            inter = sum(min(a[t], b[t]) for t in a.keys() & b.keys())
-            union = sum(a.values()) + sum(b.values()) - inter
-            sim[i, j] = inter / union if union else 0.0
+    sim = _parent_overlap(old, old_par, new, new_par)
     mapping: dict[int, int] = {}
     # top level against top level, then the other parents against each other
     for top_tier in (True, False):
@@ -727,6 +716,30 @@ def match_tree(old: TopicTree, new: TopicTree, *, min_overlap: float = MIN_PAREN
         for n in new.nodes
     )
     return replace(new, nodes=nodes, next_id=max(counter, new.next_id))
+
+
+def _parent_overlap(
+    old: TopicTree, old_par: list[TreeNode], new: TopicTree, new_par: list[TreeNode]
+) -> np.ndarray:
+    """Chunk-weighted Jaccard overlap of parents' leaf topic ids (a leaf weighs its size, at least 1).
+
+    Returns:
+        ``(len(new_par), len(old_par))`` float64 in ``[0, 1]``.
+    """
+
+    def weights(tree: TopicTree, node: TreeNode) -> dict[int, int]:
+        leaves = {n.leaves[0]: n for n in tree.nodes if n.level == 0}
+        return {leaves[p].id: max(leaves[p].size, 1) for p in node.leaves}
+
+    ow = [weights(old, n) for n in old_par]
+    nw = [weights(new, n) for n in new_par]
+    sim = np.zeros((len(new_par), len(old_par)))
+    for i, a in enumerate(nw):
+        for j, b in enumerate(ow):
+            inter = sum(min(a[t], b[t]) for t in a.keys() & b.keys())
+            union = sum(a.values()) + sum(b.values()) - inter
+            sim[i, j] = inter / union if union else 0.0
+    return sim
 
 
 def version_tree(

@@ -159,6 +159,13 @@ class _Outcome:
     truncated: bool = False  # the last answer stopped at max_tokens
 
 
+def _clash_problem(name: str, other: str) -> str:
+    """What the repair prompt says about ``name`` clashing with ``other``."""
+    if normalize_name(name) == normalize_name(other):
+        return f"the name {name!r} is already used by another group"
+    return f"the name {name!r} is too close to {other!r}, the name of another group"
+
+
 def _answer_text(resp: Any, out: _Outcome) -> str:
     """The text of a chat completion ``resp`` (``""`` when none); adds its token usage to ``out``
     and sets ``out.truncated`` when the answer stopped at ``max_tokens``."""
@@ -408,11 +415,6 @@ class OpenAILabeler:
             ]
             return closest_clash(o.answer.name, others)
 
-        def problem_of(name: str, other: str) -> str:
-            if normalize_name(name) == normalize_name(other):
-                return f"the name {name!r} is already used by another group"
-            return f"the name {name!r} is too close to {other!r}, the name of another group"
-
         ordered = sorted(outcomes, key=lambda o: o.request.topic_id)
         dupes: list[tuple[_Outcome, str]] = []
         for o in ordered:
@@ -424,26 +426,7 @@ class OpenAILabeler:
                     kept.append(o.answer.name)
         display = [o.answer.name for o in ordered if o.answer is not None] + list(reserved)
 
-        async def repair(o: _Outcome, other: str) -> None:
-            name = o.answer.name
-            problem = problem_of(name, other)
-            o.history.append(problem)
-            if o.repaired:
-                o.answer, o.error = None, f"duplicate name {name!r} (of {other!r}) after one repair"
-                return
-            o.repaired = True
-            avoid = dict.fromkeys([other, *display, *o.request.siblings, *o.request.children])
-            try:
-                again = repair_messages(o.messages, o.raw, problem, list(avoid))
-                o.raw = await self._ask(openai, run, o, again)
-            except (_Failed, _Fatal) as exc:
-                o.answer, o.error, o.transient = None, str(exc), True
-                return
-            o.answer, bad = self._check(o)
-            if bad is not None:
-                o.error = f"invalid answer after one repair: {bad}"
-
-        await asyncio.gather(*(repair(o, other) for o, other in dupes))
+        await asyncio.gather(*(self._repair_name(openai, run, o, other, display) for o, other in dupes))
         for o, _ in dupes:  # still in topic-id order
             if o.answer is None:
                 continue
@@ -457,6 +440,30 @@ class OpenAILabeler:
             if o.answer is None:
                 o.fallback_name = distinct_keyword_label(o.request, taken)
                 taken.add(normalize_name(o.fallback_name))
+
+    async def _repair_name(self, openai: Any, run: _Run, o: _Outcome, other: str, display: list[str]) -> None:
+        """Ask once more for a name of ``o`` other than ``other`` and the ``display`` names.
+
+        Updates ``o`` in place: its new answer (checked), or ``answer = None`` with the error
+        when it was repaired already, the request failed, or the new answer is invalid.
+        """
+        name = o.answer.name
+        problem = _clash_problem(name, other)
+        o.history.append(problem)
+        if o.repaired:
+            o.answer, o.error = None, f"duplicate name {name!r} (of {other!r}) after one repair"
+            return
+        o.repaired = True
+        avoid = dict.fromkeys([other, *display, *o.request.siblings, *o.request.children])
+        try:
+            again = repair_messages(o.messages, o.raw, problem, list(avoid))
+            o.raw = await self._ask(openai, run, o, again)
+        except (_Failed, _Fatal) as exc:
+            o.answer, o.error, o.transient = None, str(exc), True
+            return
+        o.answer, bad = self._check(o)
+        if bad is not None:
+            o.error = f"invalid answer after one repair: {bad}"
 
     def _check(self, o: _Outcome) -> tuple[Any, str | None]:
         """Validate the last answer: the JSON object, then a name that is not just keywords.

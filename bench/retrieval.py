@@ -46,7 +46,7 @@ from bench.embed_cache import cached_embeddings
 from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder
 from cluster_rag.evaluation import ndcg_at_k
 from cluster_rag.fusion import calibrate_alpha, convex_combination, reciprocal_rank_fusion
-from cluster_rag.hybrid import DEFAULT_ALPHA, search_index
+from cluster_rag.hybrid import DEFAULT_ALPHA
 from cluster_rag.keyword_index import KeywordIndex
 from cluster_rag.rerank import LLMReranker, MMRReranker
 from cluster_rag.types import Hit
@@ -238,8 +238,8 @@ def main(quick: bool = False) -> str:
         best_runs = runs_rrf if best_name.startswith("hybrid RRF") else runs_cvx
         # the library's own path with its shipped defaults (embeds each claim itself)
         with threadpool_limits(1):
-            runs_lib = [[h.id for h in search_index(index, q, k=DEPTH, mode="hybrid")] for q in queries]
-        results[f"hybrid via search_index (library defaults, alpha={DEFAULT_ALPHA:g})"] = _scores(
+            runs_lib = [[h.id for h in index.search(q, k=DEPTH, mode="hybrid")] for q in queries]
+        results[f"hybrid via ClusterIndex.search (library defaults, alpha={DEFAULT_ALPHA:g})"] = _scores(
             runs_lib, qids, test.qrels
         )
         _log(f"quality done; best hybrid: {best_name} {results[best_name][0]:.3f}")
@@ -278,7 +278,7 @@ def main(quick: bool = False) -> str:
             return index.get(fused.ids[:10])
 
         def t_lib(i: int) -> Any:
-            return search_index(index, queries[i], k=10)
+            return index.search(queries[i], k=10)
 
         n_lat = min(len(queries), 100 if quick else 300)
         with threadpool_limits(1):
@@ -287,7 +287,7 @@ def main(quick: bool = False) -> str:
                     "routed dense": t_dense,
                     "BM25": t_bm25,
                     "hybrid": t_hybrid,
-                    "hybrid (library: search_index)": t_lib,
+                    "hybrid (library: ClusterIndex.search)": t_lib,
                 },
                 n_lat,
             )

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -47,7 +47,6 @@ from .types import Hit
 
 if TYPE_CHECKING:
     from .index import ClusterIndex
-    from .scope import Scope
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -61,7 +60,6 @@ __all__ = [
     "compare_modes",
     "fetch_depth",
     "search",
-    "search_index",
 ]
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
@@ -243,50 +241,6 @@ def _keyword_candidates(
     return [got.ids[i] for i in keep], got.scores[keep]
 
 
-def search_index(
-    index: ClusterIndex,
-    query: str,
-    k: int = 10,
-    *,
-    n_probe: int | None = None,
-    topics: Sequence[int | str] | None = None,
-    where: dict[str, Any] | None = None,
-    scope: Scope | None = None,
-    mode: str | None = None,
-    rerank: Reranker | None = None,
-    fetch_k: int | None = None,
-) -> list[Hit]:
-    """:meth:`ClusterIndex.search <cluster_rag.ClusterIndex.search>` (kept for callers of this module).
-
-    Args:
-        index: a fitted index.
-        query: non-blank text.
-        k: hits returned.
-        n_probe, topics, where, scope: as for ``ClusterIndex.search``; every mode honours them.
-        mode: ``"dense"`` (routed vectors), ``"keyword"`` (BM25) or ``"hybrid"`` (both, fused);
-            ``None``: :data:`DEFAULT_MODE`.
-        rerank: a :class:`~cluster_rag.rerank.Reranker` applied to the first
-            :func:`fetch_depth` hits.
-        fetch_k: how many hits ``rerank`` sees (default ``max(4 k, 20)``).
-
-    Returns:
-        Up to ``k`` hits, best first.
-    """
-    kwargs: dict[str, Any] = {"scope": scope} if scope is not None else {}
-    hits: list[Hit] = index.search(
-        query,
-        k,
-        n_probe=n_probe,
-        topics=topics,
-        where=where,
-        mode=mode,
-        rerank=rerank,
-        fetch_k=fetch_k,
-        **kwargs,
-    )
-    return hits
-
-
 @dataclass(frozen=True)
 class ModeScores:
     """One row of :func:`compare_modes`.
@@ -345,7 +299,7 @@ def compare_modes(
         nd, rc, ms = [], [], []
         for qid in ids:
             t0 = time.perf_counter()
-            hits = search_index(index, queries[qid], 100, mode=mode, rerank=rr)
+            hits = index.search(queries[qid], 100, mode=mode, rerank=rr)
             ms.append((time.perf_counter() - t0) * 1000)
             docs = list(dict.fromkeys(h.id if h.id in known else document_id(h.id) for h in hits))
             nd.append(ndcg_at_k(docs, qrels[qid], 10))

@@ -82,16 +82,15 @@ def test_llm_reranker_over_http_falls_back(llm: ScriptedLLM, reply: Reply) -> No
 @pytest.mark.server
 def test_hybrid_search_over_a_chroma_server(chroma_server: str) -> None:
     from cluster_rag import ClusterIndex, IndexConfig
-    from cluster_rag.hybrid import search_index
     from tests.fixtures import FakeEmbedder
 
     cfg = IndexConfig(progress=False).with_(collection="hybrid_server")
     writer = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
     writer.add_texts([f"{w} note {i}" for i, w in enumerate("cat dog moon mars pasta pizza".split() * 4)])
     writer.fit(k=2)
-    assert {h.text.split()[0] for h in search_index(writer, "pizza", k=3, mode="keyword")} == {"pizza"}
+    assert {h.text.split()[0] for h in writer.search("pizza", k=3, mode="keyword")} == {"pizza"}
     # a second client (no shared disk) loads the keyword index the first one saved in the server
     reader = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg, create=False)
     assert KeywordIndex.saved_fingerprint(reader.store.meta) is not None
-    hits = search_index(reader, "mars moon", k=4, mode="hybrid")
+    hits = reader.search("mars moon", k=4, mode="hybrid")
     assert len(hits) == 4 and {h.text.split()[0] for h in hits} <= {"mars", "moon"}

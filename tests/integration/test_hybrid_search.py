@@ -10,7 +10,7 @@ import pytest
 
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.errors import InvalidInputError
-from cluster_rag.hybrid import fetch_depth, search_index
+from cluster_rag.hybrid import fetch_depth
 from cluster_rag.keyword_index import KeywordIndex
 from cluster_rag.types import Hit
 from tests.fixtures import FakeEmbedder
@@ -49,7 +49,7 @@ def _topic_of(index: ClusterIndex, group: str) -> int:
 
 @pytest.mark.parametrize("mode", ["keyword", "hybrid", "dense"])
 def test_modes_return_hits_with_their_topic_and_cosine_score(index: ClusterIndex, mode: str) -> None:
-    hits = search_index(index, "rocket launch orbit", k=5, mode=mode)
+    hits = index.search("rocket launch orbit", k=5, mode=mode)
     assert len(hits) == 5
     assert all(h.metadata["group"] == "space" for h in hits)
     q = index.embed_query("rocket launch orbit")
@@ -64,9 +64,9 @@ def test_modes_return_hits_with_their_topic_and_cosine_score(index: ClusterIndex
 def test_topics_and_where_are_respected(index: ClusterIndex, mode: str) -> None:
     food = _topic_of(index, "food")
     # a query about space, restricted to the food topic: nothing from space comes back
-    hits = search_index(index, "rocket pizza", k=10, mode=mode, topics=[food])
+    hits = index.search("rocket pizza", k=10, mode=mode, topics=[food])
     assert hits and all(h.topic_id == food for h in hits)
-    hits = search_index(index, "rocket launch", k=10, mode=mode, where={"lang": "fr"})
+    hits = index.search("rocket launch", k=10, mode=mode, where={"lang": "fr"})
     assert hits and all(h.metadata["lang"] == "fr" for h in hits)
 
 
@@ -74,9 +74,9 @@ def test_topics_and_where_are_respected(index: ClusterIndex, mode: str) -> None:
 def test_a_caller_scope_is_respected(index: ClusterIndex, mode: str) -> None:
     Scope = pytest.importorskip("cluster_rag.scope", reason="the access-control work is not merged").Scope
     food = _topic_of(index, "food")
-    hits = search_index(index, "rocket launch", k=10, mode=mode, scope=Scope(where={"lang": "en"}))
+    hits = index.search("rocket launch", k=10, mode=mode, scope=Scope(where={"lang": "en"}))
     assert hits and all(h.metadata["lang"] == "en" for h in hits)
-    hits = search_index(index, "rocket pizza", k=10, mode=mode, scope=Scope(topics=[food]))
+    hits = index.search("rocket pizza", k=10, mode=mode, scope=Scope(topics=[food]))
     assert hits and all(h.topic_id == food for h in hits)
 
 
@@ -84,17 +84,17 @@ def test_keyword_index_follows_adds_and_deletes_and_is_saved(tmp_path: Path) -> 
     idx = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
     idx.add_texts([f"{w} note {i}" for i, w in enumerate(WORDS["pets"].split() * 3)])
     idx.fit(k=2)
-    assert search_index(idx, "zeppelin", k=3, mode="keyword") == []
+    assert idx.search("zeppelin", k=3, mode="keyword") == []
     assert KeywordIndex.saved_fingerprint(idx.store.meta) is not None  # built once, saved in the store
     [new_id] = idx.add_texts(["zeppelin airship over the dog park"])
-    assert [h.id for h in search_index(idx, "zeppelin", k=3, mode="keyword")] == [new_id]
+    assert [h.id for h in idx.search("zeppelin", k=3, mode="keyword")] == [new_id]
     idx.delete([new_id])
-    assert search_index(idx, "zeppelin", k=3, mode="keyword") == []
+    assert idx.search("zeppelin", k=3, mode="keyword") == []
     # another process opening the same store reads the saved copy and catches up on the delta
     other = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
     [late] = idx.add_texts(["a zeppelin again"])
     other.refresh()
-    assert [h.id for h in search_index(other, "zeppelin", k=3, mode="keyword")] == [late]
+    assert [h.id for h in other.search("zeppelin", k=3, mode="keyword")] == [late]
 
 
 class _Reverse:
@@ -109,19 +109,19 @@ class _Reverse:
 @pytest.mark.parametrize("mode", ["dense", "hybrid"])
 def test_rerank_sees_the_deeper_list_and_decides_the_order(index: ClusterIndex, mode: str) -> None:
     rr = _Reverse()
-    plain = search_index(index, "guitar song", k=40, mode=mode)
-    hits = search_index(index, "guitar song", k=3, mode=mode, rerank=rr)
+    plain = index.search("guitar song", k=40, mode=mode)
+    hits = index.search("guitar song", k=3, mode=mode, rerank=rr)
     assert len(rr.seen) == 1 and len(rr.seen[0]) == fetch_depth(3, rr) == 20
     assert rr.seen[0] == [h.id for h in plain[:20]]
     assert [h.id for h in hits] == rr.seen[0][::-1][:3]
-    search_index(index, "guitar song", k=3, mode=mode, rerank=rr, fetch_k=7)
+    index.search("guitar song", k=3, mode=mode, rerank=rr, fetch_k=7)
     assert len(rr.seen[1]) == 7
 
 
 @pytest.mark.parametrize("bad", [{"mode": "sparse"}, {"rerank": "mmr"}, {"rerank": _Reverse(), "fetch_k": 0}])
 def test_bad_arguments(index: ClusterIndex, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
-        search_index(index, "guitar", k=3, **bad)
+        index.search("guitar", k=3, **bad)
 
 
 def test_compare_modes_scores_every_mode_and_reranker(index: ClusterIndex) -> None:

@@ -36,21 +36,18 @@ from typing import Any
 from ..errors import (
     ClusterRagError,
     InvalidInputError,
-    NotFittedError,
     UnknownDocumentError,
-    UnknownTopicError,
-    VersionError,
     missing_dependency,
 )
 from ..index import ClusterIndex
 from ..plots import visualize_barchart, visualize_heatmap, visualize_sizes, visualize_topics
 from ..scope import Scope
 from . import views
+from .common import error_response, page_routes
 
 try:  # this module is imported only by create_app(), so the import error names the extra
     from fastapi import Depends, FastAPI, Query, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
+    from fastapi.responses import JSONResponse, Response
     from pydantic import BaseModel, Field
     from starlette.concurrency import run_in_threadpool
 except ImportError:
@@ -92,16 +89,6 @@ def plotly_js_path() -> Path:
     if not path.is_file():
         raise missing_dependency("plotly (package_data/plotly.min.js is missing)", "--force-reinstall plotly")
     return path
-
-
-def _status(exc: ClusterRagError) -> int:
-    if isinstance(exc, (UnknownTopicError, UnknownDocumentError, VersionError)):
-        return 404
-    if isinstance(exc, NotFittedError):
-        return 409
-    if isinstance(exc, InvalidInputError):
-        return 422
-    return 400
 
 
 def _json(data: Any) -> JSONResponse:
@@ -146,20 +133,14 @@ def create_app(index: ClusterIndex, *, n_sample: int | None = None, scope: Scope
         redoc_url=None,
     )
     app.state.index = index
-    app.add_exception_handler(ClusterRagError, _cluster_rag_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClusterRagError, error_response)  # type: ignore[arg-type]
     # registration order is route-matching order: "/static/plotly.min.js" before the "/static" mount
-    _page_routes(app, static_dir, js)
+    page_routes(app, static_dir, js)
     _topic_routes(app)
     _figure_routes(app, cache)
     _search_routes(app)
     _admin_routes(app)
     return app
-
-
-async def _cluster_rag_error(request: Request, exc: ClusterRagError) -> JSONResponse:
-    """Answer a :class:`ClusterRagError` as ``{"detail", "error"}`` with the status of :func:`_status`."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return JSONResponse({"detail": message, "error": type(exc).__name__}, status_code=_status(exc))
 
 
 async def _index(request: Request) -> ClusterIndex:
@@ -169,20 +150,6 @@ async def _index(request: Request) -> ClusterIndex:
 
 
 _IDX = Depends(_index)
-
-
-def _page_routes(app: FastAPI, static_dir: Path, js: Path) -> None:
-    """``GET /``, the packaged plotly.js and the ``/static`` files (HTML and assets, not in OpenAPI)."""
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse((static_dir / "index.html").read_text(encoding="utf-8"))
-
-    @app.get("/static/plotly.min.js", include_in_schema=False)
-    def plotly_js() -> FileResponse:
-        return FileResponse(js, media_type="text/javascript")
-
-    app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
 
 def _topic_routes(app: FastAPI) -> None:

@@ -29,18 +29,16 @@ from typing import Any
 from ..errors import (
     ClusterRagError,
     InvalidInputError,
-    NotFittedError,
     UnknownDocumentError,
-    UnknownTopicError,
     missing_dependency,
 )
 from ..index import ClusterIndex
 from ..scope import Scope, scoped_view
+from .common import error_response, page_routes
 
 try:
-    from fastapi import FastAPI, Query, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
+    from fastapi import FastAPI, Query
+    from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field
 except ImportError:
     raise missing_dependency("fastapi", '"cluster-rag[web]"') from None
@@ -132,16 +130,6 @@ def scoped_document(index: ClusterIndex, scope: Scope, doc_id: str) -> dict[str,
     return got[0].to_dict()
 
 
-def _status(exc: ClusterRagError) -> int:
-    if isinstance(exc, (UnknownTopicError, UnknownDocumentError)):
-        return 404
-    if isinstance(exc, NotFittedError):
-        return 409
-    if isinstance(exc, InvalidInputError):
-        return 422
-    return 400
-
-
 def create_scoped_app(index: ClusterIndex, scope: Scope, *, plotly_js: Path) -> FastAPI:
     """The scoped explorer app (see the module docstring).
 
@@ -162,20 +150,8 @@ def create_scoped_app(index: ClusterIndex, scope: Scope, *, plotly_js: Path) -> 
         redoc_url=None,
     )
 
-    @app.exception_handler(ClusterRagError)
-    async def _cluster_rag_error(request: Request, exc: ClusterRagError) -> JSONResponse:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return JSONResponse({"detail": message[:600], "error": type(exc).__name__}, status_code=_status(exc))
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse((static_dir / "index.html").read_text(encoding="utf-8"))
-
-    @app.get("/static/plotly.min.js", include_in_schema=False)
-    def plotly() -> FileResponse:
-        return FileResponse(plotly_js, media_type="text/javascript")
-
-    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+    app.add_exception_handler(ClusterRagError, error_response)  # type: ignore[arg-type]
+    page_routes(app, static_dir, plotly_js)
 
     @app.get("/api/info", summary="The active version and the topics the scope sees")
     def info() -> JSONResponse:

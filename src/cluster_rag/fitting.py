@@ -35,7 +35,7 @@ from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .model import AddedLog, ClusterModel, default_loader, positions_of, record_from_payload
-from .routing import calibrate
+from .routing import Calibration, calibrate
 from .store import ChromaStore, added_key, snapshots, version_key
 from .store.chroma_store import owner_alive
 from .types import ModelInfo, Topic
@@ -247,23 +247,7 @@ def _commit(
     assignment = _save_assignment(store, version, ids, vectors, labels, k)
     ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
     topics = describe_topics(store, ids, vectors, centroids, labels, progress=config.progress)
-    refit: RefitReport | None = None
-    next_id = k
-    if previous is not None:
-        # merges/splits/overlap are judged on the chunks the previous version was fitted on:
-        # chunks added since were forced into their nearest topic, new topics hide among them
-        fitted = previous.fitted
-        topics, refit, next_id = match_topics(
-            previous.topics,
-            previous.centroids,
-            previous.labels[fitted],
-            topics,
-            centroids,
-            labels[:n_fit][fitted],
-            next_topic_id=previous.next_topic_id,
-            previous_version=previous.version,
-            matching=matching,
-        )
+    topics, refit, next_id = _matched(topics, centroids, labels[:n_fit], previous, matching)
     # topic tree over the leaves, parent ids carried over (see hierarchy.py); parents draw ids
     # from the topic counter, so the stored counter moves past them
     tree = version_tree(
@@ -286,19 +270,8 @@ def _commit(
         seed=config.seed,
     )
     sims = np.einsum("ij,ij->i", vectors, centroids[labels])
-    info = ModelInfo(
-        version=version,
-        k=k,
-        n_chunks=len(ids),
-        engine=engine,
-        seed=config.seed,
-        inertia=float(np.sum(1.0 - sims, dtype=np.float64)),
-        n_probe=cal.n_probe,
-        calibrated_recall=cal.recall,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        embedding_model=store.model_name,
-        probe_gap=cal.gap,
-    )
+    inertia = float(np.sum(1.0 - sims, dtype=np.float64))
+    info = _info(version, k, len(ids), engine, config.seed, inertia, cal, store.model_name)
     payload: dict[str, Any] = {
         "info": info.to_dict(),
         "topics": [t.to_dict() for t in topics],
@@ -320,6 +293,53 @@ def _commit(
         return ClusterModel(record, loader)
     backend = build_numpy_backend(centroids, ids, vectors, labels)
     return ClusterModel(record, loader, backend=backend, added=AddedLog(list(ids[n_fit:])))
+
+
+def _matched(
+    topics: list[Topic],
+    centroids: np.ndarray,
+    fit_labels: np.ndarray,
+    previous: Previous | None,
+    matching: TopicMatching | None,
+) -> tuple[list[Topic], RefitReport | None, int]:
+    """Topics with ids and labels carried over from ``previous`` (first fit: ids ``0..k-1``), the
+    refit report and the next unused topic id. ``fit_labels`` ``(n_fit,)``: positions of the chunks
+    the fit saw."""
+    if previous is None:
+        return topics, None, len(centroids)
+    # merges/splits/overlap are judged on the chunks the previous version was fitted on:
+    # chunks added since were forced into their nearest topic, new topics hide among them
+    fitted = previous.fitted
+    return match_topics(
+        previous.topics,
+        previous.centroids,
+        previous.labels[fitted],
+        topics,
+        centroids,
+        fit_labels[fitted],
+        next_topic_id=previous.next_topic_id,
+        previous_version=previous.version,
+        matching=matching,
+    )
+
+
+def _info(
+    version: int, k: int, n_chunks: int, engine: str, seed: int, inertia: float, cal: Calibration, model: str
+) -> ModelInfo:
+    """The version's :class:`ModelInfo` (timestamped now, UTC)."""
+    return ModelInfo(
+        version=version,
+        k=k,
+        n_chunks=n_chunks,
+        engine=engine,
+        seed=seed,
+        inertia=inertia,
+        n_probe=cal.n_probe,
+        calibrated_recall=cal.recall,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        embedding_model=model,
+        probe_gap=cal.gap,
+    )
 
 
 def _save_assignment(

@@ -495,17 +495,22 @@ def _load_stored(
     keep: np.ndarray | None = None
     if vectors is None:  # server mode or no snapshot file: the vectors by id from Chroma
         vectors, keep = _vectors_by_id(store, ids, dim)
-    # added since the fit: marked at add time (stale marks of an interrupted attempt skipped)
+    # added since the fit: marked at add time. Version numbers are claimed, never reused, so a
+    # mark is never stale; a marked id that the fit also saw was deleted and written again (an
+    # edited file re-ingested): its current vector replaces the fitted one
     key, mark = version_key(version), added_key(version)
     add_ids: list[str] = []
     add_vecs: list[np.ndarray] = []
     add_pos: list[int] = []
     for got in store.iter_all(include=["embeddings", "metadatas"], where={mark: {"$gte": 1}}):
         for cid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
-            if cid not in fitted.position_of:
-                add_ids.append(cid)
-                add_vecs.append(np.asarray(vec, dtype=np.float32))
-                add_pos.append(int((meta or {}).get(key, -1)))
+            add_ids.append(cid)
+            add_vecs.append(np.asarray(vec, dtype=np.float32))
+            add_pos.append(int((meta or {}).get(key, -1)))
+    rewritten = {cid for cid in add_ids if cid in fitted.position_of}
+    if rewritten:
+        fresh = np.fromiter((cid not in rewritten for cid in ids.tolist()), dtype=bool, count=len(ids))
+        keep = fresh if keep is None else keep & fresh
     n_base = len(ids) if keep is None else int(keep.sum())
     if store.count() != n_base + len(add_ids):
         # deletes, or chunks written by a process on an older version: list the stored ids

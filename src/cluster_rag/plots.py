@@ -21,6 +21,7 @@ kaleido finds a Chrome/Chromium, else the same charts drawn with matplotlib).
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,9 @@ def _target(path: str | os.PathLike[str]) -> Path:
 def plot_choose_k(sweep: KSweep, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
     """Four panels (inertia with knee, silhouette, Davies-Bouldin, Calinski-Harabasz) against k.
 
-    The recommended k is a dashed vertical line on every panel.
+    The recommended k is a dashed vertical line on every panel; the window the rule searched
+    (``[knee / 2, 2 * knee]`` around the inertia knee) is shaded on the silhouette panel, and
+    the rule itself is written under the panels, so the plot says why that k was chosen.
 
     Returns:
         The PNG path written.
@@ -98,6 +101,9 @@ def plot_choose_k(sweep: KSweep, path: str | os.PathLike[str], *, title: str | N
             ax.plot([mark], [y], "o", color="tab:orange", ms=8, label=f"{mark_name}: k={mark}")
         rec = sweep.recommended
         ax.axvline(rec, ls="--", color="tab:red", lw=1, label=f"recommended k={rec}")
+        if col == "silhouette" and sweep.knee is not None:
+            ax.axvspan(sweep.knee / 2, sweep.knee * 2, color="tab:green", alpha=0.12,
+                       label="searched: knee/2 .. 2 x knee")
         ax.set_title(label, fontsize=10)
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
@@ -105,7 +111,9 @@ def plot_choose_k(sweep: KSweep, path: str | os.PathLike[str], *, title: str | N
     for ax in axes[1]:
         ax.set_xlabel("k (log scale)")
     fig.suptitle(title or f"choose k on {sweep.n_sample} rows", fontsize=12)
-    fig.tight_layout()
+    why = textwrap.fill(f"why k={sweep.recommended}: {sweep.rule}", width=150)
+    fig.text(0.5, 0.01, why, ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

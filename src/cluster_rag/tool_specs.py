@@ -5,8 +5,9 @@ Every door derives its schema from these models — the OpenAI function definiti
 LlamaIndex ``fn_schema``, the MCP tool signatures — and :class:`~cluster_rag.tools.TopicTools`
 validates every call against them, so the copies cannot disagree.
 
-Types are strict (no coercion): ``k`` and ``limit`` are JSON integers, ``query``
-and ``id`` strings, ``topic`` an integer id or a string (id or name). Unknown
+Types are strict (no coercion), in the models and in every field, so the MCP SDK's own
+argument models (built from these fields) are strict too: ``k`` and ``limit`` are JSON
+integers, ``query`` and ``id`` strings, ``topic`` an integer id or a string (id or name). Unknown
 arguments are rejected; nullable arguments may be omitted.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 __all__ = ["TOOL_NAMES", "ToolSpec", "openai_parameters", "tool_specs"]
 
@@ -54,18 +55,22 @@ def tool_specs(max_k: int = 20, max_topics: int = 50) -> dict[str, ToolSpec]:
         "ListTopicsArgs",
         __config__=_CLOSED,
         query=(
-            str | None,
+            StrictStr | None,
             Field(
                 default=None,
                 description="What you are looking for, to rank topics by; null to list the largest topics.",
             ),
         ),
         limit=(
-            int | None,
-            Field(default=20, ge=1, description=f"How many topics to return, 1 to {max_topics} (null: 20)."),
+            StrictInt | None,
+            Field(
+                default=20,
+                ge=1,
+                description=f"How many topics to return, 1 to {max_topics} (null: 20).",
+            ),
         ),
         parent=(
-            int | str | None,
+            StrictInt | StrictStr | None,
             Field(
                 default=None,
                 description="A topic id from list_topics whose subtopics to list; null: the broad topics.",
@@ -75,22 +80,29 @@ def tool_specs(max_k: int = 20, max_topics: int = 50) -> dict[str, ToolSpec]:
     search = create_model(
         "SearchWithinTopicArgs",
         __config__=_CLOSED,
-        query=(str, Field(min_length=1, description="What to search for, in natural language.")),
+        query=(StrictStr, Field(min_length=1, description="What to search for, in natural language.")),
         topic=(
-            int | str,
+            StrictInt | StrictStr,
             Field(description="A topic id (e.g. 3) or a topic name from list_topics."),
         ),
         k=(
-            int | None,
-            Field(default=5, ge=1, description=f"Number of chunks to return, 1 to {max_k} (null: 5)."),
+            StrictInt | None,
+            Field(
+                default=5,
+                ge=1,
+                description=f"Number of chunks to return, 1 to {max_k} (null: 5).",
+            ),
         ),
     )
     get_document = create_model(
         "GetDocumentArgs",
         __config__=_CLOSED,
         id=(
-            str,
-            Field(min_length=1, description="The chunk id, exactly as returned by search_within_topic."),
+            StrictStr,
+            Field(
+                min_length=1,
+                description="The chunk id, exactly as returned by search_within_topic.",
+            ),
         ),
     )
     return {

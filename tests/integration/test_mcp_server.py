@@ -81,6 +81,10 @@ async def test_stdio_server_lists_and_runs_the_three_read_only_tools(
                     ("get_document", {}, "id"),
                     ("get_document", {"id": "not-an-id"}, "no chunk with id 'not-an-id'"),
                     ("list_topics", {"limit": "many"}, "limit"),
+                    # strict, as the schema says: no coercion of "5" or true (issue 16 item 3)
+                    ("search_within_topic", {"query": "card", "topic": 0, "k": "5"}, "k"),
+                    ("search_within_topic", {"query": "card", "topic": True}, "topic"),
+                    ("list_topics", {"limit": 2.5}, "limit"),
                 ]
                 for name, arguments, fragment in bad_calls:
                     result = await session.call_tool(name, arguments)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_rag import ClusterIndex, UnknownTopicError
+from cluster_rag import ClusterIndex, InvalidInputError, UnknownTopicError
 from tests.fixtures import FakeEmbedder
 from tests.unit.test_living_index import CFG, add, topic_of
 
@@ -47,5 +47,5 @@ def test_exact_label_wins_and_ambiguity_lists_the_matches(index: ClusterIndex) -
 def test_no_match_names_the_closest(index: ClusterIndex) -> None:
     with pytest.raises(UnknownTopicError, match="closest names"):
         index.topic("zzz qqq")
-    with pytest.raises(UnknownTopicError, match="must be an int id or a str name"):
+    with pytest.raises(InvalidInputError, match=r"must be a topic id \(int\) or a name \(str\)"):
         index.topic(3.5)  # type: ignore[arg-type]

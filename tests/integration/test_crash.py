@@ -212,9 +212,21 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
         (biggest / "header.bin").write_bytes(b"\xff" * 100)
     from chromadb.api.client import SharedSystemClient
 
-    SharedSystemClient.clear_system_cache()  # as a fresh process would: nothing cached in memory
-    with pytest.raises(StoreCorruptedError, match="cluster-rag repair"):
-        ClusterIndex.open(path, embedder=FakeEmbedder(), config=CFG, create=False)
+    SharedSystemClient.clear_system_cache()
+    # a fresh process opens the damaged store: nothing of this test process's Chroma state helps it
+    probe = (
+        "import sys\n"
+        "from cluster_rag import ClusterIndex, IndexConfig, StoreCorruptedError\n"
+        "from tests.fixtures import FakeEmbedder\n"
+        "try:\n"
+        f"    ClusterIndex.open({str(path)!r}, embedder=FakeEmbedder(), config=IndexConfig(progress=False),"
+        " create=False)\n"
+        "except StoreCorruptedError as exc:\n"
+        "    print('CORRUPT', exc)\n"
+    )
+    fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert fresh.stdout.startswith("CORRUPT") and "cluster-rag repair" in fresh.stdout, fresh.stderr[-2000:]
     client = chromadb.PersistentClient(path=str(path))
     report = repair_store(client, CFG.collection, embed=FakeEmbedder().embed)
     assert report.chunks == count and any("rebuilt" in m for m in report.messages)

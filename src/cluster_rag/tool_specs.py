@@ -51,33 +51,47 @@ def tool_specs(max_k: int = 20, max_topics: int = 50) -> dict[str, ToolSpec]:
         max_k: largest ``k`` of ``search_within_topic``.
         max_topics: largest ``limit`` of ``list_topics``.
     """
-    list_topics = create_model(
+    return {
+        "list_topics": ToolSpec(
+            "list_topics",
+            "List the topics of the knowledge base: id, name, description, size (number of chunks), "
+            "keywords and the number of subtopics. Without parent, the broad topics; with parent=<id>, "
+            "that topic's subtopics. With a query, topics are ranked by similarity to it (best first, "
+            "with a score); without one, largest first. Call this first to see what the knowledge base "
+            "covers.",
+            _list_topics_args(max_topics),
+        ),
+        "search_within_topic": ToolSpec(
+            "search_within_topic",
+            "Semantic search restricted to one topic (a broad topic searches all its subtopics). Returns "
+            "the best matching chunks (id, text, score, metadata). Use a topic id or name from "
+            "list_topics; an unknown name returns the closest names.",
+            _search_args(max_k),
+        ),
+        "get_document": ToolSpec(
+            "get_document",
+            "Fetch one chunk by id (from search_within_topic) with its full text, metadata and topic, "
+            "plus the neighbouring chunks of the same source file for context.",
+            _get_document_args(),
+        ),
+    }
+
+
+def _list_topics_args(max_topics: int) -> type[BaseModel]:
+    query = "What you are looking for, to rank topics by; null to list the largest topics."
+    limit = f"How many topics to return, 1 to {max_topics} (null: 20)."
+    parent = "A topic id from list_topics whose subtopics to list; null: the broad topics."
+    return create_model(
         "ListTopicsArgs",
         __config__=_CLOSED,
-        query=(
-            StrictStr | None,
-            Field(
-                default=None,
-                description="What you are looking for, to rank topics by; null to list the largest topics.",
-            ),
-        ),
-        limit=(
-            StrictInt | None,
-            Field(
-                default=20,
-                ge=1,
-                description=f"How many topics to return, 1 to {max_topics} (null: 20).",
-            ),
-        ),
-        parent=(
-            StrictInt | StrictStr | None,
-            Field(
-                default=None,
-                description="A topic id from list_topics whose subtopics to list; null: the broad topics.",
-            ),
-        ),
+        query=(StrictStr | None, Field(default=None, description=query)),
+        limit=(StrictInt | None, Field(default=20, ge=1, description=limit)),
+        parent=(StrictInt | StrictStr | None, Field(default=None, description=parent)),
     )
-    search = create_model(
+
+
+def _search_args(max_k: int) -> type[BaseModel]:
+    return create_model(
         "SearchWithinTopicArgs",
         __config__=_CLOSED,
         query=(StrictStr, Field(min_length=1, description="What to search for, in natural language.")),
@@ -87,45 +101,16 @@ def tool_specs(max_k: int = 20, max_topics: int = 50) -> dict[str, ToolSpec]:
         ),
         k=(
             StrictInt | None,
-            Field(
-                default=5,
-                ge=1,
-                description=f"Number of chunks to return, 1 to {max_k} (null: 5).",
-            ),
+            Field(default=5, ge=1, description=f"Number of chunks to return, 1 to {max_k} (null: 5)."),
         ),
     )
-    get_document = create_model(
-        "GetDocumentArgs",
-        __config__=_CLOSED,
-        id=(
-            StrictStr,
-            Field(
-                min_length=1,
-                description="The chunk id, exactly as returned by search_within_topic.",
-            ),
-        ),
+
+
+def _get_document_args() -> type[BaseModel]:
+    described = "The chunk id, exactly as returned by search_within_topic."
+    return create_model(
+        "GetDocumentArgs", __config__=_CLOSED, id=(StrictStr, Field(min_length=1, description=described))
     )
-    return {
-        "list_topics": ToolSpec(
-            "list_topics",
-            "List the topics of the knowledge base: id, name, description, size (number of chunks) and "
-            "keywords. With a query, topics are ranked by similarity to it (best first, with a score); "
-            "without one, largest first. Call this first to see what the knowledge base covers.",
-            list_topics,
-        ),
-        "search_within_topic": ToolSpec(
-            "search_within_topic",
-            "Semantic search restricted to one topic. Returns the best matching chunks (id, text, score, "
-            "metadata). Use a topic id or name from list_topics; an unknown name returns the closest names.",
-            search,
-        ),
-        "get_document": ToolSpec(
-            "get_document",
-            "Fetch one chunk by id (from search_within_topic) with its full text, metadata and topic, "
-            "plus the neighbouring chunks of the same source file for context.",
-            get_document,
-        ),
-    }
 
 
 def openai_parameters(spec: ToolSpec) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,21 +222,8 @@ def run_size(n: int, *, repeats: int = 3) -> str:
         # steady search, recall@10 vs exact
         exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
         col = store.chunks
-        lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
-        index.search_by_vector(queries[0], k=10)
         col.query(query_embeddings=[queries[0]], n_results=10)
-        for qi, q in enumerate(queries):
-            t0 = time.perf_counter()
-            hits = index.search_by_vector(q, k=10)
-            lat_cr.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            res = col.query(
-                query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"]
-            )
-            lat_plain.append(time.perf_counter() - t0)
-            truth = {ids[j] for j in exact[qi]}
-            rec_cr.append(len(truth & {h.id for h in hits}) / 10)
-            rec_plain.append(len(truth & set(res["ids"][0])) / 10)
+        lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
         del index, store, model, col
         _forget_clients()
 
@@ -371,20 +359,7 @@ def run_server(n: int, *, repeats: int = 3) -> str:
             t_fit = time.perf_counter() - t0
             exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
             col = index.store.chunks
-            index.search_by_vector(queries[0], k=10)
-            lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
-            for qi, q in enumerate(queries):
-                t0 = time.perf_counter()
-                hits = index.search_by_vector(q, k=10)
-                lat_cr.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                res = col.query(
-                    query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"]
-                )
-                lat_plain.append(time.perf_counter() - t0)
-                truth = {ids[j] for j in exact[qi]}
-                rec_cr.append(len(truth & {h.id for h in hits}) / 10)
-                rec_plain.append(len(truth & set(res["ids"][0])) / 10)
+            lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
             backend = type(index.model.backend).__name__
             del index, col
             cold: dict[str, list[dict[str, Any]]] = {"splain": [], "scr": []}
@@ -444,6 +419,30 @@ def main(quick: bool = False) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / ("scale.quick.md" if quick else "scale.md")).write_text(text)
     return text
+
+
+
+def _steady(
+    index: Any, col: Any, queries: np.ndarray, exact: np.ndarray, ids: Sequence[str]
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per-query seconds and recall@10 vs exact of ``search_by_vector`` and of plain Chroma ``query``,
+    interleaved query by query (after one warm-up search)."""
+    index.search_by_vector(queries[0], k=10)
+    lat_cr: list[float] = []
+    lat_plain: list[float] = []
+    rec_cr: list[float] = []
+    rec_plain: list[float] = []
+    for qi, q in enumerate(queries):
+        t0 = time.perf_counter()
+        hits = index.search_by_vector(q, k=10)
+        lat_cr.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = col.query(query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"])
+        lat_plain.append(time.perf_counter() - t0)
+        truth = {ids[j] for j in exact[qi]}
+        rec_cr.append(len(truth & {h.id for h in hits}) / 10)
+        rec_plain.append(len(truth & set(res["ids"][0])) / 10)
+    return lat_cr, lat_plain, rec_cr, rec_plain
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [core|quality|labels|living|retrieval|hierarchy|scale|all] [--quick]``.
+"""Run the benchmarks: ``python -m bench [SUITE|all] [--quick]`` (suites: :data:`SUITES`).
 
 Each suite is a module ``bench/<name>.py`` with ``main(quick: bool) -> str`` that
 prints its tables, writes ``bench/results/<name>.md`` (and any plots there) and
@@ -18,7 +18,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = ("core", "quality", "labels", "living", "retrieval", "hierarchy", "scale")
+SUITES = ("core", "quality", "labels", "living", "retrieval", "hierarchy", "web", "scale")
 
 
 def main() -> None:

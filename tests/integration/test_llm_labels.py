@@ -20,7 +20,7 @@ from cluster_rag.labeling import keyword_list_problem
 from cluster_rag.labeling.names import closest_clash
 from tests.fixtures import _free_port
 from tests.llm_stub import LLAMA_SERVER
-from tests.loopback import ServerStartError, serve
+from cluster_rag.testing import ServerStartError, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -174,7 +174,7 @@ class ClusteredRetriever(BaseRetriever):
         n_probe: clusters searched; ``None``: the model's calibrated default.
         topics: search only these topic ids or labels; ``None``: every topic.
         where: Chroma metadata filter, e.g. ``{"source": "faq.md"}``.
-        reranker: optional ``cluster_rag.retriever.Reranker`` (e.g. ``MMRReranker(index)``).
+        reranker: optional ``cluster_rag.retriever.Reranker`` (e.g. ``MMRReranker.for_index(index)``).
         fetch_k: candidates handed to the reranker (default ``max(4 * k, 20)``).
         search_type: ``"similarity"`` (default), ``"mmr"`` (maximal marginal relevance over
             ``fetch_k`` candidates, ``lambda_mult`` default 0.5) or ``"similarity_score_threshold"``

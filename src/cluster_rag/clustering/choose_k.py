@@ -460,7 +460,7 @@ def _score_k(data: np.ndarray, k: int, sil_rows: np.ndarray, seed: int, batch_si
 
 
 def auto_k_range(n_rows: int, sample: int | None = 10_000) -> tuple[int, int]:
-    """The k range ``fit(k="auto")`` sweeps for ``n_rows`` chunks.
+    """The k range ``cluster-rag choose-k`` sweeps by default for ``n_rows`` chunks.
 
     ``[5, min(200, n // 10)]`` (at least ~10 chunks per cluster on average; ``k_min`` 2
     below 100 chunks), capped below the sweep sample size.
@@ -485,7 +485,7 @@ def auto_k(
     random_state: int = 0,
     progress: bool = False,
 ) -> KSweep:
-    """The sweep behind ``fit(k="auto")``: :func:`sweep_k` over :func:`auto_k_range`."""
+    """A k sweep over the default range: :func:`sweep_k` over :func:`auto_k_range`."""
     lo, hi = auto_k_range(len(vectors), sample)
     return sweep_k(vectors, lo, hi, sample=sample, random_state=random_state, progress=progress)
 

@@ -136,7 +136,7 @@ class ClusteredRetriever(BaseRetriever):
         topics: search only these topic ids or labels; ``None``: every topic.
         where: Chroma metadata filter, e.g. ``{"source": "faq.md"}``.
         filters: the same as LlamaIndex ``MetadataFilters`` (instead of ``where``).
-        reranker: optional ``cluster_rag.retriever.Reranker`` (e.g. ``MMRReranker(index)``).
+        reranker: optional ``cluster_rag.retriever.Reranker`` (e.g. ``MMRReranker.for_index(index)``).
         fetch_k: candidates handed to the reranker (default ``max(4 * k, 20)``).
         scope: a :class:`cluster_rag.scope.Scope` every call is searched within; a call's
             ``filters``/``where`` is ANDed with it and cannot widen it.

@@ -6,12 +6,10 @@ leaves the previous version complete, and a second client's refit through a serv
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import pytest
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.store import RESERVED_PREFIX, snapshots
 from tests.fixtures import FakeEmbedder
+from tests.integration.test_living_index import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -134,18 +133,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def wait_line(proc: subprocess.Popen[str], timeout: float = 120) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            return proc.stdout.readline().strip()
-        if proc.poll() is not None:
-            break
-    return ""
-
-
 def run_worker(script: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     path = tmp_path / "worker.py"
     path.write_text(script)
@@ -162,7 +149,7 @@ def test_sigkill_while_writing_the_assignment_keeps_the_previous_version(tmp_pat
     del index
     proc = run_worker(WORKER, tmp_path, str(tmp_path / "kb"))
     try:
-        line = wait_line(proc)
+        line = wait_for(proc)
         assert line == "PAUSED", f"worker said {line!r}; {proc.stderr.read() if proc.stderr else ''}"
     finally:
         proc.kill()  # SIGKILL
@@ -216,7 +203,7 @@ def test_a_second_process_refit_is_seen_through_a_server(chroma_server: str, tmp
     assert topics_by_id(again) == before  # a fresh client: assignment + vectors by id
 
     proc = run_worker(REFIT, tmp_path, chroma_server, "stored_refit")
-    line = wait_line(proc)
+    line = wait_for(proc)
     assert line == "FITTED 2", f"worker said {line!r}; {proc.stderr.read() if proc.stderr else ''}"
     proc.wait(timeout=60)
     index.refresh()

@@ -9,10 +9,16 @@ from urllib.parse import urlparse
 
 from .config import IndexConfig
 from .embedding import Embedder, SentenceTransformerEmbedder
-from .errors import InvalidInputError, StoreConnectionError, StoreCorruptedError, StoreNotFoundError
+from .errors import (
+    InvalidInputError,
+    ModelMismatchError,
+    StoreConnectionError,
+    StoreCorruptedError,
+    StoreNotFoundError,
+)
 from .store import ChromaStore
 
-__all__ = ["http_client", "open_store", "persistent_client"]
+__all__ = ["check_embedder_dimension", "http_client", "open_store", "persistent_client"]
 
 _START_SERVER = "start one with `chroma run --path ./chroma-data --port 8000` or check the URL"
 
@@ -124,3 +130,15 @@ def open_store(
 
     on_open(store)  # a damaged store fails here; writes killed processes left are undone/completed
     return store, emb, cfg
+
+
+def check_embedder_dimension(embedder: Embedder, store: ChromaStore) -> None:
+    """Raise :class:`ModelMismatchError` when ``embedder`` makes vectors of another size than ``store`` holds.
+
+    (Asking an embedder its dimension may load its model, so the facade calls this on first embed.)
+    """
+    if embedder.dimension != store.dimension:
+        raise ModelMismatchError(
+            f"collection {store.name!r} holds {store.dimension}-d vectors but embedder {embedder.name!r} "
+            f"produces {embedder.dimension}-d; open it with the model that built it"
+        )

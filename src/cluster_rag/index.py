@@ -1,20 +1,14 @@
 """ClusterIndex: the one class users start from — a thin facade.
 
-It checks input at the door (:mod:`~cluster_rag.validation`), takes the write
-lock and delegates each job to its module: :mod:`~cluster_rag.connection`
-(clients and store), :mod:`~cluster_rag.fitting` (vectors → new version →
-atomic switch), :mod:`~cluster_rag.search` (routing, filter widening, hits),
-:mod:`~cluster_rag.living` (adds, deletes, online updates, drift),
-:mod:`~cluster_rag.labeling.run` (names) and :mod:`~cluster_rag.model` (the
-fitted snapshot, read lazily from the store). The fitted state is one immutable
-:class:`~cluster_rag.model.ClusterModel` swapped by reference, so a search never
-mixes two versions; :attr:`ClusterIndex.model` is its public face.
+It checks input at the door, takes the write lock and delegates each job to its module
+(README's architecture section lists them). The fitted state is one immutable
+:class:`~cluster_rag.model.ClusterModel` held by :class:`~cluster_rag.freshness.ActiveModel` and
+swapped by reference, so a search never mixes two versions; :attr:`ClusterIndex.model` is its face.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,30 +18,28 @@ import numpy as np
 from . import fitting, hybrid, living
 from .adapters import import_adapter
 from .config import IndexConfig
-from .connection import http_client, open_store, persistent_client
+from .connection import check_embedder_dimension, http_client, open_store, persistent_client
 from .drift import DriftReport, DriftThresholds
-from .embedding import Embedder, content_hash, normalize
-from .errors import InvalidInputError, ModelMismatchError, NotFittedError, UnknownDocumentError, VersionError
-from .freshness import follow_active
-from .guard import guard_public_methods, retry_transient
-from .hierarchy import TopicTree, node_topic
-from .ingest import load_chunks
+from .embedding import Embedder, normalize
+from .errors import InvalidInputError
+from .freshness import ActiveModel
+from .guard import guard_public_methods
+from .hierarchy import TopicTree
+from .ingest.sync import ingest_paths
 from .labeling.base import Labeler, LabelReport
-from .model import ClusterModel, describe_index, read_active
+from .model import ClusterModel, describe_index, refit_report, stored_versions
 from .rerank import Reranker
-from .scope import Scope, check_scope, scoped_view
+from .scope import Scope
 from .search import build_request, get_hits, routed_search
 from .store import ChromaStore
+from .topic_views import find_topic, list_topics
 from .types import Hit, ModelInfo, Topic
 from .validation import (
     check_bool,
     check_chunk_ids,
-    check_ids,
     check_int,
-    check_metadatas,
     check_optional_int,
     check_query_text,
-    check_texts,
     check_topic_name,
     check_topics,
     check_vectors,
@@ -75,9 +67,8 @@ class ClusterIndex:
         self.embedder = embedder
         self.config = config
         self.location = ""
-        self._model: ClusterModel | None = None
-        self._loaded = False
-        self._write_lock = threading.RLock()
+        self._active = ActiveModel(store)
+        self._write_lock = self._active.lock
         self._keyword = hybrid.KeywordState()
         self._embedder_checked = False
 
@@ -155,34 +146,15 @@ class ClusterIndex:
         Raises:
             NotFittedError: no model yet.
         """
-        model = self._active()
-        if model is None:
-            raise NotFittedError(
-                f"collection {self.store.name!r} has no cluster model yet; call fit() "
-                "(CLI: `cluster-rag cluster`) first"
-            )
-        return model
-
-    def _active(self) -> ClusterModel | None:
-        if self._loaded and self.store.active_moved(self._model.version if self._model else None):
-            with self._write_lock:  # another process refit or rolled back (checked at most every 2 s)
-                self._model = follow_active(self.store, self._model)
-        if not self._loaded:
-            with self._write_lock:
-                if not self._loaded:
-                    self._model = read_active(self.store)
-                    self._loaded = True
-        return self._model
+        return self._active.require()
 
     def refresh(self) -> None:
         """Re-read the active version from Chroma (after another process wrote to it)."""
-        with self._write_lock:
-            self._model = retry_transient(lambda: read_active(self.store))
-            self._loaded = True
+        self._active.reload()
 
     @property
     def is_fitted(self) -> bool:
-        return self._active() is not None
+        return self._active.get() is not None
 
     @property
     def model_info(self) -> ModelInfo:
@@ -201,12 +173,7 @@ class ClusterIndex:
             ModelMismatchError: the embedder's dimension differs from the store's (checked once).
         """
         if not self._embedder_checked:
-            if self.embedder.dimension != self.store.dimension:
-                raise ModelMismatchError(
-                    f"collection {self.store.name!r} holds {self.store.dimension}-d vectors but embedder "
-                    f"{self.embedder.name!r} produces {self.embedder.dimension}-d; open it with the model "
-                    "that built it"
-                )
+            check_embedder_dimension(self.embedder, self.store)
             self._embedder_checked = True
         return normalize(self.embedder.embed(list(texts), progress=self.config.progress and len(texts) > 64))
 
@@ -236,18 +203,14 @@ class ClusterIndex:
         Raises:
             EmptyTextError, LengthMismatchError, MetadataError, DuplicateIdError: nothing is written.
         """
-        items = check_texts(texts)
-        metas = check_metadatas(metadatas, len(items))
-        given = check_ids(ids, len(items))
+        batch = living.check_batch(texts, metadatas, ids)
         fold = self._check_fold(update_centroids)
-        if not items:
+        if not batch.ids:
             return []
-        hashes = [content_hash(t) for t in items]
-        chunk_ids = given if given is not None else living.default_ids(hashes)
         with self._write_lock:
-            living.refuse_stored(self.store, chunk_ids)
-            vectors = living.embed_with_cache(self.store, self.embed_texts, items, hashes)
-            return self._write(chunk_ids, items, vectors, metas, hashes, fold)
+            living.refuse_stored(self.store, batch.ids)
+            vectors = living.embed_with_cache(self.store, self.embed_texts, batch.texts, batch.hashes)
+            return self._write(batch, vectors, fold)
 
     def add_embeddings(
         self,
@@ -263,16 +226,12 @@ class ClusterIndex:
         Raises:
             DimensionMismatchError: wrong shape; plus everything :meth:`add_texts` raises.
         """
-        items = check_texts(texts)
-        metas = check_metadatas(metadatas, len(items))
-        given = check_ids(ids, len(items))
+        batch = living.check_batch(texts, metadatas, ids)
         fold = self._check_fold(update_centroids)
-        vectors = check_vectors(embeddings, len(items), self.store.dimension, self.store.model_name)
-        hashes = [content_hash(t) for t in items]
-        chunk_ids = given if given is not None else living.default_ids(hashes)
+        vectors = check_vectors(embeddings, len(batch.ids), self.store.dimension, self.store.model_name)
         with self._write_lock:
-            living.refuse_stored(self.store, chunk_ids)
-            return self._write(chunk_ids, items, normalize(vectors), metas, hashes, fold)
+            living.refuse_stored(self.store, batch.ids)
+            return self._write(batch, normalize(vectors), fold)
 
     def ingest_files(
         self,
@@ -296,38 +255,14 @@ class ClusterIndex:
         Returns:
             Ids of the chunks added or replaced.
         """
-        if skip_existing:
-            from .ingest.sync import sync_files
+        return ingest_paths(
+            self, paths, text_field=text_field, skip_existing=skip_existing, delete_missing=delete_missing
+        )
 
-            done = sync_files(
-                self,
-                paths,
-                text_field=text_field,
-                delete_missing=delete_missing,
-                progress=self.config.progress,
-            )
-            return [*done.added, *done.updated]
-        size, overlap = self.config.chunk_size, self.config.chunk_overlap
-        files = [Path(p) for p in paths]
-        chunks = load_chunks(files, chunk_size=size, overlap=overlap, text_field=text_field)
-        texts, metas, ids = [c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks]
-        return self.add_texts(texts, metas, ids) if chunks else []
-
-    def _write(
-        self,
-        ids: list[str],
-        texts: list[str],
-        vectors: np.ndarray,
-        metas: list[dict[str, Any]],
-        hashes: list[str],
-        fold: bool,
-    ) -> list[str]:
-        model = self._active()
-        if (model.version if model else None) != self.store.active_version():
-            self.refresh()  # another process refit or rolled back: assign to what is active now
-            model = self._model
-        self._model = living.add_rows(self.store, model, ids, texts, vectors, metas, hashes, fold=fold)
-        return ids
+    def _write(self, batch: living.Batch, vectors: np.ndarray, fold: bool) -> list[str]:
+        model = self._active.for_write()  # another process may have refit: assign to what is active now
+        self._active.set(living.add_rows(self.store, model, batch, vectors, fold=fold))
+        return batch.ids
 
     def _check_fold(self, update_centroids: bool | None) -> bool:
         if update_centroids is None:
@@ -372,9 +307,9 @@ class ClusterIndex:
             )
         request = fitting.FitRequest(k, engine, clusterer, n_init, matching, reduce_dim)
         with self._write_lock:
-            self._model = fitting.fit_version(self.store, self.config, self._active(), request)
-            self._loaded = True
-            return self._model.info
+            model = fitting.fit_version(self.store, self.config, self._active.get(), request)
+            self._active.set(model)
+            return model.info
 
     # reading ----------------------------------------------------------------------
     def topics(self, *, level: int | None = None, scope: Scope | None = None) -> list[Topic]:
@@ -385,18 +320,7 @@ class ClusterIndex:
         node's id can be passed wherever a topic id is taken (``search(topics=[parent])``
         searches every topic under it). With a ``scope``: those it sees (:mod:`~cluster_rag.scope`).
         """
-        if level is not None:
-            return self._level(level, scope)
-        if scope is not None and self._scoped(scope):
-            return list(scoped_view(self.model, self.store, scope).topics)
-        return self.model.sized_topics()
-
-    def _level(self, level: int, scope: Scope | None) -> list[Topic]:
-        if scope is not None and self._scoped(scope):
-            raise InvalidInputError("topics(level=...) with a row-filtering scope is not supported yet")
-        model = self.model
-        leaves = model.sized_topics()
-        return [node_topic(model.tree, n.id, leaves) for n in model.tree.at_level(level)]
+        return list_topics(self.model, self.store, level=level, scope=scope)
 
     def topic_tree(self) -> TopicTree:
         """The active version's topic tree over its topics (see :mod:`cluster_rag.hierarchy`):
@@ -406,17 +330,7 @@ class ClusterIndex:
 
     def topic(self, topic: int | str, *, scope: Scope | None = None) -> Topic:
         """One topic by id or name (see :meth:`ClusterModel.resolve_topics`), among those ``scope`` sees."""
-        check_topics([topic])
-        model = self.model
-        if scope is not None and self._scoped(scope):
-            return scoped_view(model, self.store, scope).topic(topic)
-        parent = model.parent_of(topic)
-        if parent is not None:  # a broad topic or subtopic of the tree, as a Topic
-            return node_topic(model.tree, parent, model.sized_topics())
-        return model.sized_topics()[model.position_of[model.resolve_topics(check_topics([topic]) or [])[0]]]
-
-    def _scoped(self, scope: Scope) -> bool:
-        return check_scope(scope, self.store).filters_rows
+        return find_topic(self.model, self.store, topic, scope)
 
     def search(
         self,
@@ -454,15 +368,8 @@ class ClusterIndex:
         request = build_request(model, k, n_probe, topics, where, scope=scope, store=self.store)
         vector = self.embed_query(query)
         return hybrid.search(
-            model,
-            self.store,
-            self._keyword,
-            query,
-            vector,
-            request,
-            mode=hybrid.check_mode(mode),
-            rerank=rerank,
-            fetch_k=fetch_k,
+            model, self.store, self._keyword, query, vector, request,
+            mode=hybrid.check_mode(mode), rerank=rerank, fetch_k=fetch_k,
         )
 
     def search_by_vector(
@@ -547,7 +454,7 @@ class ClusterIndex:
             progress=self.config.progress,
         )
         with self._write_lock:
-            self._swap_topics(model.version, stored)
+            self._active.swap_topics(model.version, stored)
         return report
 
     def rename_topic(self, topic: int | str, name: str, *, description: str | None = None) -> Topic:
@@ -563,7 +470,7 @@ class ClusterIndex:
         with self._write_lock:
             model = self.model
             tid = model.resolve_topics([topic])[0]
-            self._swap_topics(model.version, pin_name(self.store, model, tid, name, description))
+            self._active.swap_topics(model.version, pin_name(self.store, model, tid, name, description))
         return self.topic(tid)
 
     def unpin_topic(self, topic: int | str) -> Topic:
@@ -573,13 +480,8 @@ class ClusterIndex:
         with self._write_lock:
             model = self.model
             tid = model.resolve_topics([topic])[0]
-            self._swap_topics(model.version, unpin(self.store, model, tid))
+            self._active.swap_topics(model.version, unpin(self.store, model, tid))
         return self.topic(tid)
-
-    def _swap_topics(self, version: int, topics: list[Topic]) -> None:
-        model = self._model
-        if model is not None and model.version == version:
-            self._model = model.evolve(topics=tuple(topics))
 
     # living index -------------------------------------------------------------------
     def drift(self, thresholds: DriftThresholds | None = None) -> DriftReport:
@@ -593,7 +495,8 @@ class ClusterIndex:
         """Fold every chunk added since the fit and not folded yet into the active centroids
         (what :meth:`drift` recommends as ``"partial_update"``); returns how many were folded."""
         with self._write_lock:
-            self._model, folded = living.partial_fit(self.store, self.model)
+            model, folded = living.partial_fit(self.store, self.model)
+            self._active.set(model)
             return folded
 
     def refit_report(self, version: int | None = None) -> RefitReport | None:
@@ -603,11 +506,7 @@ class ClusterIndex:
             VersionError: no such version is kept.
         """
         version = self.model.version if version is None else check_int(version, "version", low=1)
-        payload = self.store.load_model(version)
-        if payload is None:
-            raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
-        data = payload.get("refit")
-        return RefitReport.from_dict(data) if data else None
+        return refit_report(self.store, version)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete chunks by id, all or nothing; the only call that deletes chunks. Returns the count.
@@ -619,12 +518,7 @@ class ClusterIndex:
         if not wanted:
             return 0
         with self._write_lock:
-            missing = sorted(set(wanted) - self.store.existing_ids(wanted))
-            if missing:
-                raise UnknownDocumentError(
-                    f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; nothing was deleted"
-                )
-            self._model = living.delete_rows(self.store, self._active(), wanted)
+            self._active.set(living.delete_rows(self.store, self._active.get(), wanted))
             return len(wanted)
 
     # bookkeeping ------------------------------------------------------------------
@@ -633,8 +527,7 @@ class ClusterIndex:
 
     def versions(self) -> list[ModelInfo]:
         """Every stored model version, oldest first."""
-        payloads = (self.store.load_model(v) for v in self.store.versions())
-        return [ModelInfo.from_dict(p["info"]) for p in payloads if p is not None]
+        return stored_versions(self.store)
 
     def rollback(self, version: int | None = None) -> ModelInfo:
         """Make an older version active again (default: the one before the active one)."""
@@ -646,7 +539,7 @@ class ClusterIndex:
 
     def info(self) -> dict[str, Any]:
         """What the index holds, JSON-ready (from the version record; no chunk vectors)."""
-        return describe_index(self.store, self._active(), self.location)
+        return describe_index(self.store, self._active.get(), self.location)
 
 
 guard_public_methods(ClusterIndex)  # Chroma/sqlite/OS/HTTP errors leave as ClusterRagError

@@ -14,7 +14,8 @@ returns the next snapshot; the facade holds the write lock and swaps it in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,10 +24,12 @@ from . import journal
 from .clustering import assign
 from .clustering.online import partial_fit_step
 from .drift import DriftReport, DriftThresholds, compare
-from .errors import DuplicateIdError, VersionError
+from .embedding import content_hash
+from .errors import DuplicateIdError, UnknownDocumentError, VersionError
 from .model import ClusterModel
 from .store import ChromaStore, added_key, snapshots, version_key
 from .store.chroma_store import HASH_KEY
+from .validation import check_ids, check_metadatas, check_texts
 
 #: journaled writes remembered in a version payload (``applied_writes``) for crash recovery
 APPLIED_KEEP = 64
@@ -34,7 +37,9 @@ APPLIED_KEEP = 64
 T = TypeVar("T")
 
 __all__ = [
+    "Batch",
     "add_rows",
+    "check_batch",
     "default_ids",
     "delete_rows",
     "drift_report",
@@ -44,6 +49,31 @@ __all__ = [
     "refuse_stored",
     "stored_vectors",
 ]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The checked rows of one add, each list of length n: ids default to content hashes."""
+
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    ids: list[str]
+    hashes: list[str]
+
+
+def check_batch(
+    texts: Iterable[str], metadatas: Sequence[dict[str, Any] | None] | None, ids: Sequence[str] | None
+) -> Batch:
+    """Check an add's texts, metadata and ids at the door (see :mod:`~cluster_rag.validation`).
+
+    Raises:
+        EmptyTextError, LengthMismatchError, MetadataError, DuplicateIdError: bad input.
+    """
+    items = check_texts(texts)
+    metas = check_metadatas(metadatas, len(items))
+    given = check_ids(ids, len(items))
+    hashes = [content_hash(t) for t in items]
+    return Batch(items, metas, given if given is not None else default_ids(hashes), hashes)
 
 
 def _bump_sizes(
@@ -68,20 +98,13 @@ def _bump_sizes(
 
 
 def add_rows(
-    store: ChromaStore,
-    model: ClusterModel | None,
-    ids: list[str],
-    texts: list[str],
-    vectors: np.ndarray,
-    metas: list[dict[str, Any]],
-    hashes: list[str],
-    *,
-    fold: bool = False,
+    store: ChromaStore, model: ClusterModel | None, batch: Batch, vectors: np.ndarray, *, fold: bool = False
 ) -> ClusterModel | None:
-    """Write chunks (vectors ``(n, d)`` float32, L2-normalized) and return the next snapshot.
+    """Write a checked batch (vectors ``(n, d)`` float32, L2-normalized) and return the next snapshot.
 
     Before any fit the chunks are only stored. After one, each joins its nearest cluster.
     """
+    ids, texts, metas, hashes = batch.ids, batch.texts, batch.metadatas, batch.hashes
     token = journal.new_token()
     rows = [{**m, HASH_KEY: h, journal.WRITE_KEY: token} for m, h in zip(metas, hashes, strict=True)]
     version = model.version if model is not None else None
@@ -202,10 +225,18 @@ def drift_report(store: ChromaStore, model: ClusterModel, thresholds: DriftThres
 
 
 def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:
-    """Delete stored chunks ``ids`` (all known to exist) and return the next snapshot.
+    """Delete stored chunks ``ids``, all or nothing, and return the next snapshot.
 
     Journaled: a process killed midway leaves a record the next open completes.
+
+    Raises:
+        UnknownDocumentError: an id is not stored (nothing is deleted).
     """
+    missing = sorted(set(ids) - store.existing_ids(ids))
+    if missing:
+        raise UnknownDocumentError(
+            f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; nothing was deleted"
+        )
     key = journal.begin(store, "delete", journal.new_token(), ids, None, model.version if model else None)
     nxt = _delete_journaled(store, model, ids)
     journal.finish(store, key)

@@ -31,10 +31,11 @@ from .backends import SearchBackend, build_numpy_backend
 from .clustering import assign
 from .clustering.online import OnlineState
 from .drift import Baseline
-from .errors import UnknownTopicError
+from .errors import UnknownTopicError, VersionError
 from .hierarchy import TopicTree, node_topic, version_tree
 from .store import ChromaStore, added_key, snapshots, version_key
 from .types import ModelInfo, Topic
+from .versioning import RefitReport
 
 __all__ = [
     "AddedLog",
@@ -48,6 +49,8 @@ __all__ = [
     "read_active",
     "read_record",
     "record_from_payload",
+    "refit_report",
+    "stored_versions",
 ]
 
 
@@ -581,3 +584,22 @@ def describe_index(store: ChromaStore, model: ClusterModel | None, location: str
             added_since_fit=store.count_added(info.version),
         )
     return out
+
+
+def stored_versions(store: ChromaStore) -> list[ModelInfo]:
+    """Every stored model version's :class:`ModelInfo`, oldest first (version records only)."""
+    payloads = (store.load_model(v) for v in store.versions())
+    return [ModelInfo.from_dict(p["info"]) for p in payloads if p is not None]
+
+
+def refit_report(store: ChromaStore, version: int) -> RefitReport | None:
+    """What the refit that made ``version`` changed; ``None`` for a first fit.
+
+    Raises:
+        VersionError: no such version is kept.
+    """
+    payload = store.load_model(version)
+    if payload is None:
+        raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
+    data = payload.get("refit")
+    return RefitReport.from_dict(data) if data else None

@@ -69,7 +69,8 @@ def test_the_scan_would_catch_a_reach_in(tmp_path: Path) -> None:
 PINNED = {
     "cluster_rag.model": {
         "AddedLog", "ClusterModel", "ContentsLoader", "VersionRecord", "describe_index", "next_topic_id",
-        "numpy_loader", "positions_of", "read_active", "read_record", "record_from_payload",
+        "numpy_loader", "positions_of", "read_active", "read_record", "record_from_payload", "refit_report",
+        "stored_versions",
     },
     "cluster_rag.backends": {"SearchBackend", "build_numpy_backend"},
     "cluster_rag.search": {

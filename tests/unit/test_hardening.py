@@ -305,15 +305,8 @@ def test_same_ids_race_loser_gets_duplicate_id_error(fresh: ClusterIndex) -> Non
     vectors = np.asarray(FakeEmbedder().embed(["loser one", "loser two", "loser three"]), np.float32)
     before = fingerprint(fresh)
     with pytest.raises(DuplicateIdError, match="another process"):
-        living.add_rows(
-            fresh.store,
-            fresh.model,
-            ["r1", "r3", "r2"],
-            ["l1", "l3", "l2"],
-            vectors,
-            [{}, {}, {}],
-            ["h1", "h3", "h2"],
-        )
+        batch = living.Batch(["l1", "l3", "l2"], [{}, {}, {}], ["r1", "r3", "r2"], ["h1", "h3", "h2"])
+        living.add_rows(fresh.store, fresh.model, batch, vectors)
     assert fingerprint(fresh) == before
     assert [h.text for h in fresh.get(first)] == ["race winner text one", "race winner text two"]
 

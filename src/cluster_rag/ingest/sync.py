@@ -40,7 +40,7 @@ from .loaders import load_chunks
 if TYPE_CHECKING:
     from ..index import ClusterIndex
 
-__all__ = ["SyncReport", "plan_sync", "sync_chunks", "sync_files"]
+__all__ = ["SyncReport", "ingest_paths", "plan_sync", "sync_chunks", "sync_files"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,32 @@ def sync_files(
         text_field=text_field,
     )
     return sync_chunks(index, chunks, roots, delete_missing=delete_missing, progress=progress)
+
+
+def ingest_paths(
+    index: ClusterIndex,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    text_field: str = "text",
+    skip_existing: bool = True,
+    delete_missing: bool = False,
+) -> list[str]:
+    """What :meth:`ClusterIndex.ingest_files` does: :func:`sync_files` when ``skip_existing``,
+    otherwise add every chunk (a stored id raises :class:`DuplicateIdError`, nothing written).
+
+    Returns:
+        Ids of the chunks added or replaced.
+    """
+    if skip_existing:
+        done = sync_files(
+            index, paths, text_field=text_field, delete_missing=delete_missing, progress=index.config.progress
+        )
+        return [*done.added, *done.updated]
+    size, overlap = index.config.chunk_size, index.config.chunk_overlap
+    chunks = load_chunks([Path(p) for p in paths], chunk_size=size, overlap=overlap, text_field=text_field)
+    if not chunks:
+        return []
+    return index.add_texts([c.text for c in chunks], [c.metadata for c in chunks], [c.id for c in chunks])
 
 
 def sync_chunks(

@@ -7,6 +7,13 @@ JSON text as :meth:`TopicTools.call <cluster_rag.tools.TopicTools.call>`; a fail
 call (unknown topic or id, bad arguments) is an ``is_error`` result whose text
 tells the model how to fix it.
 
+Arguments are checked once, by :class:`TopicTools` against the strict models of
+:mod:`cluster_rag.tool_specs`, exactly as the client sent them: the SDK's own argument
+handling (which drops unknown arguments and JSON-decodes strings such as ``"null"``)
+is replaced by a pass-through, so an unknown argument, ``k: "5"`` or ``topic: true`` is an
+``InvalidInputError`` naming the argument, never silently accepted or coerced. Each
+tool's published ``inputSchema`` is its closed model (``additionalProperties: false``).
+
 Run it with ``cluster-rag mcp --path ./kb`` (or ``--chroma-url URL``), or::
 
     from cluster_rag.mcp_server import serve
@@ -21,16 +28,13 @@ one that does not exist. Every result is bounded (``TopicTools.max_result_bytes`
 ``mcp`` is an optional dependency: ``pip install "cluster-rag[mcp]"``.
 """
 
-# No ``from __future__ import annotations`` here: the SDK builds each tool's
-# argument model from the closures' annotations at registration time, and those
-# must be real objects (``Annotated[..., Field(...)]``), not strings.
+from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClusterRagError, InvalidInputError, missing_dependency
 from .scope import Scope
@@ -41,6 +45,8 @@ _MAX_ERROR_CHARS = 600
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.tools import Tool
+    from mcp.types import ToolAnnotations
 
     from .index import ClusterIndex
 
@@ -61,13 +67,13 @@ def _import_mcp() -> Any:
 
 
 def build_server(
-    index: "ClusterIndex",
+    index: ClusterIndex,
     *,
     tools: TopicTools | None = None,
     name: str = "cluster-rag",
     scope: Scope | None = None,
     audit: AuditHook | None = None,
-) -> "MCPServer[Any]":
+) -> MCPServer[Any]:
     """An ``MCPServer`` exposing ``list_topics``, ``search_within_topic`` and ``get_document``.
 
     Args:
@@ -91,9 +97,6 @@ def build_server(
     from . import __version__
 
     topic_tools = tools or TopicTools(index, scope=scope, audit=audit)
-    server: MCPServer[Any] = mcpserver.MCPServer(
-        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
-    )
     read_only = ToolAnnotations(
         read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
     )
@@ -111,39 +114,66 @@ def build_server(
             raise ToolError(f"{type(exc).__name__}: {message}") from exc
         return json.dumps(result, ensure_ascii=False, default=str)
 
-    for fn in (_tool_function(topic_tools.specs[name], run) for name in TOOL_NAMES):
-        server.add_tool(
-            fn,
-            name=fn.__name__,
-            title=fn.__name__.replace("_", " ").capitalize(),
-            description=topic_tools.description(fn.__name__),
-            annotations=read_only,
-            structured_output=False,
-        )
+    served = [
+        _tool(topic_tools.specs[tool], topic_tools.description(tool), run, read_only) for tool in TOOL_NAMES
+    ]
+    server: MCPServer[Any] = mcpserver.MCPServer(
+        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", tools=served
+    )
     return server
 
 
-def _tool_function(spec: ToolSpec, run: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
-    """An async function whose signature is ``spec``'s argument model (the SDK builds its schema from it)."""
+def _tool(
+    spec: ToolSpec, description: str, run: Callable[..., Awaitable[str]], annotations: ToolAnnotations
+) -> Tool:
+    """The SDK tool for ``spec``: published schema = the closed argument model; arguments passed raw.
+
+    The SDK validates a call's arguments with the tool's ``fn_metadata.arg_model`` and calls the
+    function with that model's :meth:`model_dump_one_level`. Our model keeps every argument as sent
+    (no field, extras allowed, no JSON pre-parsing) so that ``run`` (:meth:`TopicTools.invoke`) is
+    the one strict check.
+    """
+    from mcp.server.mcpserver.tools import Tool
+    from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 
     async def tool(**arguments: Any) -> str:
         return await run(spec.name, **arguments)
 
-    params = []
-    for name, field in spec.args.model_fields.items():
-        default = inspect.Parameter.empty if field.is_required() else field.default
-        annotation = Annotated[field.annotation, field]  # type: ignore[name-defined]
-        params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        )
-    tool.__signature__ = inspect.Signature(params, return_annotation=str)  # type: ignore[attr-defined]
-    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": str}
     tool.__name__ = tool.__qualname__ = spec.name
-    return tool
+    schema = spec.args.model_json_schema()
+    schema["title"] = f"{spec.name}Arguments"
+    return Tool(
+        fn=tool,
+        name=spec.name,
+        title=spec.name.replace("_", " ").capitalize(),
+        description=description,
+        parameters=schema,
+        fn_metadata=FuncMetadata(arg_model=_raw_arguments_model()),
+        is_async=True,
+        context_kwarg=None,
+        annotations=annotations,
+    )
+
+
+@functools.cache
+def _raw_arguments_model() -> type[Any]:
+    """An SDK argument model that accepts any object and hands it on unchanged (built once, lazily)."""
+    from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+    from pydantic import ConfigDict
+
+    class RawArguments(ArgModelBase):
+        """Every argument as the client sent it; :class:`TopicTools` checks them."""
+
+        model_config = ConfigDict(extra="allow")
+
+        def model_dump_one_level(self) -> dict[str, Any]:
+            return dict(self.model_extra or {})
+
+    return RawArguments
 
 
 def serve(
-    index: "ClusterIndex",
+    index: ClusterIndex,
     *,
     tools: TopicTools | None = None,
     scope: Scope | None = None,

@@ -40,10 +40,13 @@ async def test_cli_mcp_scope_flag_and_audit_lines(
                 assert sum(t["size"] for t in listed["topics"]) == mine
                 hits = []
                 for topic in listed["topics"]:
-                    args = {"query": "my card has not arrived", "topic": topic["id"], "k": 20, "where": {}}
+                    args = {"query": "my card has not arrived", "topic": topic["id"], "k": 20}
                     answer = await session.call_tool("search_within_topic", args)
                     if not answer.is_error:
                         hits += json.loads(answer.content[0].text)["hits"]
+                    # a filter of the client's own is an unknown argument, rejected (not dropped)
+                    widened = await session.call_tool("search_within_topic", {**args, "where": {}})
+                    assert widened.is_error and "'where'" in widened.content[0].text
                 assert hits and {h["metadata"]["label"] for h in hits} == {"card_arrival"}
                 other = await session.call_tool("get_document", {"id": theirs})
                 assert other.is_error and "no chunk with id" in other.content[0].text

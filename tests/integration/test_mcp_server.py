@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from cluster_rag import ClusterIndex
-
 from cluster_rag.tools import TOOL_NAMES
 
 pytestmark = pytest.mark.integration
@@ -77,7 +76,7 @@ async def test_stdio_server_lists_and_runs_the_three_read_only_tools(
 
                 bad_calls = [
                     ("search_within_topic", {"query": "card", "topic": "no such topic"}, "closest names"),
-                    ("search_within_topic", {"query": "card", "topic": 0, "k": 0}, "greater than or equal"),
+                    ("search_within_topic", {"query": "card", "topic": 0, "k": 0}, "positive integer"),
                     ("get_document", {}, "id"),
                     ("get_document", {"id": "not-an-id"}, "no chunk with id 'not-an-id'"),
                     ("list_topics", {"limit": "many"}, "limit"),
@@ -85,11 +84,46 @@ async def test_stdio_server_lists_and_runs_the_three_read_only_tools(
                     ("search_within_topic", {"query": "card", "topic": 0, "k": "5"}, "k"),
                     ("search_within_topic", {"query": "card", "topic": True}, "topic"),
                     ("list_topics", {"limit": 2.5}, "limit"),
+                    # unknown arguments are rejected, not dropped by the SDK
+                    ("search_within_topic", {"query": "card", "topic": 0, "where": {"a": 1}}, "'where'"),
                 ]
                 for name, arguments, fragment in bad_calls:
                     result = await session.call_tool(name, arguments)
                     assert result.is_error, (name, arguments)
                     assert fragment in result.content[0].text
+
+
+async def test_arguments_reach_the_one_strict_check_unchanged(demo_index: ClusterIndex) -> None:
+    """Issue 16 item 3, through the SDK's in-memory client: the SDK neither drops unknown arguments
+    nor coerces values (``"5"``, ``true``, JSON text such as ``"null"``); the error names the argument."""
+    from mcp import Client
+
+    from cluster_rag.mcp_server import build_server
+
+    async with Client(build_server(demo_index)) as client:
+        for tool in (await client.list_tools()).tools:
+            assert tool.input_schema["additionalProperties"] is False, tool.name
+        rejected = [
+            ("search_within_topic", {"query": "card", "topic": 0, "where": {"label": "x"}}, "'where'"),
+            ("list_topics", {"limit": 3, "filter": None}, "'filter'"),
+            ("get_document", {"id": "x", "ids": ["x"]}, "'ids'"),
+            ("search_within_topic", {"query": "card", "topic": 0, "k": "5"}, "'k' must be integer"),
+            ("search_within_topic", {"query": "card", "topic": True}, "'topic' must be integer or string"),
+            ("list_topics", {"limit": "null"}, "'limit' must be integer"),
+            ("list_topics", {"parent": "[1]"}, "no topic named '[1]'"),  # a name, never JSON-decoded
+            ("search_within_topic", {"query": "card", "topic": 0, "x" * 100_000: 1}, "unexpected argument"),
+        ]
+        for name, arguments, fragment in rejected:
+            result = await client.call_tool(name, arguments)
+            text = result.content[0].text
+            assert result.is_error and ("InvalidInputError" in text or "UnknownTopicError" in text), text
+            assert fragment in text and len(text) < 2_000, (name, text[:200])
+
+        # JSON-looking strings stay strings: "null" is a query to rank by, '["x"]' an id to look up
+        ranked = await client.call_tool("list_topics", {"query": "null", "limit": 2})
+        assert not ranked.is_error and all("score" in t for t in json.loads(ranked.content[0].text)["topics"])
+        missing = await client.call_tool("get_document", {"id": '["x"]'})
+        assert missing.is_error and """no chunk with id '["x"]'""" in missing.content[0].text
 
 
 def test_mcp_command_fails_fast_without_an_index(tmp_path: Path) -> None:

@@ -53,13 +53,9 @@ __all__ = ["ClusterIndex"]
 class ClusterIndex:
     """Topics over a Chroma collection, with routed search.
 
-    Build one with :meth:`open` (embedded folder), :meth:`connect` (Chroma server)
-    or :meth:`from_client` (any chromadb client you made).
-
-    Args:
-        store: the Chroma-backed store.
-        embedder: text → vectors; its ``name`` must match the store's model.
-        config: settings.
+    Build one with :meth:`open` (embedded folder), :meth:`connect` (Chroma server) or
+    :meth:`from_client` (any chromadb client); they pass the ``store``, the ``embedder`` (its
+    ``name`` must match the store's model) and the ``config``.
     """
 
     def __init__(self, store: ChromaStore, embedder: Embedder, config: IndexConfig) -> None:
@@ -75,13 +71,8 @@ class ClusterIndex:
     # construction -----------------------------------------------------------------
     @classmethod
     def from_client(
-        cls,
-        client: Any,
-        *,
-        collection: str | None = None,
-        embedder: Embedder | None = None,
-        config: IndexConfig | None = None,
-        create: bool = True,
+        cls, client: Any, *, collection: str | None = None, embedder: Embedder | None = None,
+        config: IndexConfig | None = None, create: bool = True,
     ) -> ClusterIndex:
         """Open or create the index in any chromadb client (see :func:`~cluster_rag.connection.open_store`).
 
@@ -89,19 +80,13 @@ class ClusterIndex:
             StoreNotFoundError: ``create=False`` and the collection does not exist.
             ModelMismatchError: the collection was built with another embedding model or dimension.
         """
-        return cls(
-            *open_store(client, collection=collection, embedder=embedder, config=config, create=create)
-        )
+        opened = open_store(client, collection=collection, embedder=embedder, config=config, create=create)
+        return cls(*opened)
 
     @classmethod
     def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        collection: str | None = None,
-        embedder: Embedder | None = None,
-        config: IndexConfig | None = None,
-        create: bool = True,
+        cls, path: str | os.PathLike[str], *, collection: str | None = None, embedder: Embedder | None = None,
+        config: IndexConfig | None = None, create: bool = True,
     ) -> ClusterIndex:
         """Embedded Chroma ``PersistentClient`` at ``path`` (created when ``create``).
 
@@ -117,14 +102,8 @@ class ClusterIndex:
 
     @classmethod
     def connect(
-        cls,
-        url: str,
-        *,
-        collection: str | None = None,
-        embedder: Embedder | None = None,
-        config: IndexConfig | None = None,
-        create: bool = True,
-        headers: dict[str, str] | None = None,
+        cls, url: str, *, collection: str | None = None, embedder: Embedder | None = None,
+        config: IndexConfig | None = None, create: bool = True, headers: dict[str, str] | None = None,
     ) -> ClusterIndex:
         """Chroma server at ``url`` (e.g. ``http://127.0.0.1:8000``) via ``HttpClient``.
 
@@ -141,11 +120,7 @@ class ClusterIndex:
     # the fitted state -----------------------------------------------------------------
     @property
     def model(self) -> ClusterModel:
-        """The active version as an immutable :class:`~cluster_rag.model.ClusterModel`.
-
-        Raises:
-            NotFittedError: no model yet.
-        """
+        """The active version, an immutable :class:`ClusterModel` (:class:`NotFittedError` before fit)."""
         return self._active.require()
 
     def refresh(self) -> None:
@@ -179,16 +154,11 @@ class ClusterIndex:
 
     # writing ----------------------------------------------------------------------
     def add_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: Sequence[dict[str, Any] | None] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        update_centroids: bool | None = None,
+        self, texts: Iterable[str], metadatas: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None, *, update_centroids: bool | None = None,
     ) -> list[str]:
-        """Embed and store texts, one chunk each; all or nothing (see :mod:`~cluster_rag.living`).
-
-        After :meth:`fit`, new chunks join their nearest cluster at once and are searchable.
+        """Embed and store texts, one chunk each, all or nothing; after :meth:`fit` new chunks join
+        their nearest cluster at once and are searchable (see :mod:`~cluster_rag.living`).
 
         Args:
             texts: non-blank strings.
@@ -197,8 +167,7 @@ class ClusterIndex:
             update_centroids: also move the active centroids toward the new chunks (online
                 ``partial_fit``, in place); ``None``: ``config.update_centroids``.
 
-        Returns:
-            The ids written, in input order.
+        Returns the ids written, in input order.
 
         Raises:
             EmptyTextError, LengthMismatchError, MetadataError, DuplicateIdError: nothing is written.
@@ -213,19 +182,12 @@ class ClusterIndex:
             return self._write(batch, vectors, fold)
 
     def add_embeddings(
-        self,
-        texts: Sequence[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[dict[str, Any] | None] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
+        self, texts: Sequence[str], embeddings: np.ndarray,
+        metadatas: Sequence[dict[str, Any] | None] | None = None, ids: Sequence[str] | None = None, *,
         update_centroids: bool | None = None,
     ) -> list[str]:
-        """:meth:`add_texts` with vectors you computed with the index's model, ``(n, d)`` (normalized here).
-
-        Raises:
-            DimensionMismatchError: wrong shape; plus everything :meth:`add_texts` raises.
-        """
+        """:meth:`add_texts` with vectors ``(n, d)`` you computed with the index's model (normalized here);
+        a wrong shape raises :class:`DimensionMismatchError`."""
         batch = living.check_batch(texts, metadatas, ids)
         fold = self._check_fold(update_centroids)
         vectors = check_vectors(embeddings, len(batch.ids), self.store.dimension, self.store.model_name)
@@ -234,14 +196,11 @@ class ClusterIndex:
             return self._write(batch, normalize(vectors), fold)
 
     def ingest_files(
-        self,
-        paths: Iterable[str | os.PathLike[str]],
-        *,
-        text_field: str = "text",
-        skip_existing: bool = True,
-        delete_missing: bool = False,
+        self, paths: Iterable[str | os.PathLike[str]], *, text_field: str = "text",
+        skip_existing: bool = True, delete_missing: bool = False,
     ) -> list[str]:
-        """Load ``.txt .md .jsonl[.gz] .csv[.gz]`` files or folders (recursively), chunk and store them.
+        """Load ``.txt .md .jsonl[.gz] .csv[.gz]`` files or folders (recursively), chunk and store them;
+        returns the ids of the chunks added or replaced.
 
         Re-ingesting updates (:func:`cluster_rag.ingest.sync_files`, which also returns the counts):
         unchanged chunks (same id and content hash) are skipped, edited ones replaced, and with
@@ -251,9 +210,6 @@ class ClusterIndex:
             text_field: JSONL key / CSV column holding the text.
             skip_existing: ``False``: add every chunk, raising :class:`DuplicateIdError` on a stored id.
             delete_missing: remove chunks of sources no longer on disk under ``paths``.
-
-        Returns:
-            Ids of the chunks added or replaced.
         """
         return ingest_paths(
             self, paths, text_field=text_field, skip_existing=skip_existing, delete_missing=delete_missing
@@ -271,14 +227,8 @@ class ClusterIndex:
 
     # clustering -------------------------------------------------------------------
     def fit(
-        self,
-        k: int | str | None = None,
-        *,
-        engine: str = "auto",
-        clusterer: Any = None,
-        n_init: int | None = None,
-        matching: TopicMatching | None = None,
-        reduce_dim: int | None = None,
+        self, k: int | str | None = None, *, engine: str = "auto", clusterer: Any = None,
+        n_init: int | None = None, matching: TopicMatching | None = None, reduce_dim: int | None = None,
     ) -> ModelInfo:
         """Cluster every stored chunk and make the result the new active version (atomic switch;
         see :mod:`~cluster_rag.fitting`). Matched topics keep their id and label.
@@ -293,8 +243,7 @@ class ClusterIndex:
             matching: thresholds of topic matching against the previous version.
             reduce_dim: cluster in this many PCA components (centroids stay in the original space).
 
-        Raises:
-            InvalidKError: ``k < 2`` or ``k`` > number of chunks.
+        Raises InvalidKError when ``k < 2`` or ``k`` > number of chunks.
         """
         if matching is not None and not isinstance(matching, TopicMatching):
             raise InvalidInputError(f"matching={matching!r} must be a TopicMatching or None")
@@ -333,16 +282,9 @@ class ClusterIndex:
         return find_topic(self.model, self.store, topic, scope)
 
     def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        n_probe: int | None = None,
-        topics: Sequence[int | str] | None = None,
-        where: dict[str, Any] | None = None,
-        scope: Scope | None = None,
-        mode: str | None = None,
-        rerank: Reranker | None = None,
+        self, query: str, k: int = 10, *, n_probe: int | None = None,
+        topics: Sequence[int | str] | None = None, where: dict[str, Any] | None = None,
+        scope: Scope | None = None, mode: str | None = None, rerank: Reranker | None = None,
         fetch_k: int | None = None,
     ) -> list[Hit]:
         """Search the index: routed dense, BM25 keywords, or both fused (see :mod:`~cluster_rag.hybrid`).
@@ -360,8 +302,7 @@ class ClusterIndex:
             rerank: a :class:`~cluster_rag.rerank.Reranker` applied to the first ``fetch_k`` hits.
             fetch_k: candidates the re-ranker sees (default ``max(4 * k, 20)``).
 
-        Returns:
-            Up to ``k`` hits, best first.
+        Returns up to ``k`` hits, best first.
         """
         check_query_text(query), check_topics(topics), check_where(where)
         model = self.model
@@ -373,13 +314,8 @@ class ClusterIndex:
         )
 
     def search_by_vector(
-        self,
-        vector: np.ndarray,
-        k: int = 10,
-        *,
-        n_probe: int | None = None,
-        topics: Sequence[int | str] | None = None,
-        where: dict[str, Any] | None = None,
+        self, vector: np.ndarray, k: int = 10, *, n_probe: int | None = None,
+        topics: Sequence[int | str] | None = None, where: dict[str, Any] | None = None,
         scope: Scope | None = None,
     ) -> list[Hit]:
         """:meth:`search` with a precomputed ``(d,)`` query vector."""
@@ -394,28 +330,18 @@ class ClusterIndex:
 
     # framework adapters -------------------------------------------------------------
     def as_langchain_retriever(self, **kwargs: Any) -> Any:
-        """This index as a LangChain ``BaseRetriever`` (package ``langchain-cluster-rag``).
-
-        Raises:
-            MissingDependencyError: the adapter is not installed (the message gives the pip command).
-        """
+        """This index as a LangChain ``BaseRetriever`` (package ``langchain-cluster-rag``; without it
+        :class:`MissingDependencyError` gives the pip line)."""
         return import_adapter("langchain_cluster_rag").ClusteredRetriever(index=self, **kwargs)
 
     def as_llama_index_retriever(self, **kwargs: Any) -> Any:
-        """This index as a LlamaIndex ``BaseRetriever`` (package ``llama-index-retrievers-cluster-rag``).
-
-        Raises:
-            MissingDependencyError: the adapter is not installed (the message gives the pip command).
-        """
+        """This index as a LlamaIndex ``BaseRetriever`` (package ``llama-index-retrievers-cluster-rag``;
+        without it :class:`MissingDependencyError` gives the pip line)."""
         return import_adapter("llama_index.retrievers.cluster_rag").ClusteredRetriever(index=self, **kwargs)
 
     # labels -----------------------------------------------------------------------
     def label(
-        self,
-        labeler: Labeler | None = None,
-        *,
-        force: bool = False,
-        n_representatives: int = 5,
+        self, labeler: Labeler | None = None, *, force: bool = False, n_representatives: int = 5,
         n_siblings: int = 5,
     ) -> LabelReport:
         """Name the active version's topics and store the names with it (:mod:`~cluster_rag.labeling.run`).
@@ -445,25 +371,16 @@ class ClusterIndex:
         check_bool(force, "force")
         model = self.model
         stored, report = label_topics(
-            self.store,
-            model,
-            labeler,
-            force=force,
-            n_representatives=n_representatives,
-            n_siblings=n_siblings,
-            progress=self.config.progress,
+            self.store, model, labeler, force=force, n_representatives=n_representatives,
+            n_siblings=n_siblings, progress=self.config.progress,
         )
         with self._write_lock:
             self._active.swap_topics(model.version, stored)
         return report
 
     def rename_topic(self, topic: int | str, name: str, *, description: str | None = None) -> Topic:
-        """Give a topic a human label (unique, not a bare number) and pin it: :meth:`label` keeps it.
-
-        Raises:
-            InvalidInputError: blank, too long, numeric or already used name.
-            UnknownTopicError: no such topic.
-        """
+        """Give a topic a human label and pin it (:meth:`label` keeps it); a blank, over-long, numeric or
+        already used name raises :class:`InvalidInputError`, an unknown topic :class:`UnknownTopicError`."""
         from .labeling.run import pin_name
 
         name, description = check_topic_name(name, description)
@@ -500,20 +417,14 @@ class ClusterIndex:
             return folded
 
     def refit_report(self, version: int | None = None) -> RefitReport | None:
-        """What the refit that made ``version`` (default: the active one) changed; ``None`` for a first fit.
-
-        Raises:
-            VersionError: no such version is kept.
-        """
+        """What the refit that made ``version`` (default: the active one) changed; ``None`` for a first fit;
+        :class:`VersionError` when no such version is kept."""
         version = self.model.version if version is None else check_int(version, "version", low=1)
         return refit_report(self.store, version)
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete chunks by id, all or nothing; the only call that deletes chunks. Returns the count.
-
-        Raises:
-            UnknownDocumentError: an id is not stored (nothing was deleted).
-        """
+        """Delete chunks by id, all or nothing (an unknown id raises :class:`UnknownDocumentError`, nothing
+        is deleted); the only call that deletes chunks. Returns the count."""
         wanted = check_chunk_ids(ids)
         if not wanted:
             return 0

@@ -53,6 +53,19 @@ class Hit:
         """JSON-ready dict."""
         return asdict(self)
 
+    def provenance_metadata(self) -> dict[str, Any]:
+        """The chunk's metadata plus ``chunk_id``, ``score``, ``topic_id``, ``topic_label`` and
+        ``model_version`` (these win over user keys of the same name): what the framework
+        adapters put on a LangChain ``Document`` or a LlamaIndex node."""
+        return {
+            **self.metadata,
+            "chunk_id": self.id,
+            "score": self.score,
+            "topic_id": self.topic_id,
+            "topic_label": self.topic_label,
+            "model_version": self.model_version,
+        }
+
 
 @dataclass(frozen=True)
 class Topic:

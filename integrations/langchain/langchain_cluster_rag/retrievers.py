@@ -117,14 +117,7 @@ def hit_to_document(hit: Hit) -> Document:
     ``model_version`` (the cluster-model version that answered); these win over user
     keys of the same name.
     """
-    metadata = {
-        **hit.metadata,
-        "chunk_id": hit.id,
-        "score": hit.score,
-        "topic_id": hit.topic_id,
-        "topic_label": hit.topic_label,
-        "model_version": hit.model_version,
-    }
+    metadata = hit.provenance_metadata()
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
 
 

@@ -52,14 +52,7 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
     ``model_version`` (these win over user keys of the same name); of those, only
     ``topic_label`` is shown to the LLM.
     """
-    metadata = {
-        **hit.metadata,
-        "chunk_id": hit.id,
-        "score": hit.score,
-        "topic_id": hit.topic_id,
-        "topic_label": hit.topic_label,
-        "model_version": hit.model_version,
-    }
+    metadata = hit.provenance_metadata()
     node = TextNode(
         id_=hit.id,
         text=hit.text,

@@ -54,6 +54,11 @@ def keywords_line(body: dict[str, Any]) -> str:
     return user_prompt(body).splitlines()[0]
 
 
+def is_parent(body: dict[str, Any]) -> bool:
+    """Whether a request names a parent node of the topic tree (its prompt lists subtopics)."""
+    return "Subtopics of this broad group" in user_prompt(body)
+
+
 def shown_names(body: dict[str, Any]) -> list[str]:
     """Names the request shows the model: the sibling line of the prompt and, in a repair
     request, the "must not be any of" list (what a copying model copies), in order."""
@@ -74,7 +79,8 @@ class ScriptedLLM:
 
     def __init__(self) -> None:
         self.script: Callable[[dict[str, Any], int], Reply] = lambda body, n: Reply(answer("Anything"))
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # requests naming a topic
+        self.parent_requests: list[dict[str, Any]] = []  # requests naming a parent node of the topic tree
         self.inflight = 0
         self.max_inflight = 0
         self.arrivals: list[int] = []  # requests in flight (this one included) when each arrived
@@ -96,7 +102,7 @@ class ScriptedLLM:
                     self._send(404, {"error": {"message": f"no route {self.path}"}}, {})
                     return
                 with stub._lock:
-                    stub.requests.append(body)
+                    (stub.parent_requests if is_parent(body) else stub.requests).append(body)
                     key = keywords_line(body)
                     n = stub._seen.get(key, 0)
                     stub._seen[key] = n + 1
@@ -194,7 +200,13 @@ def topic_of(body: dict[str, Any]) -> str:
 
 
 def good(body: dict[str, Any], n: int) -> Reply:
-    """Script: every cluster gets its name from :data:`NAMES`."""
+    """Script: every cluster gets its name from :data:`NAMES`; a parent node of the topic tree
+    gets ``"Broad group <n>"`` (``n``: its largest child's place in :data:`NAMES`)."""
+    if is_parent(body):
+        listed = user_prompt(body).split("Subtopics of this broad group")[1]
+        first_child = listed.split('- "')[1].split('"')[0]
+        place = next((i for i, v in enumerate(NAMES.values()) if v == first_child), len(NAMES))
+        return Reply(answer(f"Broad group {place}", "Several kinds of notes."))
     return Reply(answer(NAMES[topic_of(body)], f"Notes about {topic_of(body)}."))
 
 

@@ -38,6 +38,13 @@ shared by a leaf and a parent, and never reused. :func:`match_tree` carries pare
 ids across refits: parents are matched one-to-one (Hungarian) by the chunk-weighted
 Jaccard overlap of their leaf *topic ids*, a pair counting when the overlap is at
 least :data:`MIN_PARENT_OVERLAP`; unmatched parents get fresh ids.
+
+**Names.** A parent's name (from a labeler or a person, :class:`NodeName`) is stored in
+:attr:`TopicTree.names` by parent id, with the tree in the version's payload, and
+carried to the next version's tree when :func:`match_tree` keeps the node's id (the
+label cache key then decides whether the next labeling run renames it). A parent
+without a stored name shows its merged keyword label; a parent with one child shows
+its child's name (:func:`node_topic`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ __all__ = [
     "LINKAGE_METHODS",
     "MAX_FANOUT",
     "MIN_PARENT_OVERLAP",
+    "NodeName",
     "TopicTree",
     "TreeNode",
     "all_cuts",
@@ -317,6 +325,37 @@ class TreeNode:
 
 
 @dataclass(frozen=True)
+class NodeName:
+    """The stored name of a parent node (what :class:`~cluster_rag.Topic` holds for a leaf).
+
+    Attributes:
+        label: the name.
+        description: one sentence, or ``""``.
+        source: who wrote it: ``"keywords"``, ``"llm"``, ``"fallback"`` or ``"human"``.
+        key: label cache key (labeler + merged keywords + children's names); ``""`` when
+            the next labeling run must redo it.
+        pinned: a person fixed it; labeling keeps it.
+    """
+
+    label: str
+    description: str = ""
+    source: str = "keywords"
+    key: str = ""
+    pinned: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeName:
+        """Inverse of ``dataclasses.asdict`` (unknown keys ignored)."""
+        return cls(
+            label=str(data.get("label", "")),
+            description=str(data.get("description", "")),
+            source=str(data.get("source", "keywords")),
+            key=str(data.get("key", "")),
+            pinned=bool(data.get("pinned", False)),
+        )
+
+
+@dataclass(frozen=True)
 class TopicTree:
     """A levelled topic tree over the leaf clusters; plain data, JSON round-trip.
 
@@ -326,6 +365,7 @@ class TopicTree:
         method: linkage method used.
         next_id: the id counter after the parents took theirs.
         evidence: how the top-level count was chosen (``BroadCut.to_dict()``), or ``{}``.
+        names: stored names of parent nodes by id (``{}`` until labeled; see :class:`NodeName`).
     """
 
     nodes: tuple[TreeNode, ...]
@@ -333,6 +373,12 @@ class TopicTree:
     method: str = "ward"
     next_id: int = 0
     evidence: dict[str, Any] = field(default_factory=dict)
+    names: dict[int, NodeName] = field(default_factory=dict)
+
+    def with_names(self, names: dict[int, NodeName]) -> TopicTree:
+        """This tree with ``names`` as its parent names (ids that are not parents are dropped)."""
+        parents = {n.id for n in self.nodes if n.level > 0}
+        return replace(self, names={i: v for i, v in sorted(names.items()) if i in parents})
 
     # lookups ---------------------------------------------------------------
     def node(self, node_id: int) -> TreeNode:
@@ -413,6 +459,7 @@ class TopicTree:
             "method": self.method,
             "next_id": self.next_id,
             "evidence": self.evidence,
+            "names": {str(i): asdict(v) for i, v in sorted(self.names.items())},
             "nodes": [
                 {**asdict(n), "children": list(n.children), "leaves": list(n.leaves)} for n in self.nodes
             ],
@@ -445,6 +492,7 @@ class TopicTree:
             method=str(data.get("method", "ward")),
             next_id=int(data.get("next_id", 0)),
             evidence=dict(data.get("evidence") or {}),
+            names={int(i): NodeName.from_dict(v) for i, v in (data.get("names") or {}).items()},
         )
 
 
@@ -770,6 +818,7 @@ def version_tree(
         except InvalidInputError:  # a tree of an unknown format: start fresh ids
             return tree
         tree = match_tree(old, replace(tree, next_id=max(tree.next_id, old.next_id)))
+        tree = tree.with_names(old.names)  # a node that kept its id keeps its name (ids are never reused)
     return tree
 
 
@@ -778,8 +827,10 @@ def node_topic(tree: TopicTree, node_id: int, leaf_topics: Sequence[Topic], *, t
 
     A parent's size is the sum of its leaves' current sizes, its keywords the leaves'
     keywords ranked by ``sum(size / (rank + 1))`` (what most of its chunks are about), its
-    representatives those of its largest leaf, its label the keyword label of those
-    keywords (``label_source="keywords"``; parent names from a labeler replace it).
+    representatives those of its largest leaf. Its name is, in this order: its stored
+    name (:attr:`TopicTree.names`, from a labeler or a person); its only child's name
+    (a top-level node over one topic); the keyword label of its keywords
+    (``label_source="keywords"``).
 
     Args:
         tree: the version's tree.
@@ -799,13 +850,28 @@ def node_topic(tree: TopicTree, node_id: int, leaf_topics: Sequence[Topic], *, t
             score[word] = score.get(word, 0.0) + max(t.size, 1) / (rank + 1)
     keywords = sorted(score, key=lambda w: (-score[w], w))[:top_n]
     largest = max(members, key=lambda t: (t.size, -t.id))
-    return Topic(
+    topic = Topic(
         id=node.id,
         size=int(sum(t.size for t in members)),
         keywords=keywords,
         representative_ids=list(largest.representative_ids),
         label=keyword_label(keywords),
     )
+    name = tree.names.get(node.id)
+    if name is not None:
+        return replace(
+            topic,
+            label=name.label,
+            description=name.description,
+            label_source=name.source,
+            label_key=name.key,
+            pinned=name.pinned,
+        )
+    if len(node.children) == 1:
+        child = node_topic(tree, node.children[0], leaf_topics, top_n=top_n)
+        desc, source = child.description, child.label_source
+        return replace(topic, label=child.label, description=desc, label_source=source)
+    return topic
 
 
 def node_centroids(

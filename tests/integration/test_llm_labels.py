@@ -18,9 +18,9 @@ import pytest
 from cluster_rag import ClusterIndex, OpenAILabeler
 from cluster_rag.labeling import keyword_list_problem
 from cluster_rag.labeling.names import closest_clash
+from cluster_rag.testing import ServerStartError, serve
 from tests.fixtures import _free_port
 from tests.llm_stub import LLAMA_SERVER
-from cluster_rag.testing import ServerStartError, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -98,12 +98,28 @@ def test_smollm2_labels_or_falls_back(smollm2_server: str, demo_index: ClusterIn
             assert closest_clash(status.label, others) is None
             assert keyword_list_problem(status.label, topics[status.topic_id].keywords) is None
     assert labeler.concurrency_trace_[0] == 1  # a loopback server starts at one request in flight
+    # the topic tree's parent nodes are named after the topics: never a copy of a sibling or a child
+    tree = demo_index.topic_tree()
+    assert {s.topic_id for s in report.parents} == {
+        n.id for n in tree.nodes if n.level > 0 and len(n.children) > 1
+    }
+    for status in report.parents:
+        node = tree.node(status.topic_id)
+        assert status.status in {"ok", "repaired", "fallback"} and tree.names[node.id].label == status.label
+        if status.status == "fallback":
+            assert status.error and tree.names[node.id].source == "fallback"
+            continue
+        level = [k for k in tree.names if k != node.id and tree.node(k).level == node.level]
+        siblings = [tree.names[k].label for k in level]
+        children = [demo_index.topic(c).label for c in node.children]
+        assert closest_clash(status.label, siblings + children) is None
 
     # relabeling unchanged clusters makes no calls (only transport failures are retried)
     retry = {s.topic_id for s in report.topics if s.transient}
+    retry_parents = {s.topic_id for s in report.parents if s.transient}
     again = demo_index.label(labeler, n_representatives=3)
     assert {s.topic_id for s in again.topics if s.status != "cached"} == retry
-    assert (again.calls == 0) == (not retry)
+    assert (again.calls == 0) == (not retry and not retry_parents)
     assert [t.label for t in demo_index.topics() if t.id not in retry] == [
         t.label for t in topics.values() if t.id not in retry
     ]

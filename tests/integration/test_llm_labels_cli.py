@@ -44,8 +44,10 @@ def test_label_rename_topics(cli: Any, llm: ScriptedLLM, demo_index: ClusterInde
     llm_flags = ["--llm-base-url", llm.url, "--llm-model", "stub-model", "--concurrency", "2"]
     code, out, _ = cli("label", *kb, *llm_flags, "--json")
     report = json.loads(out)
-    assert code == 0 and report["counts"]["ok"] == 20 and report["calls"] == 20 == len(llm.requests)
-    assert report["prompt_tokens"] == 20 * 11 and report["labeler"].startswith("openai:stub-model:")
+    assert code == 0 and report["counts"]["ok"] == 20 and len(llm.requests) == 20
+    calls = 20 + len(llm.parent_requests)  # the topic tree's parent nodes are named after the topics
+    assert report["calls"] == calls and len(report["parents"]) == sum(report["parent_counts"].values())
+    assert report["prompt_tokens"] == calls * 11 and report["labeler"].startswith("openai:stub-model:")
     assert llm.requests[0]["model"] == "stub-model" and llm.requests[0]["max_tokens"] == 200
 
     code, out, _ = cli("topics", *kb)
@@ -58,10 +60,12 @@ def test_label_rename_topics(cli: Any, llm: ScriptedLLM, demo_index: ClusterInde
     code, _, err = cli("rename", *kb, "4", "card troubles")
     assert code == 2 and "already named 'Card troubles'" in err
 
+    parents_asked = len(llm.parent_requests)
     code, out, _ = cli("label", *kb, *llm_flags, "--json")
     again = json.loads(out)
     assert again["counts"] == {"ok": 0, "repaired": 0, "fallback": 0, "cached": 19, "pinned": 1}
-    assert again["calls"] == 0 and len(llm.requests) == 20
+    # no topic is asked again; only the parent whose child was renamed (its cache key names its children)
+    assert len(llm.requests) == 20 and again["calls"] == len(llm.parent_requests) - parents_asked <= 1
 
     llm.script = lambda body, n: Reply("no idea")
     code, out, err = cli("label", *kb, *llm_flags, "--force")

@@ -37,12 +37,16 @@ class CountingLabeler:
     cache_id = "counting:v1"
 
     def __init__(self) -> None:
-        self.seen: list[int] = []
+        self.seen: list[int] = []  # topics asked for
+        self.seen_parents: list[int] = []  # parent nodes of the topic tree asked for
         self.reserved: list[str] = []
 
     def label(
         self, requests: Sequence[LabelRequest], *, reserved: Collection[str] = (), progress: bool = False
     ) -> list[LabelResult]:
+        self.seen_parents += [r.topic_id for r in requests if r.children]
+        if not requests or requests[0].children:
+            return [LabelResult(r.topic_id, f"group of {len(r.children)}", source="llm") for r in requests]
         self.seen += [r.topic_id for r in requests]
         self.reserved = list(reserved)
         return [

@@ -45,8 +45,11 @@ def test_good_answers_become_llm_labels(
     cls = OpenAI if client_kind == "sync" else AsyncOpenAI
     lab = labeler(llm, client=cls(base_url=llm.url, api_key="test-key"))
     report = index.label(lab)
-    assert report.counts()["ok"] == 4 and report.calls == 4 == len(llm.requests)
-    assert report.prompt_tokens == 4 * 11 and report.completion_tokens == 4 * 7
+    assert report.counts()["ok"] == 4 and len(llm.requests) == 4
+    parents = len(llm.parent_requests)  # the topic tree's parent nodes, named after the topics
+    assert report.parent_counts()["ok"] == len(report.parents) == parents
+    assert report.calls == 4 + parents and report.prompt_tokens == (4 + parents) * 11
+    assert report.completion_tokens == (4 + parents) * 7
     first = llm.requests[0]
     assert first["model"] == "stub-model" and first["response_format"]["type"] == "json_schema"
     assert {t.label for t in index.topics()} == set(NAMES.values())

@@ -131,7 +131,8 @@ class TopicLabelStatus:
     """How one topic got its label in a :meth:`ClusterIndex.label` run.
 
     ``transient`` marks a fallback caused by timeouts or server errors: not cached,
-    the next run retries it.
+    the next run retries it. ``level`` is the node's level in the topic tree (0: a topic;
+    1 ..: a parent node, see :attr:`LabelReport.parents`).
     """
 
     topic_id: int
@@ -140,6 +141,7 @@ class TopicLabelStatus:
     description: str = ""
     error: str | None = None
     transient: bool = False
+    level: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,10 @@ class LabelReport:
         topics: per-topic status, by topic id.
         prompt_tokens: total prompt tokens over all calls (as the server reported them).
         completion_tokens: total completion tokens.
-        calls: requests sent (0 when every topic was cached or pinned).
+        calls: requests sent (0 when every topic was cached or pinned), parents included.
+        parents: per-parent status of the topic tree's parent nodes with two or more
+            children, lowest level first (a node over one topic shows that topic's name
+            and is not labeled). Tokens and calls above include them.
     """
 
     version: int
@@ -161,17 +166,26 @@ class LabelReport:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
+    parents: list[TopicLabelStatus] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of topics per status (every status present, zeros included)."""
-        out = {s: 0 for s in ("ok", "repaired", "fallback", "cached", "pinned")}
-        for t in self.topics:
-            out[t.status] = out.get(t.status, 0) + 1
-        return out
+        return _count(self.topics)
+
+    def parent_counts(self) -> dict[str, int]:
+        """Number of parent nodes per status (every status present, zeros included)."""
+        return _count(self.parents)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, with ``counts``."""
-        return {**asdict(self), "counts": self.counts()}
+        """JSON-ready dict, with ``counts`` and ``parent_counts``."""
+        return {**asdict(self), "counts": self.counts(), "parent_counts": self.parent_counts()}
+
+
+def _count(statuses: Sequence[TopicLabelStatus]) -> dict[str, int]:
+    out = {s: 0 for s in ("ok", "repaired", "fallback", "cached", "pinned")}
+    for t in statuses:
+        out[t.status] = out.get(t.status, 0) + 1
+    return out
 
 
 def normalize_name(name: str) -> str:

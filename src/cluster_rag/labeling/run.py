@@ -7,25 +7,62 @@ topics whose key is unchanged (in this version or another kept one) keep their
 label without any call. Pinned topics (renamed by a person) are never relabeled;
 their names are reserved. Names are stored by re-reading the payload at write
 time, so labels written meanwhile by another process survive.
+
+**Parent nodes.** After the topics, every parent node of the version's topic tree
+(:mod:`cluster_rag.hierarchy`) with two or more children is named, one level at a
+time from the lowest, by the same labeler: its request holds its children's names and
+the merged, contrastive keywords of :func:`.parents.parent_requests`, with the other
+parents of its level as siblings; every name below (topics, lower parents) and the
+kept names of its level are reserved. Whatever the labeler, a parent name is then
+checked here: a name equal to (or, for an LLM name, nearly equal to, see
+:mod:`.names`) a reserved name, a sibling's or a child's name, or an LLM name that
+is just a keyword list, is rejected; the rejected parents are asked once more, then
+fall back to a distinct keyword label, flagged ``"fallback"`` with the reason. Parent
+names are stored in the version's tree (:attr:`~cluster_rag.hierarchy.TopicTree.names`)
+under the same kind of cache key (children's names + merged keywords), so an
+unchanged parent keeps its name without a call, and a refit carries the names of the
+parents that keep their id. A parent over one topic shows that topic's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from ..errors import InvalidInputError, LabelingError, VersionError
+from ..hierarchy import NodeName, TopicTree
 from ..model import ClusterModel
 from ..store import ChromaStore
 from ..types import Topic
 from .base import Labeler, LabelReport, LabelResult, TopicLabelStatus, label_key, normalize_name
+from .parent_run import label_parents, parent_cache
 from .plan import CachedLabel, apply_result, build_requests, cache_of
 
 __all__ = ["label_topics", "pin_name", "store_topics", "unpin"]
 
+NamesChange = Callable[[dict[int, NodeName]], dict[int, NodeName]]
 
-def store_topics(store: ChromaStore, version: int, change: Callable[[Topic], Topic]) -> list[Topic]:
+
+def store_topics(
+    store: ChromaStore,
+    version: int,
+    change: Callable[[Topic], Topic],
+    names: NamesChange | None = None,
+    model: ClusterModel | None = None,
+) -> list[Topic]:
     """Apply ``change`` to the stored topics of ``version`` (re-read now) and save them.
+
+    Args:
+        store: the index's store.
+        version: the model version whose payload is rewritten.
+        change: applied to each stored topic.
+        names: applied to the stored parent names of the version's tree (re-read now);
+            ``None`` leaves the tree as stored.
+        model: the in-memory snapshot of ``version`` (needed with ``names``): its record's
+            stored tree is replaced too, so the snapshot the index swaps in next (which
+            shares the record's payload extras) shows the new names; the tree already read
+            by ``model`` is not changed.
 
     Raises:
         VersionError: the version was deleted meanwhile.
@@ -35,8 +72,21 @@ def store_topics(store: ChromaStore, version: int, change: Callable[[Topic], Top
         raise VersionError(f"model version {version} was deleted meanwhile; refit or relabel")
     topics = [change(Topic.from_dict(t)) for t in payload["topics"]]
     payload["topics"] = [t.to_dict() for t in topics]
+    if names is not None and model is not None:
+        payload["tree"] = _renamed_tree(payload.get("tree"), model, names)
     store.update_model(version, payload)
+    if names is not None and model is not None and model.version == version:
+        model.record.extras["tree"] = payload["tree"]
     return topics
+
+
+def _renamed_tree(stored: Any, model: ClusterModel, names: NamesChange) -> dict[str, Any]:
+    """The stored tree (or, for a version stored without one, the model's) with ``names`` applied."""
+    try:
+        tree = TopicTree.from_dict(stored) if stored else model.tree
+    except InvalidInputError:
+        tree = model.tree
+    return tree.with_names(names(dict(tree.names))).to_dict()
 
 
 def _texts_by_id(store: ChromaStore) -> Callable[[list[str]], dict[str, str]]:
@@ -98,16 +148,33 @@ def label_topics(
             )
         return apply_result(t, by_id[t.id], keys[t.id]) if t.id in by_id else t
 
-    stored = store_topics(store, version, relabel)
+    leaves = [relabel(t) for t in topics]  # by position, current sizes: what the parents are named from
+    cache = parent_cache(_kept_trees(store, model))
+    parents = label_parents(model.tree, leaves, labeler, cache=cache, force=force, progress=progress)
+    stored = store_topics(store, version, relabel, parents.merge, model)
     report = LabelReport(
         version=version,
         labeler=labeler.cache_id,
         topics=_statuses(stored, by_id),
-        prompt_tokens=sum(r.prompt_tokens for r in results),
-        completion_tokens=sum(r.completion_tokens for r in results),
-        calls=sum(r.calls for r in results),
+        prompt_tokens=sum(r.prompt_tokens for r in results) + parents.prompt_tokens,
+        completion_tokens=sum(r.completion_tokens for r in results) + parents.completion_tokens,
+        calls=sum(r.calls for r in results) + parents.calls,
+        parents=parents.statuses,
     )
     return stored, report
+
+
+def _kept_trees(store: ChromaStore, model: ClusterModel) -> list[TopicTree]:
+    """The topic trees of ``model`` and of every other kept version (their parent names are reusable)."""
+    trees = [model.tree]
+    for v in store.versions():
+        payload = store.load_model(v) if v != model.version else None
+        if payload is not None and payload.get("tree"):
+            try:
+                trees.append(TopicTree.from_dict(payload["tree"]))
+            except InvalidInputError:
+                continue
+    return trees
 
 
 def _kept_labels(store: ChromaStore, model: ClusterModel) -> dict[str, CachedLabel]:
@@ -139,17 +206,29 @@ def _statuses(stored: list[Topic], by_id: dict[int, LabelResult]) -> list[TopicL
 def pin_name(
     store: ChromaStore, model: ClusterModel, topic_id: int, name: str, description: str | None
 ) -> list[Topic]:
-    """Store ``name`` (already cleaned) as topic ``topic_id``'s pinned label.
+    """Store ``name`` (already cleaned) as the pinned label of topic ``topic_id``, or of the
+    topic tree's parent node ``topic_id`` (stored with the tree's names).
 
     Raises:
-        InvalidInputError: another topic already has that name.
+        InvalidInputError: another topic or parent node already has that name.
     """
-    for other in model.topics:
-        if other.id != topic_id and normalize_name(other.label) == normalize_name(name):
+    tree = model.tree
+    is_parent = tree.parent_id(topic_id) is not None
+    taken = [(t.id, t.label) for t in model.topics]
+    taken += [(pid, n.label) for pid, n in tree.names.items()]
+    for other, label in taken:
+        if other != topic_id and normalize_name(label) == normalize_name(name):
             raise InvalidInputError(
-                f"topic {other.id} is already named {other.label!r}; pick another name for topic "
-                f"{topic_id} or rename topic {other.id} first"
+                f"topic {other} is already named {label!r}; pick another name for topic "
+                f"{topic_id} or rename topic {other} first"
             )
+    if is_parent:
+        old = tree.names.get(topic_id)
+        desc = (old.description if old else "") if description is None else " ".join(description.split())
+        pinned = NodeName(label=name, description=desc, source="human", key="", pinned=True)
+        return store_topics(
+            store, model.version, lambda t: t, lambda names: {**names, topic_id: pinned}, model
+        )
 
     def pin(t: Topic) -> Topic:
         if t.id != topic_id:
@@ -161,7 +240,14 @@ def pin_name(
 
 
 def unpin(store: ChromaStore, model: ClusterModel, topic_id: int) -> list[Topic]:
-    """Release topic ``topic_id``'s pinned label (the next labeling run may rename it)."""
+    """Release the pinned label of topic (or parent node) ``topic_id``; the next labeling may rename it."""
+    if model.tree.parent_id(topic_id) is not None:
+
+        def release(names: dict[int, NodeName]) -> dict[int, NodeName]:
+            old = names.get(topic_id)
+            return names if old is None else {**names, topic_id: replace(old, pinned=False, key="")}
+
+        return store_topics(store, model.version, lambda t: t, release, model)
     return store_topics(
         store, model.version, lambda t: replace(t, pinned=False, label_key="") if t.id == topic_id else t
     )

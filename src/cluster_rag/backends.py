@@ -23,7 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .routing import Candidates
 
-__all__ = ["SearchBackend", "build_numpy_backend"]
+__all__ = ["SearchBackend", "build_numpy_backend", "build_sorted_backend"]
 
 
 @runtime_checkable
@@ -98,3 +98,24 @@ def build_numpy_backend(
     from .routing import RoutingIndex
 
     return RoutingIndex(centroids, ids, vectors, labels)
+
+
+def build_sorted_backend(
+    centroids: np.ndarray,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    added: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None,
+) -> Any:
+    """The numpy backend over rows already grouped by cluster, without copying them.
+
+    Args:
+        centroids: ``(k, d)`` float32, L2-normalized.
+        ids: ``(n,)`` object chunk ids, cluster-sorted.
+        vectors: ``(n, d)`` float32 in ``ids`` order (e.g. a version's memory-mapped snapshot).
+        offsets: ``(k+1,)`` int64; cluster ``c`` is rows ``offsets[c]:offsets[c+1]``.
+        added: ``(ids, vectors (b, d), labels (b,))`` rows kept beside the sorted blocks.
+    """
+    from .routing import RoutingIndex
+
+    return RoutingIndex.from_sorted(centroids, ids, vectors, offsets, added)

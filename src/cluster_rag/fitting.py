@@ -17,20 +17,20 @@ after them; never chunks).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backends import build_numpy_backend
+from .backends import build_numpy_backend, build_sorted_backend
 from .backends_chroma import is_server_store
 from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
-from .clustering.online import initial_state
+from .clustering.online import BLOCK_ROWS, cluster_sums, initial_state, leave_one_out_distances
 from .config import IndexConfig
-from .drift import compute_baseline
+from .drift import Baseline
 from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
@@ -244,9 +244,11 @@ def _commit(
     k = len(centroids)
     version, started_from = store.claim_version()  # compare-and-swap: two fits never share a number
     n_fit = len(ids)
-    assignment = _save_assignment(store, version, ids, vectors, labels, k)
+    saved = _save_assignment(store, version, ids, vectors, labels, k)
     ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
-    topics = describe_topics(store, ids, vectors, centroids, labels, progress=config.progress)
+    topics = describe_topics(
+        store, ids, vectors, centroids, labels, progress=config.progress, seed=config.seed
+    )
     topics, refit, next_id = _matched(topics, centroids, labels[:n_fit], previous, matching)
     # topic tree over the leaves, parent ids carried over (see hierarchy.py); parents draw ids
     # from the topic counter, so the stored counter moves past them
@@ -269,20 +271,21 @@ def _commit(
         n_queries=config.calibration_queries,
         seed=config.seed,
     )
-    sims = np.einsum("ij,ij->i", vectors, centroids[labels])
-    inertia = float(np.sum(1.0 - sims, dtype=np.float64))
-    info = _info(version, k, len(ids), engine, config.seed, inertia, cal, store.model_name)
+    info = _info(
+        version, k, len(ids), engine, config.seed, _inertia(vectors, centroids, labels), cal, store.model_name
+    )
+    sums = cluster_sums(vectors[:n_fit], labels[:n_fit], k)
     payload: dict[str, Any] = {
         "info": info.to_dict(),
         "topics": [t.to_dict() for t in topics],
         "sizes": np.bincount(labels, minlength=k).astype(int).tolist(),
         "recall_curve": cal.curve.tolist(),
-        "baseline": compute_baseline(vectors[:n_fit], labels[:n_fit], k).to_dict(),
-        "online": initial_state(vectors[:n_fit], labels[:n_fit], k).to_dict(),
+        "baseline": _baseline(vectors[:n_fit], labels[:n_fit], k, sums).to_dict(),
+        "online": initial_state(vectors[:n_fit], labels[:n_fit], k, sums=sums).to_dict(),
         "next_topic_id": next_id,
         "refit": refit.to_dict() if refit is not None else None,
         "tree": tree.to_dict(),
-        "assignment": assignment,
+        "assignment": saved.entry,
     }
     store.save_model(version, payload, centroids)
     store.set_active(version, expect=started_from)  # the atomic switch (ConcurrentWriteError if raced)
@@ -291,8 +294,16 @@ def _commit(
     loader = default_loader(store)
     if is_server_store(store):  # searches run inside Chroma: keep no vectors in this client
         return ClusterModel(record, loader)
-    backend = build_numpy_backend(centroids, ids, vectors, labels)
-    return ClusterModel(record, loader, backend=backend, added=AddedLog(list(ids[n_fit:])))
+    added = AddedLog(list(ids[n_fit:]))
+    mapped = snapshots.read_snapshot(saved.path, n_fit, vectors.shape[1])
+    if mapped is None:  # an in-memory store (no folder): one sorted copy in this process
+        return ClusterModel(
+            record, loader, backend=build_numpy_backend(centroids, ids, vectors, labels), added=added
+        )
+    # the snapshot just written, memory-mapped: the fitted vectors are not copied again
+    late = (ids[n_fit:], vectors[n_fit:], labels[n_fit:])
+    backend = build_sorted_backend(centroids, saved.ids, mapped, saved.offsets, late)
+    return ClusterModel(record, loader, backend=backend, added=added)
 
 
 def _matched(
@@ -342,18 +353,57 @@ def _info(
     )
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """What :func:`_save_assignment` wrote: the payload entry, the cluster-sorted ids ``(n,)``
+    object, offsets ``(k+1,)`` int64, and the snapshot file (``None``: the store has no folder)."""
+
+    entry: dict[str, Any]
+    ids: np.ndarray
+    offsets: np.ndarray
+    path: Path | None
+
+
 def _save_assignment(
     store: ChromaStore, version: int, ids: list[str], vectors: np.ndarray, labels: np.ndarray, k: int
-) -> dict[str, Any]:
-    """Store the fitted chunks' assignment once (and the vector snapshot of an embedded store);
-    returns the payload entry naming it (see :mod:`cluster_rag.store.snapshots`)."""
+) -> _Saved:
+    """Store the fitted chunks' assignment once (and the vector snapshot of an embedded store;
+    see :mod:`cluster_rag.store.snapshots`)."""
     order, offsets = snapshots.sort_by_cluster(labels, k)
     sorted_ids = [ids[i] for i in order]
     entry = snapshots.save_assignment(store, version, sorted_ids, offsets)
     path = snapshots.snapshot_path(store, version, entry["digest"])
     if path is not None:
         snapshots.write_snapshot(path, vectors, order)
-    return entry
+    return _Saved(entry, np.asarray(sorted_ids, dtype=object), offsets, path)
+
+
+def _inertia(vectors: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> float:
+    """Sum of ``1 - cos(row, its centroid)`` over ``(n, d)`` rows, in blocks (no ``(n, d)`` gather)."""
+    total = 0.0
+    for start in range(0, len(labels), BLOCK_ROWS):
+        rows = slice(start, start + BLOCK_ROWS)
+        sims = np.einsum("ij,ij->i", vectors[rows], centroids[labels[rows]])
+        total += float(np.sum(1.0 - sims, dtype=np.float64))
+    return total
+
+
+def _baseline(vectors: np.ndarray, labels: np.ndarray, k: int, sums: np.ndarray) -> Baseline:
+    """:func:`cluster_rag.drift.compute_baseline` in blocks, from the fit's cluster ``sums`` ``(k, d)``
+    float64 (no float64 copy of ``vectors``)."""
+    dist = leave_one_out_distances(vectors, labels, sums)
+    return Baseline(
+        n_chunks=int(len(labels)),
+        sizes=[int(x) for x in np.bincount(labels, minlength=k)],
+        mean_distance=float(dist.mean()) if len(dist) else 0.0,
+        p95_distance=float(np.quantile(dist, 0.95)) if len(dist) else 0.0,
+    )
+
+
+#: Above this many chunks a fit reads the texts of a sample of each topic (at most about this
+#: many texts in all; at least :data:`KEYWORD_MIN_PER_TOPIC` per topic) for its c-TF-IDF keywords.
+KEYWORD_TEXTS = 100_000
+KEYWORD_MIN_PER_TOPIC = 64
 
 
 def describe_topics(
@@ -364,38 +414,72 @@ def describe_topics(
     labels: np.ndarray,
     *,
     progress: bool = False,
+    seed: int = 0,
 ) -> list[Topic]:
     """Keyword-labelled topics by position: c-TF-IDF keywords and the chunks nearest each centroid.
 
+    Up to :data:`KEYWORD_TEXTS` chunks every text is read; above, an even random sample of each
+    topic (``seed``), so a fit never holds every text.
+
     Args:
-        ids: ``(n,)`` chunk ids; their texts are read from ``store``.
+        ids: ``(n,)`` chunk ids; their texts are read from ``store`` by id.
         vectors: ``(n, d)`` float32, L2-normalized.
         centroids: ``(k, d)`` float32, L2-normalized.
         labels: ``(n,)`` int64 positions.
     """
     k = len(centroids)
-    texts_by_id: dict[str, str] = {}
-    pages = store.iter_all(include=["documents"])
-    for got in tqdm(
-        pages, desc="topics", disable=not progress, leave=False, total=math.ceil(len(ids) / 5000)
-    ):
-        texts_by_id.update(zip(got["ids"], got["documents"], strict=True))
-    keywords = ctfidf_keywords([texts_by_id.get(cid, "") for cid in ids], labels, k)
-    id_array = np.asarray(ids, dtype=object)
+    order, offsets = snapshots.sort_by_cluster(labels, k)
+    rows = _keyword_rows(order, offsets, len(ids), seed)
+    texts = _texts(store, [ids[i] for i in rows], every=len(rows) == len(ids), progress=progress)
+    keywords = ctfidf_keywords(texts, labels[rows], k)
     topics: list[Topic] = []
     for c in range(k):
-        members = np.nonzero(labels == c)[0]
+        members = order[offsets[c] : offsets[c + 1]]
         rep = members[representative_indices(vectors[members], centroids[c])]
         topics.append(
             Topic(
                 id=c,
                 size=len(members),
                 keywords=keywords[c],
-                representative_ids=[str(x) for x in id_array[rep]],
+                representative_ids=[ids[i] for i in rep],
                 label=keyword_label(keywords[c]),
             )
         )
     return topics
+
+
+def _keyword_rows(order: np.ndarray, offsets: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Rows whose texts feed the keywords ``(m,)`` int64, grouped by cluster, each group in row order."""
+    if n <= KEYWORD_TEXTS:
+        return order
+    k = len(offsets) - 1
+    cap = max(KEYWORD_MIN_PER_TOPIC, KEYWORD_TEXTS // k)
+    rng = np.random.default_rng(seed)
+    parts: list[np.ndarray] = []
+    for c in range(k):
+        members = order[offsets[c] : offsets[c + 1]]
+        if len(members) > cap:
+            members = np.sort(rng.choice(members, cap, replace=False))
+        parts.append(members)
+    return np.concatenate(parts) if parts else order[:0]
+
+
+def _texts(store: ChromaStore, ids: list[str], *, every: bool, progress: bool = False) -> list[str]:
+    """Texts of ``ids`` in that order (``""`` for one deleted meanwhile): read page by page when
+    ``every`` stored chunk is wanted, else by id in batches (a sample)."""
+    found: dict[str, str] = {}
+    if every:
+        pages = store.iter_all(include=["documents"])
+        total = -(-len(ids) // 5000)
+        for got in tqdm(pages, desc="topics", disable=not progress, leave=False, total=total):
+            found.update(zip(got["ids"], got["documents"], strict=True))
+        return [found.get(cid) or "" for cid in ids]
+    step = store.batch_size
+    starts = range(0, len(ids), step)
+    for start in tqdm(starts, desc="topics", disable=not progress, leave=False, total=len(starts)):
+        got = store.get(ids[start : start + step], include=["documents"])
+        found.update(zip(got["ids"], got["documents"], strict=True))
+    return [found.get(cid) or "" for cid in ids]
 
 
 def prune_versions(store: ChromaStore, keep: int) -> None:

@@ -1,0 +1,84 @@
+"""A fit holds its vectors once: blockwise cluster sums and leave-one-out distances equal the
+whole-array figures, a large fit reads a sample of each topic's texts for its keywords, and the
+fitted model searches the memory-mapped snapshot it just wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cluster_rag import ClusterIndex, IndexConfig, fitting
+from cluster_rag.clustering import online
+from cluster_rag.drift import compute_baseline
+from tests.fixtures import FakeEmbedder
+
+
+def unit_rows(n: int, d: int = 16, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_blockwise_sums_and_baseline_match_the_whole_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(online, "BLOCK_ROWS", 37)  # several blocks, the last one partial
+    x = unit_rows(500)
+    labels = np.random.default_rng(1).integers(9, size=500)
+    labels[labels == 8] = 7
+    labels[0] = 8  # a single-chunk cluster: left out of the leave-one-out distances
+    sums = online.cluster_sums(x, labels, 9)
+    direct = np.stack([x[labels == c].astype(np.float64).sum(0) for c in range(9)])
+    assert np.allclose(sums, direct, atol=1e-9)
+    got = fitting._baseline(x, labels, 9, sums)
+    want = compute_baseline(x, labels, 9)
+    assert got.sizes == want.sizes and got.n_chunks == want.n_chunks == 500
+    assert got.mean_distance == pytest.approx(want.mean_distance, abs=1e-9)
+    assert got.p95_distance == pytest.approx(want.p95_distance, abs=1e-9)
+    state = online.initial_state(x, labels, 9, sums=sums)
+    assert np.allclose(state.norms, online.initial_state(x, labels, 9).norms)
+
+
+def test_inertia_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fitting, "BLOCK_ROWS", 29)
+    x, c = unit_rows(200), unit_rows(5, seed=2)
+    labels = np.random.default_rng(3).integers(5, size=200)
+    want = float(np.sum(1.0 - np.einsum("ij,ij->i", x, c[labels]), dtype=np.float64))
+    assert fitting._inertia(x, c, labels) == pytest.approx(want, rel=1e-6)
+
+
+def test_keyword_rows_sample_each_topic_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cluster_rag.store import snapshots
+
+    labels = np.repeat(np.arange(4), [300, 20, 150, 30])
+    order, offsets = snapshots.sort_by_cluster(labels, 4)
+    assert np.array_equal(fitting._keyword_rows(order, offsets, 500, seed=0), order)  # small: every row
+    monkeypatch.setattr(fitting, "KEYWORD_TEXTS", 200)
+    monkeypatch.setattr(fitting, "KEYWORD_MIN_PER_TOPIC", 10)
+    rows = fitting._keyword_rows(order, offsets, 500, seed=0)
+    per_topic = np.bincount(labels[rows], minlength=4)
+    assert per_topic.tolist() == [50, 20, 50, 30]  # capped at 200 // 4, small topics whole
+    assert len(set(rows.tolist())) == len(rows)
+    assert np.array_equal(rows, fitting._keyword_rows(order, offsets, 500, seed=0))  # seeded
+
+
+def test_large_fit_samples_texts_and_searches_the_mapped_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fitting, "KEYWORD_TEXTS", 40)
+    monkeypatch.setattr(fitting, "KEYWORD_MIN_PER_TOPIC", 8)
+    index = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+    words = ["dog cat puppy", "rocket moon orbit", "pasta pizza basil"]
+    index.add_texts([f"{words[i % 3]} note {i}" for i in range(150)])
+    info = index.fit(k=3)
+    assert info.k == 3
+    topics = index.topics()
+    # keywords from a sample of each topic's texts still name the topic's words
+    for topic in topics:
+        assert any(set(topic.keywords[:3]) & set(w.split()) for w in words), topic.keywords
+    # the fresh model's backend is the snapshot the fit wrote, mapped: same rows as a reopen
+    ids, vectors = index.model.backend.members(0)
+    again = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+    ids2, vectors2 = again.model.backend.members(0)
+    assert list(ids) == list(ids2) and np.array_equal(vectors, vectors2)
+    hits = index.search("rocket moon", k=3)
+    assert hits and all("rocket" in h.text for h in hits)

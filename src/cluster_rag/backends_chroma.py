@@ -115,21 +115,25 @@ class ChromaQueryBackend:
         if not ids:
             return _EMPTY
         n = len(ids) if limit is None else min(limit, len(ids))
+        # a bounded search (the hits themselves) reads their texts and metadata in the same call,
+        # so a search is one request to the server; an unbounded one (filter widening) only scores
+        records = limit is not None
         got = self.store.chunks.query(
             query_embeddings=[np.asarray(query, dtype=np.float32)],
             ids=ids,
             n_results=n,
-            include=["distances"],
+            include=["distances", "documents", "metadatas"] if records else ["distances"],
         )
         found: list[str] = list(got["ids"][0])
         position = dict(zip(ids, labels, strict=True))
         scores = 1.0 - np.asarray(got["distances"][0], dtype=np.float32)
-        order = np.argsort(-scores, kind="stable")
-        return Candidates(
-            np.asarray(found, dtype=object)[order],
-            scores[order],
-            np.asarray([position[cid] for cid in found], dtype=np.int64)[order],
+        cands = Candidates(
+            np.asarray(found, dtype=object),
+            scores,
+            np.asarray([position[cid] for cid in found], dtype=np.int64),
+            (list(got["documents"][0]), list(got["metadatas"][0])) if records else None,
         )
+        return cands.take(np.argsort(-scores, kind="stable"))
 
     def vectors(self) -> np.ndarray:
         """Vectors in :meth:`ids` order ``(n, d)`` float32, fetched from Chroma."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -121,15 +122,31 @@ class Candidates:
         ids: ``(m,)`` object array of chunk ids.
         scores: ``(m,)`` float32 cosine similarities, descending.
         labels: ``(m,)`` int64 cluster of each candidate.
+        records: ``(texts, metadatas)``, ``m`` each, when the backend read them in the same call
+            as the scores (a search inside Chroma); ``None``: the caller reads them by id.
     """
 
-    __slots__ = ("ids", "labels", "scores")
+    __slots__ = ("ids", "labels", "records", "scores")
 
-    def __init__(self, ids: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
-        self.ids, self.scores, self.labels = ids, scores, labels
+    def __init__(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        records: tuple[list[str | None], list[dict[str, Any] | None]] | None = None,
+    ) -> None:
+        self.ids, self.scores, self.labels, self.records = ids, scores, labels, records
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, rows: np.ndarray) -> Candidates:
+        """The candidates at ``rows`` ``(r,)`` int64, in that order (records kept)."""
+        records = None
+        if self.records is not None:
+            texts, metas = self.records
+            records = ([texts[i] for i in rows.tolist()], [metas[i] for i in rows.tolist()])
+        return Candidates(self.ids[rows], self.scores[rows], self.labels[rows], records)
 
 
 class RoutingIndex:

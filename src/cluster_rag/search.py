@@ -216,8 +216,7 @@ def _filtered(
             if len(keep) >= k:
                 break
         if len(keep) >= k or probe >= limit:
-            sel = np.asarray(keep[:k], dtype=np.int64)
-            return Candidates(cands.ids[sel], cands.scores[sel], cands.labels[sel])
+            return cands.take(np.asarray(keep[:k], dtype=np.int64))
         probe = min(limit, probe * 2)
 
 
@@ -226,8 +225,12 @@ def _hits(
 ) -> list[Hit]:
     if not len(cands):
         return []
-    got = store.get([str(x) for x in cands.ids])
-    found = dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
+    if cands.records is not None:  # read with the scores (one call to a Chroma server, not two)
+        texts, metas = cands.records
+        found = dict(zip((str(x) for x in cands.ids), zip(texts, metas, strict=True), strict=True))
+    else:
+        got = store.get([str(x) for x in cands.ids])
+        found = dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
     hits: list[Hit] = []
     for cid, score, label in zip(cands.ids, cands.scores, cands.labels, strict=True):
         record = found.get(str(cid))

@@ -22,6 +22,7 @@ machine is shared, so the load average is printed with each table.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -170,33 +171,62 @@ def _load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run_size(n: int, *, repeats: int = 3) -> str:
-    """Build, fit and measure one size; returns its markdown section."""
+#: Above this many rows the "old way" rows (per-chunk metadata rewrite, the loader that read every
+#: vector and metadata) are not measured: each takes minutes and only shows what was replaced.
+OLD_WAY_MAX_ROWS = 500_000
+
+
+def build_store(n: int, folder: Path) -> float:
+    """Write ``n`` synthetic rows (``synthetic_blobs(n, default_k(n), n_queries=100)``) into
+    ``folder/kb`` (collection ``bench``) with ``data.npy`` and ``queries.npy`` beside it; returns
+    the seconds the writes took. Rows go straight to the store: the size tables measure open,
+    fit and search (the add throughput row measures ``add_embeddings`` on its own)."""
     from cluster_rag import ClusterIndex, IndexConfig
     from cluster_rag.clustering import default_k
     from cluster_rag.embedding import content_hash
+
+    data, queries = synthetic_blobs(n, default_k(n), n_queries=100)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "queries.npy", queries)
+    np.save(folder / "data.npy", data)
+    index = ClusterIndex.open(
+        folder / "kb", embedder=Named(), config=IndexConfig(progress=False, collection="bench")
+    )
+    ids = [f"c{i:07d}" for i in range(n)]
+    t0 = time.perf_counter()
+    step = 20_000
+    for s in range(0, n, step):
+        part = range(s, min(n, s + step))
+        texts = [f"chunk {i} topic {i % 97}" for i in part]
+        metas = [{"cr_hash": content_hash(t)} for t in texts]
+        index.store.add(ids[s : s + step], texts, data[s : s + step], metas)
+    t_add = time.perf_counter() - t0
+    del index
+    _forget_clients()
+    (folder / "built.json").write_text(json.dumps({"n": n, "add_s": t_add}))
+    return t_add
+
+
+def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
+    """Build (or ``reuse`` a folder :func:`build_store` wrote and nothing has fitted yet),
+    fit and measure one size; returns its markdown section."""
+    from cluster_rag import ClusterIndex, IndexConfig
+    from cluster_rag.clustering import default_k
     from cluster_rag.store import snapshots
 
     k = default_k(n)
-    data, queries = synthetic_blobs(n, k, n_queries=100)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    tmp = reuse if reuse is not None else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
-        np.save(tmp / "queries.npy", queries)
-        np.save(tmp / "data.npy", data)
+        if reuse is None:
+            t_add = build_store(n, tmp)
+        else:
+            t_add = float(json.loads((tmp / "built.json").read_text())["add_s"])
+        data, queries = np.load(tmp / "data.npy"), np.load(tmp / "queries.npy")
+        assert len(data) == n, f"{tmp} holds {len(data)} rows, not {n}"
         cfg = IndexConfig(progress=False, collection="bench")
-        index = ClusterIndex.open(tmp / "kb", embedder=Named(), config=cfg)
         ids = [f"c{i:07d}" for i in range(n)]
-        t0 = time.perf_counter()
-        step = 20_000
-        # rows written straight to the store (the bench measures open, refit and fit, not ingest)
-        for s in range(0, n, step):
-            part = range(s, min(n, s + step))
-            texts = [f"chunk {i} topic {i % 97}" for i in part]
-            metas = [{"cr_hash": content_hash(t)} for t in texts]
-            index.store.add(ids[s : s + step], texts, data[s : s + step], metas)
-        t_add = time.perf_counter() - t0
-        del index
         _forget_clients()  # the children write the folder; never reuse a cached embedded client
+        old_way = n <= OLD_WAY_MAX_ROWS
 
         fit = _child("fit", tmp)
         km = _child("kmeans", tmp, str(k))
@@ -214,13 +244,16 @@ def run_size(n: int, *, repeats: int = 3) -> str:
         snapshots.write_snapshot(tmp / "probe.npy", data[: len(order)])
         t_new = time.perf_counter() - t0
         snapshots.delete_assignment(store, 9999)
-        t0 = time.perf_counter()
-        store.write_assignments(9999, [str(x) for x in f_ids], f_labels)
-        t_old = time.perf_counter() - t0
-        store.drop_assignments(9999)
+        (tmp / "probe.npy").unlink()
+        t_old = math.nan
+        if old_way:
+            t0 = time.perf_counter()
+            store.write_assignments(9999, [str(x) for x in f_ids], f_labels)
+            t_old = time.perf_counter() - t0
+            store.drop_assignments(9999)
 
         # steady search, recall@10 vs exact
-        exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+        exact = _exact_top10(data, queries)
         col = store.chunks
         col.query(query_embeddings=[queries[0]], n_results=10)
         lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
@@ -236,9 +269,11 @@ def run_size(n: int, *, repeats: int = 3) -> str:
             snap.rename(tmp / "snap-away")
             cold["nosnap"].append(_child("cr", tmp))
             (tmp / "snap-away").rename(snap)
-            cold["legacy"].append(_child("legacy", tmp))
-        med = {m: statistics.median(r["s"] for r in runs) for m, runs in cold.items()}
-        rss = {m: statistics.median(r["rss"] for r in runs) for m, runs in cold.items()}
+            if old_way:
+                cold["legacy"].append(_child("legacy", tmp))
+        nan = {"s": math.nan, "rss": math.nan}
+        med = {m: statistics.median(r["s"] for r in runs or [nan]) for m, runs in cold.items()}
+        rss = {m: statistics.median(r["rss"] for r in runs or [nan]) for m, runs in cold.items()}
         raw_mb = data.nbytes / 2**20
         p50_cr, p50_plain = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
         rows = [
@@ -256,9 +291,9 @@ def run_size(n: int, *, repeats: int = 3) -> str:
             ],
             [
                 "cold: old loader (open + every vector and metadata)",
-                f"{med['legacy']:.2f} s",
+                f"{med['legacy']:.2f} s" if old_way else "not measured at this size",
                 f"{med['plain']:.2f} s",
-                f"{med['legacy'] / med['plain']:.2f}x",
+                f"{med['legacy'] / med['plain']:.2f}x" if old_way else "",
             ],
             [
                 "RSS after open + first search (snapshot)",
@@ -275,8 +310,8 @@ def run_size(n: int, *, repeats: int = 3) -> str:
             [
                 "refit write: assignment stored once vs per-chunk `cr_v<N>` rewrite",
                 f"{t_new:.2f} s",
-                f"{t_old:.2f} s",
-                f"{t_new / t_old:.3f}x",
+                f"{t_old:.2f} s" if old_way else "not measured at this size",
+                f"{t_new / t_old:.3f}x" if old_way else "",
             ],
             [
                 f"fit() total (k={fit['k']}, engine {fit['engine']}) vs its k-means alone",
@@ -320,10 +355,11 @@ def run_size(n: int, *, repeats: int = 3) -> str:
         )
         return f"### {n:,} chunks\n\n{table}\n\n{note}\n"
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if reuse is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_server(n: int, *, repeats: int = 3) -> str:
+def run_server(n: int, *, repeats: int = 3, scifact: bool = True) -> str:
     """The same data behind a ``chroma run`` server on 127.0.0.1: cold connect + first search and
     steady search of the Chroma-side backend against plain ``HttpClient`` queries."""
     import socket
@@ -357,7 +393,7 @@ def run_server(n: int, *, repeats: int = 3) -> str:
             t0 = time.perf_counter()
             index.fit()
             t_fit = time.perf_counter() - t0
-            exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+            exact = _exact_top10(data, queries)
             col = index.store.chunks
             lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
             backend = type(index.model.backend).__name__
@@ -366,6 +402,7 @@ def run_server(n: int, *, repeats: int = 3) -> str:
             for _ in range(repeats):
                 for mode in cold:
                     cold[mode].append(_child(mode, tmp, url))
+            sf_rows = run_scifact(url) if scifact else []
         med = {m: statistics.median(r["s"] for r in runs) for m, runs in cold.items()}
         rss = {m: statistics.median(r["rss"] for r in runs) for m, runs in cold.items()}
         p50_cr, p50_plain = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
@@ -398,28 +435,178 @@ def run_server(n: int, *, repeats: int = 3) -> str:
             f"fit() {t_fit:.0f} s (reads every vector over HTTP once). Medians of {repeats} cold starts. "
             f"Load average (1/5/15 min): {_load()} on 2 shared cores."
         )
-        return f"### {n:,} chunks behind a Chroma server\n\n{table}\n\n{note}\n"
+        out = f"### {n:,} chunks behind a Chroma server\n\n{table}\n\n{note}\n"
+        if sf_rows:
+            out += f"\n{md_table(SCIFACT_HEADERS, sf_rows)}\n"
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main(quick: bool = False) -> str:
+def _exact_top10(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``(q, 10)`` rows of the exact top 10 by cosine, best first (scored in blocks of rows)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    step = 100_000
+    for start in range(0, len(data), step):
+        s = queries @ data[start : start + step].T
+        top = np.argpartition(-s, 9, axis=1)[:, :10]
+        best_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)
+        best_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :10]
+        best_s, best_i = np.take_along_axis(best_s, keep, axis=1), np.take_along_axis(best_i, keep, axis=1)
+    return best_i
+
+
+def run_add(n: int = 20_000, *, rounds: int = 2) -> str:
+    """``add_embeddings`` (fresh, unfitted index) against raw ``collection.add`` of the same rows
+    (ids, texts, vectors; batches of 5,000) into a fresh collection; rounds alternate the order."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from cluster_rag import ClusterIndex, IndexConfig
+    from cluster_rag.clustering import default_k
+
+    data, _ = synthetic_blobs(n, default_k(n), n_queries=1)
+    ids = [f"a{i:07d}" for i in range(n)]
+    texts = [f"chunk {i} topic {i % 97}" for i in range(n)]
+    rates: dict[str, list[float]] = {"cr": [], "raw": []}
+    for r in range(rounds):
+        for mode in ("cr", "raw") if r % 2 == 0 else ("raw", "cr"):
+            tmp = Path(tempfile.mkdtemp(prefix="bench-scale-add-"))
+            try:
+                if mode == "cr":
+                    cfg = IndexConfig(progress=False, collection="bench")
+                    index = ClusterIndex.open(tmp / "kb", embedder=Named(), config=cfg)
+                    t0 = time.perf_counter()
+                    index.add_embeddings(texts, data, ids=ids)
+                    rates[mode].append(n / (time.perf_counter() - t0))
+                    del index
+                else:
+                    client = chromadb.PersistentClient(
+                        path=str(tmp / "kb"), settings=Settings(anonymized_telemetry=False)
+                    )
+                    col = client.create_collection("bench", metadata={"hnsw:space": "cosine"})
+                    t0 = time.perf_counter()
+                    for s in range(0, n, 5000):
+                        col.add(
+                            ids=ids[s : s + 5000],
+                            documents=texts[s : s + 5000],
+                            embeddings=data[s : s + 5000],
+                        )
+                    rates[mode].append(n / (time.perf_counter() - t0))
+                    del col, client
+            finally:
+                _forget_clients()
+                shutil.rmtree(tmp, ignore_errors=True)
+    cr, raw = statistics.median(rates["cr"]), statistics.median(rates["raw"])
+    table = md_table(
+        [
+            f"add {n} rows (d=384), fresh store",
+            "cluster-rag `add_embeddings`",
+            "raw `collection.add`",
+            "ratio",
+        ],
+        [["throughput (rows/s, median)", f"{cr:.0f}", f"{raw:.0f}", f"{cr / raw:.2f}x"]],
+    )
+    note = (
+        f"Median of {rounds} rounds each, order alternated; every round a fresh folder. Load average "
+        f"(1/5/15 min): {_load()} on 2 shared cores."
+    )
+    return f"### add throughput\n\n{table}\n\n{note}\n"
+
+
+def scifact_ndcg(index: Any, D: np.ndarray, Q: np.ndarray, ds: Any) -> tuple[float, float, float]:
+    """Routed nDCG@10 (``search_by_vector``, default route), exact nDCG@10 (numpy over every
+    abstract) and the routed recall@10 against exact, over the SciFact test questions."""
+    from cluster_rag.evaluation import ndcg_at_k
+
+    doc_ids = np.asarray(ds.doc_ids, dtype=object)
+    exact = [list(doc_ids[r]) for r in _exact_top10(D, Q)]
+    routed = [[h.id for h in index.search_by_vector(q, k=10)] for q in Q]
+    nd_r = float(np.mean([ndcg_at_k(r, ds.qrels[q]) for r, q in zip(routed, ds.query_ids, strict=True)]))
+    nd_e = float(np.mean([ndcg_at_k(e, ds.qrels[q]) for e, q in zip(exact, ds.query_ids, strict=True)]))
+    rec = float(np.mean([len(set(r) & set(e)) / 10 for r, e in zip(routed, exact, strict=True)]))
+    return nd_r, nd_e, rec
+
+
+def run_scifact(url: str | None = None) -> list[list[str]]:
+    """SciFact routed vs exact nDCG@10 with the embedded numpy backend over the stored snapshot (a
+    reopened folder) and, given a server ``url``, with the Chroma-side backend (``connect``)."""
+    from bench.datasets import scifact
+    from bench.embed_cache import cached_embeddings
+    from cluster_rag import ClusterIndex, IndexConfig, SentenceTransformerEmbedder
+
+    ds = scifact("test")
+    D, Q = cached_embeddings(ds.docs, progress=False), cached_embeddings(ds.queries, progress=False)
+    emb = SentenceTransformerEmbedder(cache_size=0)  # names the model; never asked to embed here
+    cfg = IndexConfig(progress=False, collection="scifact")
+    rows: list[list[str]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-scifact-"))
+    try:
+        index = ClusterIndex.open(tmp / "kb", embedder=emb, config=cfg)
+        index.add_embeddings(ds.docs, D, ids=ds.doc_ids)
+        index.fit()
+        del index
+        _forget_clients()
+        index = ClusterIndex.open(tmp / "kb", embedder=emb, config=cfg, create=False)  # reads the snapshot
+        nd_r, nd_e, rec = scifact_ndcg(index, D, Q, ds)
+        name = f"embedded ({type(index.model.backend).__name__}, mapped snapshot)"
+        rows.append([name, f"{nd_r:.4f}", f"{nd_e:.4f}", f"{nd_r / nd_e:.3f}x", f"{rec:.3f}"])
+        del index
+        if url is not None:
+            index = ClusterIndex.connect(url, embedder=emb, config=cfg)
+            index.add_embeddings(ds.docs, D, ids=ds.doc_ids)
+            index.fit()
+            index = ClusterIndex.connect(url, embedder=emb, config=cfg, create=False)
+            nd_r, nd_e, rec = scifact_ndcg(index, D, Q, ds)
+            name = f"server ({type(index.model.backend).__name__}, inside Chroma)"
+            rows.append([name, f"{nd_r:.4f}", f"{nd_e:.4f}", f"{nd_r / nd_e:.3f}x", f"{rec:.3f}"])
+    finally:
+        _forget_clients()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+SCIFACT_HEADERS = [
+    "SciFact test (5,183 abstracts, 300 questions)",
+    "routed nDCG@10",
+    "exact nDCG@10",
+    "x exact",
+    "recall@10 vs exact",
+]
+
+
+def main(quick: bool = False, *, size: int | None = None, store: Path | None = None) -> str:
+    """Run the suite; ``size`` (or ``BENCH_SCALE_SIZE``) replaces the default size, ``store`` (or
+    ``BENCH_SCALE_STORE``) reuses a folder :func:`build_store` wrote for that size."""
     pin_threads(1)
-    sizes = [100_000] if quick else [200_000]
-    parts = ["## Scale (`python -m bench scale" + (" --quick" if quick else "") + "`)\n"]
-    for n in sizes:
-        section = run_size(n)
+    size = size or int(os.environ.get("BENCH_SCALE_SIZE", "0")) or (100_000 if quick else 200_000)
+    env_store = os.environ.get("BENCH_SCALE_STORE")
+    store = store or (Path(env_store) if env_store else None)
+    flag = " --quick" if quick else (f" --size {size}" if size != 200_000 else "")
+    parts = [f"## Scale (`python -m bench scale{flag}`)\n"]
+    section = run_size(size, reuse=store)
+    print(section, flush=True)
+    parts.append(section)
+    if os.environ.get("BENCH_SCALE_ADD", "1") != "0":
+        section = run_add(5_000 if quick else 20_000)
         print(section, flush=True)
         parts.append(section)
+    scifact = os.environ.get("BENCH_SCALE_SCIFACT", "1") != "0"
     if os.environ.get("BENCH_SCALE_SERVER", "1") != "0":
-        section = run_server(sizes[0] // 5)
+        section = run_server(min(size // 5, 40_000), scifact=scifact)
+        print(section, flush=True)
+        parts.append(section)
+    elif scifact:
+        section = f"### SciFact, embedded\n\n{md_table(SCIFACT_HEADERS, run_scifact(None))}\n"
         print(section, flush=True)
         parts.append(section)
     text = "\n".join(parts)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("scale.quick.md" if quick else "scale.md")).write_text(text)
+    name = "scale.quick.md" if quick else ("scale.md" if size == 200_000 else f"scale.{size}.md")
+    (RESULTS / name).write_text(text)
     return text
-
 
 
 def _steady(
@@ -446,4 +633,16 @@ def _steady(
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--size", type=int, default=None, help="rows (default 200,000; --quick 100,000)")
+    parser.add_argument("--store", type=Path, default=None, help="reuse a folder build_store wrote")
+    parser.add_argument("--build", type=Path, default=None, help="only write --size rows into this folder")
+    args = parser.parse_args()
+    if args.build is not None:
+        pin_threads(1)
+        print(f"wrote {args.size} rows in {build_store(args.size, args.build):.0f} s")
+    else:
+        main(quick=args.quick, size=args.size, store=args.store)

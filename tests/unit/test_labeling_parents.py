@@ -118,6 +118,8 @@ def test_a_parent_copying_its_child_or_listing_keywords_falls_back() -> None:
             return req.children[0]  # "Dog training", its largest child
         if req.topic_id == 11:
             return " / ".join(req.keywords[:3])
+        if req.topic_id == 12:
+            return "Rocket / orbit" if attempt == 0 else "Music"  # a sibling's keywords, then a name
         return f"Group {req.topic_id}"
 
     run = label_parents(tree(), leaves(), ScriptedLabeler(script), cache={})
@@ -125,7 +127,8 @@ def test_a_parent_copying_its_child_or_listing_keywords_falls_back() -> None:
     assert by_id[10].status == "fallback" and "'Dog training' is already used" in (by_id[10].error or "")
     assert by_id[11].status == "fallback" and "list of the group's keywords" in (by_id[11].error or "")
     assert "keyword-list name" in (by_id[11].error or "")
-    assert by_id[12].status == "ok"
+    assert by_id[12].status == "repaired" and by_id[12].label == "Music"
+    assert "'Rocket / orbit' is a list of the group's keywords" in (by_id[12].error or "")
 
 
 def test_unchanged_parents_are_cached_pinned_ones_kept_and_names_survive_json() -> None:

@@ -9,7 +9,8 @@ The check here does not trust the labeler: whatever names it returns, a parent n
 that equals a reserved name (every topic and lower parent, the kept names of its
 level), a sibling's or a child's name, or a name accepted earlier at its level is
 rejected; so is an LLM name that nearly equals one (:func:`.names.closest_clash`) or
-that is just a keyword list (:func:`.names.keyword_list_problem`). The rejected
+that is just a keyword list (:func:`.names.keyword_list_problem`, against its keywords and
+its children's and siblings' names). The rejected
 parents are asked once more, with the accepted names reserved; a name still rejected
 becomes a distinct keyword label, status ``"fallback"``, with the reason in ``error``.
 """
@@ -246,4 +247,5 @@ def _problem(req: LabelRequest, res: LabelResult, accepted: list[str]) -> str | 
     close = closest_clash(res.name, others)
     if close is not None:
         return f"the name {res.name!r} is too close to {close!r}, the name of another group"
-    return keyword_list_problem(res.name, [*req.keywords, *req.children])
+    # words of the siblings' names count too: "car / bike" for a politics group copies a sibling's keywords
+    return keyword_list_problem(res.name, [*req.keywords, *req.children, *req.siblings])

@@ -106,7 +106,10 @@ def build_messages(
         what = "Other broad groups" if request.children else "Similar groups already named"
         tail = f"\n{what} (pick a different name): {names}\n"
     ask = (
-        "\nName this broad group: what its subtopics have in common, not one subtopic's name."
+        # SmolLM2-135M echoed "what its subtopics have in common" as the name (0 of 7 20NG parents
+        # named); asking for the covering topic in 1-4 plain words named 3 of 7 (bench/labels.py)
+        "\nGive the broad topic that covers all of these subtopics: a plain name of 1 to 4 words "
+        "(not a question, not a list, not one subtopic's name), and one short sentence."
         if request.children
         else "\nName this group."
     )

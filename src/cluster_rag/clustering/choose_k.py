@@ -592,6 +592,15 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
     return 1.0 if top == expected else (both - expected) / (top - expected)
 
 
+def _onehot(labels: np.ndarray, m: int, values: np.ndarray) -> Any:
+    """Sparse ``(len(labels), m)`` indicator with ``values`` at ``(i, labels[i])``: ``X @ onehot`` sums
+    the columns of each group in ``O(rows(X) * len(labels))`` instead of a dense ``O(... * m)`` product."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.arange(len(labels))
+    return csr_matrix((np.asarray(values, dtype=np.float64), (rows, labels)), shape=(len(labels), m))
+
+
 def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Silhouette of weighted points: mean distances and the final mean weighted by chunk counts.
 
@@ -605,9 +614,8 @@ def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarr
     m = int(lab.max()) + 1
     if not 2 <= m < len(lab):
         return math.nan
-    onehot = np.zeros((len(lab), m))
-    onehot[np.arange(len(lab)), lab] = weights
-    totals = onehot.sum(0)
+    onehot = _onehot(lab, m, weights)
+    totals = np.bincount(lab, weights=weights, minlength=m)
     mean = (dist @ onehot) / np.maximum(totals, 1e-12)  # (k, m) weighted mean distance to each group
     own_total = totals[lab] - weights  # own group without the leaf itself
     rows = np.arange(len(lab))
@@ -772,9 +780,11 @@ def _broad_candidate(
             continue
         sub_lab = renumber(sub_cuts[m])
         sub_sil.append(_weighted_silhouette(dist[np.ix_(idx, idx)], sub_lab, w[idx]))
-        onehot = np.zeros((len(idx), m))
-        onehot[np.arange(len(idx)), sub_lab] = 1.0
-        norms = np.sqrt(np.maximum(((gram @ onehot) * onehot).sum(0), 1e-24))
+        onehot = _onehot(sub_lab, m, np.ones(len(idx)))
+        # |sum of a group's weighted members|^2 = sum of its block of the Gram matrix
+        own = np.take_along_axis(gram @ onehot, sub_lab[:, None], 1)[:, 0]
+        within = np.bincount(sub_lab, weights=own, minlength=m)
+        norms = np.sqrt(np.maximum(within, 1e-24))
         scores.append(weighted_ari(lab, ((sims @ onehot) / norms).argmax(1), w))
     stab = float(np.mean(scores)) if scores else math.nan
     se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan

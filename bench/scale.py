@@ -167,6 +167,11 @@ def _forget_clients() -> None:
     SharedSystemClient.clear_system_cache()
 
 
+def _progress(line: str) -> None:
+    """One progress line on stderr (a long run shows how far it got)."""
+    print(f"[scale {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
 def _load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -229,7 +234,9 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
         old_way = n <= OLD_WAY_MAX_ROWS
 
         fit = _child("fit", tmp)
+        _progress(f"{n}: fit {fit}")
         km = _child("kmeans", tmp, str(k))
+        _progress(f"{n}: k-means {km}")
 
         _forget_clients()
         # refit write: stored once vs the old per-chunk metadata rewrite (same ids, labels)
@@ -257,6 +264,8 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
         col = store.chunks
         col.query(query_embeddings=[queries[0]], n_results=10)
         lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
+        p50s = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
+        _progress(f"{n}: steady p50 {p50s[0]:.2f} vs {p50s[1]:.2f} ms (plain)")
         del index, store, model, col
         _forget_clients()
 

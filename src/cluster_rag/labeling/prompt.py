@@ -106,8 +106,9 @@ def build_messages(
         what = "Other broad groups" if request.children else "Similar groups already named"
         tail = f"\n{what} (pick a different name): {names}\n"
     ask = (
-        # SmolLM2-135M echoed "what its subtopics have in common" as the name (0 of 7 20NG parents
-        # named); asking for the covering topic in 1-4 plain words named 3 of 7 (bench/labels.py)
+        # SmolLM2-135M echoed "what its subtopics have in common" as the name: with keyword-named
+        # subtopics 0 of 7 20NG parents got a name, asking for the covering topic in 1-4 plain words
+        # 3 of 7 (a probe of bench/labels.py's quick fit); with its own subtopic names 1 of 7 (bench)
         "\nGive the broad topic that covers all of these subtopics: a plain name of 1 to 4 words "
         "(not a question, not a list, not one subtopic's name), and one short sentence."
         if request.children

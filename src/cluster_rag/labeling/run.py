@@ -37,7 +37,7 @@ from ..store import ChromaStore
 from ..types import Topic
 from .base import Labeler, LabelReport, LabelResult, TopicLabelStatus, label_key, normalize_name
 from .parent_run import label_parents, parent_cache
-from .plan import CachedLabel, apply_result, build_requests, cache_of
+from .plan import apply_result, build_requests, cache_of
 
 __all__ = ["label_topics", "pin_name", "store_topics", "unpin"]
 
@@ -83,7 +83,7 @@ def store_topics(
 def _renamed_tree(stored: Any, model: ClusterModel, names: NamesChange) -> dict[str, Any]:
     """The stored tree (or, for a version stored without one, the model's) with ``names`` applied."""
     try:
-        tree = TopicTree.from_dict(stored) if stored else model.tree
+        tree = TopicTree.from_dict(stored) if isinstance(stored, dict) and stored else model.tree
     except InvalidInputError:
         tree = model.tree
     return tree.with_names(names(dict(tree.names))).to_dict()
@@ -124,7 +124,8 @@ def label_topics(
     )
     requests = [replace(r, topic_id=t.id) for r, t in zip(requests, topics, strict=True)]
     keys = {r.topic_id: label_key(labeler.cache_id, r) for r in requests}
-    cache = _kept_labels(store, model)
+    older = _older_payloads(store, model)
+    cache = cache_of([model.topics, *([Topic.from_dict(t) for t in p.get("topics", [])] for p in older)])
     cached = {}
     if not force:
         cached = {t.id: cache[keys[t.id]] for t in topics if not t.pinned and keys[t.id] in cache}
@@ -149,7 +150,7 @@ def label_topics(
         return apply_result(t, by_id[t.id], keys[t.id]) if t.id in by_id else t
 
     leaves = [relabel(t) for t in topics]  # by position, current sizes: what the parents are named from
-    cache = parent_cache(_kept_trees(store, model))
+    cache = parent_cache([model.tree, *_trees(older)])
     parents = label_parents(model.tree, leaves, labeler, cache=cache, force=force, progress=progress)
     stored = store_topics(store, version, relabel, parents.merge, model)
     report = LabelReport(
@@ -164,27 +165,24 @@ def label_topics(
     return stored, report
 
 
-def _kept_trees(store: ChromaStore, model: ClusterModel) -> list[TopicTree]:
-    """The topic trees of ``model`` and of every other kept version (their parent names are reusable)."""
-    trees = [model.tree]
-    for v in store.versions():
-        payload = store.load_model(v) if v != model.version else None
-        if payload is not None and payload.get("tree"):
-            try:
-                trees.append(TopicTree.from_dict(payload["tree"]))
-            except InvalidInputError:
-                continue
+def _older_payloads(store: ChromaStore, model: ClusterModel) -> list[dict[str, Any]]:
+    """The payloads of every kept version but ``model``'s (their labels are reusable)."""
+    payloads = (store.load_model(v) for v in store.versions() if v != model.version)
+    return [p for p in payloads if p is not None]
+
+
+def _trees(payloads: list[dict[str, Any]]) -> list[TopicTree]:
+    """The stored topic trees of ``payloads`` (versions without one, or of an unknown format, skipped)."""
+    trees = []
+    for payload in payloads:
+        data = payload.get("tree")
+        if not isinstance(data, dict):
+            continue
+        try:
+            trees.append(TopicTree.from_dict(data))
+        except InvalidInputError:
+            continue
     return trees
-
-
-def _kept_labels(store: ChromaStore, model: ClusterModel) -> dict[str, CachedLabel]:
-    """Reusable labels by cache key, from ``model``'s topics and those of every other kept version."""
-    older = []
-    for v in store.versions():
-        payload = store.load_model(v) if v != model.version else None
-        if payload is not None:
-            older.append([Topic.from_dict(t) for t in payload.get("topics", [])])
-    return cache_of([model.topics, *older])
 
 
 def _statuses(stored: list[Topic], by_id: dict[int, LabelResult]) -> list[TopicLabelStatus]:

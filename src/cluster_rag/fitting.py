@@ -141,8 +141,73 @@ def previous_of(
     )
 
 
-def _load_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
-    """Every stored chunk id and its vector ``(n, d)`` float32 (no metadata)."""
+def _load_vectors(store: ChromaStore, active: ClusterModel | None = None) -> tuple[list[str], np.ndarray]:
+    """Every stored chunk id and its vector ``(n, d)`` float32 (no metadata), in Chroma's order.
+
+    A refit of an embedded store whose active version has a snapshot reads the vectors the
+    version was fitted on from it (:func:`_from_snapshot`); otherwise every vector is read
+    from Chroma.
+    """
+    if active is not None and not is_server_store(store):
+        found = _from_snapshot(store, active)
+        if found is not None:
+            return found
+    return _read_all_vectors(store)
+
+
+def _from_snapshot(store: ChromaStore, active: ClusterModel) -> tuple[list[str], np.ndarray] | None:
+    """:func:`_load_vectors` from the active version's memory-mapped snapshot: the stored ids are
+    listed (no vectors), chunks marked as added since the fit (``cr_added_v<N>``, which also marks
+    a fitted id written again) and ids the snapshot lacks are read from Chroma; every other
+    vector is the snapshot's row. Same ids, order and vectors as reading everything, at the cost
+    of an id listing. ``None``: the version has no readable snapshot."""
+    record = active.record
+    entry = record.extras.get("assignment")
+    if entry is None:
+        return None
+    fitted = snapshots.load_assignment(store, record.info.version, entry)
+    if fitted is None:
+        return None
+    dim = store.dimension
+    path = snapshots.snapshot_path(store, record.info.version, fitted.digest)
+    if snapshots.read_snapshot(path, len(fitted), dim) is None:
+        return None
+    ids: list[str] = []
+    for got in store.iter_all(include=[]):
+        ids.extend(got["ids"])
+    fresh: dict[str, np.ndarray] = {}
+    mark = added_key(record.info.version)
+    for got in store.iter_all(include=["embeddings"], where={mark: {"$gte": 1}}):
+        fresh.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    row_of = {cid: i for i, cid in enumerate(fitted.ids.tolist())}
+    rows = np.fromiter((-1 if cid in fresh else row_of.get(cid, -1) for cid in ids), np.int64, len(ids))
+    missing = [ids[i] for i in np.nonzero(rows < 0)[0] if ids[i] not in fresh]
+    for start in range(0, len(missing), store.batch_size):
+        got = store.get(missing[start : start + store.batch_size], include=["embeddings"])
+        fresh.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    vectors = np.empty((len(ids), dim), np.float32)
+    dest = np.full(len(fitted), -1, dtype=np.int64)
+    known = np.nonzero(rows >= 0)[0]
+    dest[rows[known]] = known
+    if not snapshots.scatter_snapshot(path, len(fitted), dim, dest, vectors):
+        return None
+    gone: list[int] = []
+    for i in np.nonzero(rows < 0)[0].tolist():
+        vec = fresh.get(ids[i])
+        if vec is None:  # deleted between the listing and the read
+            gone.append(i)
+        else:
+            vectors[i] = vec
+    if gone:
+        keep = np.ones(len(ids), dtype=bool)
+        keep[gone] = False
+        ids = [cid for cid, k in zip(ids, keep.tolist(), strict=True) if k]
+        vectors = vectors[keep]
+    return ids, vectors
+
+
+def _read_all_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
+    """Every stored chunk id and its vector ``(n, d)`` float32, read from Chroma page by page."""
     ids: list[str] = []
     vectors = np.zeros((store.count() + 1024, store.dimension), np.float32)
     n = 0
@@ -193,7 +258,7 @@ def fit_version(
         NotFittedError: fewer than 2 chunks stored.
         InvalidKError: ``k`` out of range.
     """
-    ids, vectors = _load_vectors(store)
+    ids, vectors = _load_vectors(store, active)
     if len(ids) < 2:
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"

@@ -82,3 +82,29 @@ def test_large_fit_samples_texts_and_searches_the_mapped_snapshot(
     assert list(ids) == list(ids2) and np.array_equal(vectors, vectors2)
     hits = index.search("rocket moon", k=3)
     assert hits and all("rocket" in h.text for h in hits)
+
+
+def test_refit_reads_the_snapshot_and_sees_what_reading_everything_sees(tmp_path: Path) -> None:
+    emb = FakeEmbedder()
+    index = ClusterIndex.open(tmp_path / "kb", embedder=emb, config=IndexConfig(progress=False))
+    words = ["dog cat puppy", "rocket moon orbit", "pasta pizza basil"]
+    index.add_texts([f"{words[i % 3]} note {i}" for i in range(90)], ids=[f"c{i}" for i in range(90)])
+    index.fit(k=3)
+    index.add_texts(["rocket launch pad", "basil pesto"], ids=["new1", "new2"])  # marked as added
+    index.delete(["c5", "c6"])
+    index.delete(["c7"])
+    index.add_texts(["a guitar now, not a dog"], ids=["c7"])  # a fitted id written again
+    # written without this version's mark (as by a process still on an older version)
+    index.store.add(["raw1"], ["drum solo"], emb.embed(["drum solo"]), [{"cr_hash": "x"}])
+    active = index.model
+    assert fitting._from_snapshot(index.store, active) is not None  # the snapshot path is taken
+    ids, vectors = fitting._load_vectors(index.store, active)
+    want_ids, want_vectors = fitting._read_all_vectors(index.store)
+    assert ids == want_ids and len(ids) == 90 - 2 + 2 + 1
+    assert np.array_equal(vectors, want_vectors)
+    # without a readable snapshot the refit reads everything from Chroma
+    for snap in (tmp_path / "kb" / "cluster_rag").rglob("*.npy"):
+        snap.unlink()
+    assert fitting._from_snapshot(index.store, active) is None
+    info = index.fit(k=3)
+    assert info.n_chunks == len(want_ids)

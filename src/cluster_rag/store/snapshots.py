@@ -46,6 +46,7 @@ __all__ = [
     "fitted_positions",
     "load_assignment",
     "read_snapshot",
+    "scatter_snapshot",
     "save_assignment",
     "snapshot_folder",
     "snapshot_path",
@@ -240,6 +241,38 @@ def read_snapshot(path: Path | None, n: int, dimension: int) -> np.ndarray | Non
     if vectors.shape != (n, dimension) or vectors.dtype != np.float32:
         return None
     return vectors
+
+
+def scatter_snapshot(path: Path | None, n: int, dimension: int, dest: np.ndarray, out: np.ndarray) -> bool:
+    """Copy snapshot row ``r`` into ``out[dest[r]]`` for every ``dest[r] >= 0``, reading the file
+    sequentially in blocks of :data:`WRITE_ROWS` rows with plain reads (a memory map would add every
+    page read to the process's resident memory). ``False`` (``out`` untouched): the file is missing
+    or not ``(n, dimension)`` float32.
+
+    Args:
+        dest: ``(n,)`` int64 target row of each snapshot row, ``-1``: not wanted.
+        out: ``(m, dimension)`` float32, written in place.
+    """
+    if path is None or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(fh)
+            if shape != (n, dimension) or fortran or dtype != np.float32:
+                return False
+            for start in range(0, n, WRITE_ROWS):
+                count = min(WRITE_ROWS, n - start)
+                block = np.fromfile(fh, dtype=np.float32, count=count * dimension).reshape(count, dimension)
+                targets = dest[start : start + count]
+                wanted = targets >= 0
+                out[targets[wanted]] = block[wanted]
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def delete_snapshots(store: Any, version: int) -> None:

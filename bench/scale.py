@@ -235,6 +235,8 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
 
         fit = _child("fit", tmp)
         _progress(f"{n}: fit {fit}")
+        refit = _child("fit", tmp) if os.environ.get("BENCH_SCALE_REFIT", "1") != "0" else None
+        _progress(f"{n}: refit {refit}")
         km = _child("kmeans", tmp, str(k))
         _progress(f"{n}: k-means {km}")
 
@@ -327,6 +329,18 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
                 f"{fit['s']:.1f} s",
                 f"{km['ours']:.1f} s",
                 f"{fit['s'] / km['ours']:.2f}x",
+            ],
+            [
+                "refit() total (same data, vectors from the snapshot) vs the k-means alone",
+                f"{refit['s']:.1f} s" if refit else "not measured",
+                f"{km['ours']:.1f} s",
+                f"{refit['s'] / km['ours']:.2f}x" if refit else "",
+            ],
+            [
+                "refit() peak RSS above the opened process vs raw vector bytes",
+                f"{refit['peak'] - refit['rss_before']:.0f} MB" if refit else "not measured",
+                f"{raw_mb:.0f} MB",
+                f"{(refit['peak'] - refit['rss_before']) / raw_mb:.2f}x" if refit else "",
             ],
             [
                 "k-means (SphericalKMeans faiss) vs raw faiss.Kmeans (same k, 25 iter)",

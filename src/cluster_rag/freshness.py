@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from .errors import NotFittedError
 from .guard import retry_transient
@@ -97,8 +98,9 @@ class ActiveModel:
         self._model, self._loaded = model, True
         return model
 
-    def swap_topics(self, version: int, topics: list[Topic]) -> None:
-        """Replace the held model's topics, if it is still ``version``."""
+    def swap_labels(self, version: int, topics: list[Topic], tree: dict[str, Any] | None = None) -> None:
+        """Replace the held model's topics (and stored topic-tree payload), if it is still ``version``."""
         model = self._model
         if model is not None and model.version == version:
-            self._model = model.evolve(topics=tuple(topics))
+            extras = model.record.extras if tree is None else {**model.record.extras, "tree": tree}
+            self._model = model.evolve(topics=tuple(topics), extras=extras)

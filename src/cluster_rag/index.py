@@ -344,7 +344,8 @@ class ClusterIndex:
         self, labeler: Labeler | None = None, *, force: bool = False, n_representatives: int = 5,
         n_siblings: int = 5,
     ) -> LabelReport:
-        """Name the active version's topics and store the names with it (:mod:`~cluster_rag.labeling.run`).
+        """Name the active version's topics, then the parent nodes of its topic tree, and store the names
+        with it (:mod:`~cluster_rag.labeling.run`).
 
         Args:
             labeler: :class:`~cluster_rag.labeling.KeywordLabeler` (default),
@@ -357,48 +358,36 @@ class ClusterIndex:
             NotFittedError: no model yet.
             LabelingError: the labeler broke its contract or the server refused the key/model.
         """
-        from .labeling import KeywordLabeler
         from .labeling.run import label_topics
 
-        labeler = KeywordLabeler() if labeler is None else labeler
-        if not isinstance(labeler, Labeler):
-            raise InvalidInputError(
-                f"labeler {type(labeler).__name__} lacks cache_id / label(requests, reserved=, progress=); "
-                "use KeywordLabeler() or OpenAILabeler(client=..., model=...)"
-            )
-        check_int(n_representatives, "n_representatives", low=1)
-        check_int(n_siblings, "n_siblings", low=0)
-        check_bool(force, "force")
         model = self.model
         stored, report = label_topics(
             self.store, model, labeler, force=force, n_representatives=n_representatives,
             n_siblings=n_siblings, progress=self.config.progress,
         )
         with self._write_lock:
-            self._active.swap_topics(model.version, stored)
+            self._active.swap_labels(stored.version, stored.topics, stored.tree)
         return report
 
     def rename_topic(self, topic: int | str, name: str, *, description: str | None = None) -> Topic:
-        """Give a topic a human label and pin it (:meth:`label` keeps it); a blank, over-long, numeric or
-        already used name raises :class:`InvalidInputError`, an unknown topic :class:`UnknownTopicError`."""
+        """Give a topic, or a parent node of the topic tree, a human label and pin it (:meth:`label`
+        keeps it); a blank, over-long, numeric or already used name raises :class:`InvalidInputError`."""
         from .labeling.run import pin_name
 
         name, description = check_topic_name(name, description)
         with self._write_lock:
-            model = self.model
-            tid = model.resolve_topics([topic])[0]
-            self._active.swap_topics(model.version, pin_name(self.store, model, tid, name, description))
-        return self.topic(tid)
+            node, stored = pin_name(self.store, self.model, topic, name, description)
+            self._active.swap_labels(stored.version, stored.topics, stored.tree)
+        return self.topic(node)
 
     def unpin_topic(self, topic: int | str) -> Topic:
-        """Release a pinned label: the next :meth:`label` run may rename the topic."""
+        """Release a pinned label (of a topic or parent node): the next :meth:`label` run may rename it."""
         from .labeling.run import unpin
 
         with self._write_lock:
-            model = self.model
-            tid = model.resolve_topics([topic])[0]
-            self._active.swap_topics(model.version, unpin(self.store, model, tid))
-        return self.topic(tid)
+            node, stored = unpin(self.store, self.model, topic)
+            self._active.swap_labels(stored.version, stored.topics, stored.tree)
+        return self.topic(node)
 
     # living index -------------------------------------------------------------------
     def drift(self, thresholds: DriftThresholds | None = None) -> DriftReport:

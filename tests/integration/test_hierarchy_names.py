@@ -90,3 +90,27 @@ def test_parent_names_are_stored_shown_and_kept(demo_index: ClusterIndex) -> Non
     assert [t.label for t in demo_index.topics(level=tree.depth)] == [
         t.label for t in reopened.topics(level=tree.depth)
     ]
+
+
+def test_renaming_a_parent_pins_the_parent_not_its_first_topic(demo_index: ClusterIndex) -> None:
+    from cluster_rag.errors import InvalidInputError
+
+    demo_index.label(Namer())
+    tree = demo_index.topic_tree()
+    parent = next(n for n in tree.nodes if n.level > 0 and len(n.children) > 1)
+    first_child = demo_index.topic(parent.children[0])
+    renamed = demo_index.rename_topic(parent.id, "Money matters", description="Everything about money.")
+    assert renamed.id == parent.id and renamed.label == "Money matters"
+    assert demo_index.topic(parent.children[0]).label == first_child.label  # the topic under it is untouched
+    assert demo_index.topic_tree().names[parent.id].pinned
+    assert demo_index.topic("Money matters").id == parent.id
+    with pytest.raises(InvalidInputError, match="already named"):
+        demo_index.rename_topic(first_child.id, "money matters")
+    demo_index.label(Namer(), force=True)  # a relabel keeps the pinned parent name
+    assert demo_index.topic(parent.id).label == "Money matters"
+    reopened = ClusterIndex.open(demo_index.location, embedder=demo_index.embedder, config=demo_index.config)
+    assert reopened.topic(parent.id).label == "Money matters"
+    released = demo_index.unpin_topic("Money matters")
+    assert released.id == parent.id and not demo_index.topic_tree().names[parent.id].pinned
+    demo_index.label(Namer())
+    assert demo_index.topic(parent.id).label == f"Area {parent.id}"

@@ -72,7 +72,7 @@ PINNED = {
         "numpy_loader", "positions_of", "read_active", "read_record", "record_from_payload", "refit_report",
         "stored_versions",
     },
-    "cluster_rag.backends": {"SearchBackend", "build_numpy_backend"},
+    "cluster_rag.backends": {"SearchBackend", "build_numpy_backend", "build_sorted_backend"},
     "cluster_rag.search": {
         "SearchRequest", "build_request", "find_hits", "get_hits", "probed_clusters", "public_metadata",
         "routed_search",
@@ -98,9 +98,9 @@ def test_module_exports_are_pinned(module: str) -> None:
 def test_the_facade_stays_thin() -> None:
     lines = (ROOT / "src" / "cluster_rag" / "index.py").read_text(encoding="utf-8").count("\n")
     # 573 lines at the split, 652 once scopes, the topic tree, hybrid search and journaled writes had their
-    # doors here; 456 once the active-model holder, topic views, add batches and ingest moved to their modules
-    # (about a third is docstrings): above ~460, logic is creeping back into the facade
-    assert lines <= 460, f"index.py has {lines} lines: move logic into the module that owns the job"
+    # doors here; 445 once the active-model holder, topic views, add batches, ingest and label checks moved out
+    # (about a third is docstrings): above ~450, logic is creeping back into the facade
+    assert lines <= 450, f"index.py has {lines} lines: move logic into the module that owns the job"
     tree = ast.parse((ROOT / "src" / "cluster_rag" / "index.py").read_text(encoding="utf-8"))
     longest = max(
         (n.end_lineno - n.lineno + 1, n.name) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)

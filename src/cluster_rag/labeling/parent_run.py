@@ -60,7 +60,8 @@ class ParentRun:
                 out[pid] = name
         return out
 
-    def _spent(self, results: Sequence[LabelResult]) -> None:
+    def add_spent(self, results: Sequence[LabelResult]) -> None:
+        """Count the tokens and calls ``results`` cost."""
         self.prompt_tokens += sum(r.prompt_tokens for r in results)
         self.completion_tokens += sum(r.completion_tokens for r in results)
         self.calls += sum(r.calls for r in results)
@@ -181,7 +182,7 @@ def _ask(
             f"labeler {labeler.cache_id!r} returned {len(results)} results for {len(todo)} parent requests "
             "(or out of order); it must return one result per request, in order"
         )
-    run._spent(results)
+    run.add_spent(results)
     return results
 
 

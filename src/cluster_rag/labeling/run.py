@@ -27,7 +27,7 @@ parents that keep their id. A parent over one topic shows that topic's name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InvalidInputError, LabelingError, VersionError
@@ -35,13 +35,30 @@ from ..hierarchy import NodeName, TopicTree
 from ..model import ClusterModel
 from ..store import ChromaStore
 from ..types import Topic
+from ..validation import check_bool, check_int
 from .base import Labeler, LabelReport, LabelResult, TopicLabelStatus, label_key, normalize_name
+from .keyword_labeler import KeywordLabeler
 from .parent_run import label_parents, parent_cache
 from .plan import apply_result, build_requests, cache_of
 
-__all__ = ["label_topics", "pin_name", "store_topics", "unpin"]
+__all__ = ["StoredLabels", "label_topics", "node_id", "pin_name", "store_topics", "unpin"]
 
 NamesChange = Callable[[dict[int, NodeName]], dict[int, NodeName]]
+
+
+@dataclass(frozen=True)
+class StoredLabels:
+    """What one labeling write stored for a model version.
+
+    Attributes:
+        version: the version whose payload was rewritten.
+        topics: its stored topics, by position.
+        tree: its stored topic-tree payload when parent names changed, else ``None``.
+    """
+
+    version: int
+    topics: list[Topic]
+    tree: dict[str, Any] | None = None
 
 
 def store_topics(
@@ -50,7 +67,7 @@ def store_topics(
     change: Callable[[Topic], Topic],
     names: NamesChange | None = None,
     model: ClusterModel | None = None,
-) -> list[Topic]:
+) -> StoredLabels:
     """Apply ``change`` to the stored topics of ``version`` (re-read now) and save them.
 
     Args:
@@ -59,10 +76,8 @@ def store_topics(
         change: applied to each stored topic.
         names: applied to the stored parent names of the version's tree (re-read now);
             ``None`` leaves the tree as stored.
-        model: the in-memory snapshot of ``version`` (needed with ``names``): its record's
-            stored tree is replaced too, so the snapshot the index swaps in next (which
-            shares the record's payload extras) shows the new names; the tree already read
-            by ``model`` is not changed.
+        model: the snapshot of ``version`` (needed with ``names``): its tree is used when
+            the version was stored without one.
 
     Raises:
         VersionError: the version was deleted meanwhile.
@@ -72,12 +87,11 @@ def store_topics(
         raise VersionError(f"model version {version} was deleted meanwhile; refit or relabel")
     topics = [change(Topic.from_dict(t)) for t in payload["topics"]]
     payload["topics"] = [t.to_dict() for t in topics]
+    tree = None
     if names is not None and model is not None:
-        payload["tree"] = _renamed_tree(payload.get("tree"), model, names)
+        tree = payload["tree"] = _renamed_tree(payload.get("tree"), model, names)
     store.update_model(version, payload)
-    if names is not None and model is not None and model.version == version:
-        model.record.extras["tree"] = payload["tree"]
-    return topics
+    return StoredLabels(version, topics, tree)
 
 
 def _renamed_tree(stored: Any, model: ClusterModel, names: NamesChange) -> dict[str, Any]:
@@ -100,18 +114,31 @@ def _texts_by_id(store: ChromaStore) -> Callable[[list[str]], dict[str, str]]:
 def label_topics(
     store: ChromaStore,
     model: ClusterModel,
-    labeler: Labeler,
+    labeler: Labeler | None,
     *,
     force: bool,
     n_representatives: int,
     n_siblings: int,
     progress: bool,
-) -> tuple[list[Topic], LabelReport]:
-    """Name the model's topics with ``labeler``; returns the stored topics and the report.
+) -> tuple[StoredLabels, LabelReport]:
+    """Name the model's topics, then its tree's parents, with ``labeler`` (``None``: keywords).
+
+    Returns:
+        What was stored, and the report.
 
     Raises:
+        InvalidInputError: ``labeler`` is not a :class:`Labeler`, or a count is out of range.
         LabelingError: the labeler broke its contract.
     """
+    labeler = KeywordLabeler() if labeler is None else labeler
+    if not isinstance(labeler, Labeler):
+        raise InvalidInputError(
+            f"labeler {type(labeler).__name__} lacks cache_id / label(requests, reserved=, progress=); "
+            "use KeywordLabeler() or OpenAILabeler(client=..., model=...)"
+        )
+    check_int(n_representatives, "n_representatives", low=1)
+    check_int(n_siblings, "n_siblings", low=0)
+    check_bool(force, "force")
     version = model.version
     topics = model.sized_topics()
     requests = build_requests(  # centroids and members are positional: build with positions, then map to ids
@@ -156,7 +183,7 @@ def label_topics(
     report = LabelReport(
         version=version,
         labeler=labeler.cache_id,
-        topics=_statuses(stored, by_id),
+        topics=_statuses(stored.topics, by_id),
         prompt_tokens=sum(r.prompt_tokens for r in results) + parents.prompt_tokens,
         completion_tokens=sum(r.completion_tokens for r in results) + parents.completion_tokens,
         calls=sum(r.calls for r in results) + parents.calls,
@@ -201,15 +228,27 @@ def _statuses(stored: list[Topic], by_id: dict[int, LabelResult]) -> list[TopicL
     return statuses
 
 
+def node_id(model: ClusterModel, topic: int | str) -> int:
+    """The id of the topic or topic-tree parent node ``topic`` (an id or a name) names.
+
+    Raises:
+        UnknownTopicError: no such topic or node.
+    """
+    parent = model.parent_of(topic)  # a parent node is named itself, not its first topic
+    return parent if parent is not None else model.resolve_topics([topic])[0]
+
+
 def pin_name(
-    store: ChromaStore, model: ClusterModel, topic_id: int, name: str, description: str | None
-) -> list[Topic]:
-    """Store ``name`` (already cleaned) as the pinned label of topic ``topic_id``, or of the
-    topic tree's parent node ``topic_id`` (stored with the tree's names).
+    store: ChromaStore, model: ClusterModel, topic: int | str, name: str, description: str | None
+) -> tuple[int, StoredLabels]:
+    """Store ``name`` (already cleaned) as the pinned label of ``topic`` (id or name), a topic or a
+    parent node of the topic tree (stored with the tree's names); returns its id and what was stored.
 
     Raises:
         InvalidInputError: another topic or parent node already has that name.
+        UnknownTopicError: no such topic or node.
     """
+    topic_id = node_id(model, topic)
     tree = model.tree
     is_parent = tree.parent_id(topic_id) is not None
     taken = [(t.id, t.label) for t in model.topics]
@@ -224,7 +263,7 @@ def pin_name(
         old = tree.names.get(topic_id)
         desc = (old.description if old else "") if description is None else " ".join(description.split())
         pinned = NodeName(label=name, description=desc, source="human", key="", pinned=True)
-        return store_topics(
+        return topic_id, store_topics(
             store, model.version, lambda t: t, lambda names: {**names, topic_id: pinned}, model
         )
 
@@ -234,18 +273,20 @@ def pin_name(
         desc = t.description if description is None else " ".join(description.split())
         return replace(t, label=name, description=desc, pinned=True, label_source="human", label_key="")
 
-    return store_topics(store, model.version, pin)
+    return topic_id, store_topics(store, model.version, pin)
 
 
-def unpin(store: ChromaStore, model: ClusterModel, topic_id: int) -> list[Topic]:
-    """Release the pinned label of topic (or parent node) ``topic_id``; the next labeling may rename it."""
+def unpin(store: ChromaStore, model: ClusterModel, topic: int | str) -> tuple[int, StoredLabels]:
+    """Release the pinned label of ``topic`` (a topic or parent node, id or name); the next labeling
+    may rename it. Returns its id and what was stored."""
+    topic_id = node_id(model, topic)
     if model.tree.parent_id(topic_id) is not None:
 
         def release(names: dict[int, NodeName]) -> dict[int, NodeName]:
             old = names.get(topic_id)
             return names if old is None else {**names, topic_id: replace(old, pinned=False, key="")}
 
-        return store_topics(store, model.version, lambda t: t, release, model)
-    return store_topics(
+        return topic_id, store_topics(store, model.version, lambda t: t, release, model)
+    return topic_id, store_topics(
         store, model.version, lambda t: replace(t, pinned=False, label_key="") if t.id == topic_id else t
     )

@@ -41,7 +41,7 @@ from .fusion import convex_combination
 from .keyword_index import KeywordIndex
 from .model import ClusterModel
 from .rerank import Reranker
-from .search import SearchRequest, get_hits, routed_search
+from .search import SearchRequest, candidate_hits, get_hits, routed_candidates, routed_search
 from .store import ChromaStore
 from .types import Hit
 
@@ -173,7 +173,7 @@ def search(
     if mode == "dense":
         hits = routed_search(model, store, vector, replace(request, k=wanted))
     else:
-        hits = _fused(model, store, keyword, query, vector, request, mode, alpha, max(depth, wanted))[:wanted]
+        hits = _fused(model, store, keyword, query, vector, request, mode, alpha, max(depth, wanted), wanted)
     if rerank is not None and len(hits) > 1:
         hits = list(rerank(query, hits))
     return hits[:k]
@@ -189,20 +189,24 @@ def _fused(
     mode: SearchMode,
     alpha: float,
     depth: int,
+    keep: int,
 ) -> list[Hit]:
+    """The first ``keep`` of ``depth`` dense and ``depth`` keyword candidates, fused; only those
+    ``keep`` chunks' texts are read."""
     index, ids, labels = keyword.get(model, store)
     kw_ids, kw_scores = _keyword_candidates(model, store, index, ids, labels, query, request, depth)
-    dense: list[Hit] = []
+    row_of: dict[str, int] = {}
     if mode == "hybrid":
-        dense = routed_search(model, store, vector, replace(request, k=depth))
-        fused = convex_combination(
-            ([h.id for h in dense], [h.score for h in dense]), (kw_ids, kw_scores), alpha
-        )
-        order = fused.ids
+        dense = routed_candidates(model, store, vector, replace(request, k=depth))
+        dense_ids = [str(x) for x in dense.ids]
+        row_of = {cid: row for row, cid in enumerate(dense_ids)}
+        order = convex_combination((dense_ids, dense.scores.tolist()), (kw_ids, kw_scores), alpha).ids[:keep]
+        rows = np.asarray([row_of[cid] for cid in order if cid in row_of], dtype=np.int64)
+        kept = candidate_hits(model, store, dense.take(rows), withhold_labels=request.withhold_labels)
     else:
-        order = kw_ids
-    by_id = {h.id: h for h in dense}
-    extra = [cid for cid in order if cid not in by_id]
+        order, kept = kw_ids[:keep], []
+    by_id = {h.id: h for h in kept}
+    extra = [cid for cid in order if cid not in row_of]
     if extra:
         got = store.get(extra, include=["embeddings"])
         q = np.asarray(vector, dtype=np.float32)

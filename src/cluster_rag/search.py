@@ -36,10 +36,12 @@ from .validation import check_int, check_optional_int
 __all__ = [
     "SearchRequest",
     "build_request",
+    "candidate_hits",
     "find_hits",
     "get_hits",
     "probed_clusters",
     "public_metadata",
+    "routed_candidates",
     "routed_search",
 ]
 
@@ -139,6 +141,15 @@ def routed_search(
     model: ClusterModel, store: ChromaStore, vector: np.ndarray, request: SearchRequest
 ) -> list[Hit]:
     """Best ``request.k`` chunks for ``vector`` ``(d,)``, best first (see the module docstring)."""
+    cands = routed_candidates(model, store, vector, request)
+    return candidate_hits(model, store, cands, withhold_labels=request.withhold_labels)
+
+
+def routed_candidates(
+    model: ClusterModel, store: ChromaStore, vector: np.ndarray, request: SearchRequest
+) -> Candidates:
+    """:func:`routed_search`'s chunks as ids, cosine scores and cluster positions, texts not read yet
+    (a caller that keeps only some of them reads those with :func:`candidate_hits`)."""
     q = check_query(vector, model.centroids.shape[1])
     chosen = None
     subset = None
@@ -147,7 +158,7 @@ def routed_search(
     elif request.allowed is not None:
         subset = np.asarray(sorted(model.position_of[t] for t in request.allowed), dtype=np.int64)
         if not len(subset):
-            return []
+            return Candidates(np.zeros(0, dtype=object), np.zeros(0, np.float32), np.zeros(0, np.int64))
     if request.where is None:
         if chosen is not None:
             clusters = chosen
@@ -155,10 +166,8 @@ def routed_search(
             clusters = _route_within(model, q, request.n_probe, subset)
         else:
             clusters = probed_clusters(model, q, request.n_probe)
-        cands = model.backend.search(q, clusters, request.k)
-    else:
-        cands = _filtered(model, store, q, request, chosen, subset)
-    return _hits(model, store, cands, withhold_labels=request.withhold_labels)
+        return model.backend.search(q, clusters, request.k)
+    return _filtered(model, store, q, request, chosen, subset)
 
 
 def _route_within(model: ClusterModel, q: np.ndarray, n_probe: int | None, subset: np.ndarray) -> np.ndarray:
@@ -220,9 +229,11 @@ def _filtered(
         probe = min(limit, probe * 2)
 
 
-def _hits(
+def candidate_hits(
     model: ClusterModel, store: ChromaStore, cands: Candidates, *, withhold_labels: bool = False
 ) -> list[Hit]:
+    """``cands`` as :class:`Hit` s, in their order, texts and metadata read by id (one ``get``) unless the
+    backend read them with the scores; chunks deleted meanwhile are skipped."""
     if not len(cands):
         return []
     if cands.records is not None:  # read with the scores (one call to a Chroma server, not two)

@@ -74,8 +74,8 @@ PINNED = {
     },
     "cluster_rag.backends": {"SearchBackend", "build_numpy_backend", "build_sorted_backend"},
     "cluster_rag.search": {
-        "SearchRequest", "build_request", "find_hits", "get_hits", "probed_clusters", "public_metadata",
-        "routed_search",
+        "SearchRequest", "build_request", "candidate_hits", "find_hits", "get_hits", "probed_clusters",
+        "public_metadata", "routed_candidates", "routed_search",
     },
     "cluster_rag.scope": {"SCOPE_ENV", "Scope", "ScopedView", "check_scope", "scoped_view"},
     "cluster_rag.tool_specs": {"TOOL_NAMES", "ToolSpec", "openai_parameters", "tool_specs"},

@@ -782,12 +782,20 @@ def mcp(scope_json: str | None, audit: bool, rerank: str | None, opts: Opts) -> 
     return 0
 
 
+def _png_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--png FILE``: checked before any work (a sweep takes seconds to minutes)."""
+    if value is not None and not value.lower().endswith(".png"):
+        raise click.BadParameter(f"{value!r} must be a file name ending in .png")
+    return value
+
+
 @cli.command(name="choose-k")
 @click.option("--min", "k_min", type=int, default=5, show_default=True, help="smallest k")
 @click.option("--max", "k_max", type=int, default=200, show_default=True, help="largest k")
-@click.option("--points", type=int, default=16, show_default=True, help="ks swept, geometric grid")
+@click.option("--points", type=click.IntRange(min=2), default=16, show_default=True,
+              help="ks swept, geometric grid (k_min and k_max always among them)")
 @click.option("--sample", type=int, default=10_000, show_default=True, help="rows fitted per k")
-@click.option("--png", default=None, metavar="FILE",
+@click.option("--png", default=None, metavar="FILE", callback=_png_value,
               help="write the four curves to this PNG (cluster-rag[plot])")
 @store_options()
 def choose_k(k_min: int, k_max: int, points: int, sample: int, png: str | None, opts: Opts) -> int:
@@ -824,7 +832,8 @@ def choose_k(k_min: int, k_max: int, points: int, sample: int, png: str | None, 
               help="queries: JSONL {id, text} or TSV/CSV with id,text")
 @click.option("--qrels", default=None, metavar="FILE",
               help="judgments: TSV query_id, doc_id, score (BEIR) or TREC")
-@click.option("--png", default=None, metavar="FILE", help="write the cluster size distribution to this PNG")
+@click.option("--png", default=None, metavar="FILE", callback=_png_value,
+              help="write the cluster size distribution to this PNG")
 @click.option("--rerank", "rerank_specs", multiple=True, metavar="SPEC",
               help="with --queries: also score this re-ranker over hybrid search (repeatable)")
 @store_options()
@@ -996,19 +1005,38 @@ def _silence_stdout() -> None:
         pass
 
 
+def _check_args(args: Sequence[str]) -> None:
+    """Every argument is valid text: a lone surrogate (a file name in another encoding, which Python
+    hands on as ``\\udcXX``) could be neither opened by name nor stored, so it stops here, named.
+
+    Raises:
+        InvalidInputError: the first such argument, with the position and the fix.
+    """
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = repr(arg) if len(arg) <= 60 else repr(arg[:57]) + "..."
+            raise InvalidInputError(
+                f"argument {shown} is not valid UTF-8 text (lone surrogate U+{ord(arg[exc.start]):04X} at "
+                f"position {exc.start}, e.g. a file name in another encoding); rename the file or pass "
+                "UTF-8 text"
+            ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 aborted or closed pipe, 2 usage or library error).
 
     A closed stdout (``cluster-rag topics | head``) ends quietly: click exits 1 without a
     traceback when a write fails with EPIPE; a failure in the final flush is caught here.
     """
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="cluster-rag", standalone_mode=False
-        )
+        _check_args(args)
+        result = cli.main(args=args, prog_name="cluster-rag", standalone_mode=False)
         sys.stdout.flush()
     except ClusterRagError as exc:
-        click.echo(f"cluster-rag: error: {exc}", err=True)
+        click.echo(f"cluster-rag: error: {_one_line(exc)}", err=True)
         return 2
     except click.ClickException as exc:
         exc.show()
@@ -1028,9 +1056,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = translate(exc)
         if err is None:
             raise
-        click.echo(f"cluster-rag: error: {err}", err=True)
+        click.echo(f"cluster-rag: error: {_one_line(err)}", err=True)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: a value holding a newline (``--path $'a\\nb'``) is shown escaped."""
+    return str(exc).replace("\r", "\\r").replace("\n", "\\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -159,7 +159,7 @@ def _check_scalar(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return True
     if isinstance(value, str):
-        check_encodable(value, where, MetadataError)
+        check_encodable(value, f"{where} = {_preview(value)}", MetadataError)
         return True
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:

@@ -1,16 +1,22 @@
 """Crash harness: real writer processes SIGKILLed at random moments, then the store is reopened.
 
-Each round starts a child process that opens an embedded index and runs one operation (add of
-4,000 rows in 8 Chroma batches, delete, fit, rollback, fit-with-prune); the parent kills it with
-SIGKILL after a random delay, reopens the store (which recovers the journal) and checks:
+Each round starts a child process that opens an embedded index and runs one operation: add of
+4,000 rows in 8 Chroma batches, ingest of a folder of files (a new file, an edited one and a
+removed one: deletes then adds), fit (with pruning), prune of the inactive versions, rollback,
+delete of 4,000 rows. The parent kills it with SIGKILL after a random delay, reopens the store
+(which recovers the journal) and checks:
 
 - the store opens and answers (``StoreCorruptedError`` → :func:`cluster_rag.repair.rebuild`, counted);
-- an add or delete is all or nothing (no partial batch, nothing lost, nothing duplicated);
-- no journal entry is left; the active version (if any) is complete and searchable.
+- an add or delete is all or nothing (no partial batch, nothing lost, nothing duplicated); an
+  ingest leaves the state before it, after it, or (sync's documented two writes) after its
+  deletes and before its adds — never anything else — and re-running it restores the files exactly;
+- no journal entry is left; every listed version is complete, the active one searchable, and a
+  plain ``rollback`` finds a complete version or says why.
 
-The default suite runs a small budget (``CRASH_KILLS`` per operation, default 1);
-``CRASH_KILLS_SLOW=50 pytest -m slow -s tests/integration/test_crash.py`` runs 50 per
-operation (about 30 minutes on 2 cores) and prints the counts.
+Every operation has its own store and test. The default suite runs a small budget (``CRASH_KILLS``
+per operation, default 1); ``CRASH_KILLS_SLOW=50 pytest -m slow -s tests/integration/test_crash.py``
+runs 50 per operation (about 10 minutes each on 2 cores; pick some with ``-k "full and delete"``)
+and prints the counts.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import pytest
 
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.errors import StoreCorruptedError
+from cluster_rag.fitting import prune_versions
 from cluster_rag.repair import rebuild
 from tests.fixtures import FakeEmbedder
 
@@ -43,6 +50,7 @@ CHILD = r"""
 import sys
 import numpy as np
 from cluster_rag import ClusterIndex, IndexConfig
+from cluster_rag.fitting import prune_versions
 from tests.fixtures import FakeEmbedder
 
 op, path, tag = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -54,14 +62,20 @@ if op == "add":
     vectors = rng.normal(size=(N_ADD, idx.store.dimension)).astype(np.float32)
     idx.add_embeddings([f"crash text {tag} {i}" for i in range(N_ADD)], vectors,
                        ids=[f"{tag}-{i}" for i in range(N_ADD)])
+elif op == "ingest":
+    idx.ingest_files([tag], delete_missing=True)
 elif op == "delete":
     idx.delete([f"{tag}-{i}" for i in range(N_ADD)])
 elif op == "fit":
     idx.fit(k=int(tag))
+elif op == "prune":
+    prune_versions(idx.store, 1)
 elif op == "rollback":
     idx.rollback()
 print("DONE", flush=True)
 """.replace("BATCH", str(BATCH)).replace("N_ADD", str(N_ADD))
+
+OPS = ("add", "ingest", "fit", "prune", "rollback", "delete")
 
 
 def run_child(op: str, path: Path, tag: str, kill_after: float | None) -> bool:
@@ -107,9 +121,12 @@ def reopen(path: Path, counts: Counter[str]) -> ClusterIndex:
         return ClusterIndex.open(path, embedder=FakeEmbedder(), config=CFG, create=False)
 
 
-def check_store(index: ClusterIndex, batches: dict[str, bool], counts: Counter[str]) -> None:
-    """Every batch all-or-nothing as expected; no journal; active version complete and searchable."""
-    expected = 60 + N_ADD * sum(batches.values())
+def check_store(
+    index: ClusterIndex, batches: dict[str, bool], counts: Counter[str], extra: int = 0
+) -> None:
+    """Every batch all-or-nothing as expected; no journal; every version complete, the active one
+    searchable; a plain rollback finds a complete older version or says there is none."""
+    expected = 60 + extra + N_ADD * sum(batches.values())
     assert index.store.journal() == {}, "journal left after open"
     for tag, present in batches.items():
         ids = [f"{tag}-{i}" for i in range(N_ADD)]
@@ -119,74 +136,184 @@ def check_store(index: ClusterIndex, batches: dict[str, bool], counts: Counter[s
             sample = index.store.chunks.get(ids=ids, limit=2, include=["metadatas"])
             raise AssertionError(f"batch {tag}: {stored} of {N_ADD} stored, e.g. {sample}")
         assert stored == (N_ADD if present else 0), f"batch {tag}: {stored} of {N_ADD} stored"
-    assert len(index) == expected
+    if len(index) != expected:
+        counts["lost_or_duplicated"] += 1
+        raise AssertionError(f"{len(index)} chunks stored, expected {expected}")
     if index.store.active_version() is not None:
         index.store.check_version(index.model.version)
         assert index.search_by_vector(FakeEmbedder().embed(["dog cat"])[0], k=3)
     for version in index.store.versions():
         index.store.check_version(version)
+    active, kept = index.store.active_version(), index.store.versions()
+    if active is not None and any(v < active for v in kept):
+        previous = index.rollback()  # every kept version is complete: rollback must work, then back
+        assert previous.version < active
+        index.rollback(active)
 
 
-def seeded(path: Path) -> None:
+def seeded(path: Path, rows: int = 60) -> None:
     index = ClusterIndex.open(path, embedder=FakeEmbedder(), config=CFG)
     words = "dog cat rocket moon pasta pizza guitar drum".split()
     rng = np.random.default_rng(0)
-    index.add_texts([" ".join(rng.choice(words, 5)) + f" {i}" for i in range(60)])
+    index.add_texts([" ".join(rng.choice(words, 5)) + f" {i}" for i in range(rows)])
     index.fit(k=3)
 
 
-def crash_rounds(
-    tmp_path: Path, kills: int, seed: int = 0, ops: tuple[str, ...] = ("add", "delete", "fit", "rollback")
-) -> Counter[str]:
-    """``kills`` SIGKILLs per operation on one store; returns counts (killed, completed, partial,...)."""
-    rnd = random.Random(seed)
+def in_parent(path: Path, keep_versions: int = 2) -> ClusterIndex:
+    """The store opened here for preparing a round (fresh Chroma state, as after the child's kill)."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    config = IndexConfig(progress=False, keep_versions=keep_versions)
+    return ClusterIndex.open(path, embedder=FakeEmbedder(), config=config, create=False)
+
+
+def write_files(folder: Path, round_: int) -> None:
+    """Round ``round_`` of the ingested folder: four Markdown files (one edited each round) and one
+    JSONL file of 2,000 records that replaces the previous round's (its chunks are deleted)."""
+    folder.mkdir(exist_ok=True)
+    words = "dog cat rocket moon pasta pizza guitar drum".split()
+    rng = np.random.default_rng(round_)
+    for n in range(4):
+        doc = folder / f"doc{n}.md"
+        if not doc.exists() or n == round_ % 4:
+            paragraphs = [" ".join(rng.choice(words, 40)) + f" r{round_} p{i}" for i in range(60)]
+            doc.write_text("\n\n".join(paragraphs), encoding="utf-8")
+    for old in folder.glob("round*.jsonl"):
+        old.unlink()
+    texts = (" ".join(rng.choice(words, 6)) + f" {i}" for i in range(2000))
+    lines = (f'{{"id": "r{round_}-{i}", "text": "{text}"}}' for i, text in enumerate(texts))
+    (folder / f"round{round_}.jsonl").write_text("\n".join(lines), encoding="utf-8")
+
+
+def folder_state(index: ClusterIndex, folder: Path, ids: set[str]) -> dict[str, str]:
+    """The stored ``id -> text`` of ``ids`` (chunks of the folder's files, past and present)."""
+    state: dict[str, str] = {}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 5000):  # sqlite caps the variables of one query
+        got = index.store.chunks.get(ids=wanted[start : start + 5000], include=["documents"])
+        state.update(zip(got["ids"], got["documents"] or [], strict=True))
+    return state
+
+
+def crash_rounds(tmp_path: Path, op: str, kills: int, seed: int = 0) -> Counter[str]:
+    """``kills`` SIGKILLs of ``op`` on one store; returns counts (killed, completed, partial, ...)."""
+    from cluster_rag.ingest import load_chunks
+
+    rnd = random.Random(f"{op}{seed}")
     path = tmp_path / "kb"
     seeded(path)
     counts: Counter[str] = Counter()
     batches: dict[str, bool] = {}
-    # after READY (measured on 2 busy cores): add of 4,000 rows ~7 s, delete ~3 s, fit ~5 s, rollback <1 s
-    windows = {"add": 8.0, "delete": 3.5, "fit": 5.5, "rollback": 0.8}
-    for op, window in ((op, windows[op]) for op in ops):
-        for round_ in range(kills):
-            tag = f"b{op}{round_}"
-            if op == "add":
-                killed = run_child("add", path, tag, rnd.uniform(0.0, window))
-            elif op == "delete":
-                present = [t for t, p in batches.items() if p]
-                if not present:
-                    run_child("add", path, tag, None)
-                    batches[tag] = True
-                    present = [tag]
-                tag = present[0]
-                killed = run_child("delete", path, tag, rnd.uniform(0.0, window))
-            else:
-                killed = run_child(op, path, str(rnd.choice([2, 3, 4])), rnd.uniform(0.0, window))
-            counts[f"{op}:killed" if killed else f"{op}:completed"] += 1
-            index = reopen(path, counts)
-            if op in ("add", "delete"):
-                ids = [f"{tag}-{i}" for i in range(N_ADD)]
-                batches[tag] = len(index.store.existing_ids(ids)) > 0
-            check_store(index, batches, counts)
+    folder, extra = tmp_path / "files", 0
+    seen: set[str] = set()
+    if op == "prune":  # chunks to drop version assignments from: pruning takes ~1 s
+        index = in_parent(path)
+        extra = len(index.add_texts([f"prune filler {i}" for i in range(2000)]))
+        del index
+    # after READY (measured on 2 busy cores): add of 4,000 rows ~3-7 s, ingest ~2-4 s, delete ~1.5-3 s,
+    # fit ~5 s, prune ~1.2 s, rollback <1 s; rounds go on until ``kills`` kills hit a running child
+    window = {"add": 8.0, "ingest": 4.0, "delete": 2.5, "fit": 5.5, "prune": 1.5, "rollback": 0.8}[op]
+    round_ = -1
+    while counts["killed"] < kills and round_ < 3 * kills:
+        round_ += 1
+        tag = f"b{op}{round_}"
+        arg = tag
+        if op == "delete":  # a stored batch to delete
+            present = [t for t, p in batches.items() if p]
+            if not present:
+                run_child("add", path, tag, None)
+                batches[tag] = True
+                present = [tag]
+            tag = arg = present[0]
+        elif op == "fit":
+            arg = str(rnd.choice([2, 3, 4]))
+        elif op == "prune":  # at least three inactive versions to drop
+            index = in_parent(path, keep_versions=10)
+            while len(index.store.versions()) < 4:
+                index.fit(k=rnd.choice([2, 3, 4]))
             del index
+        elif op == "rollback":  # an older version to go back to
+            index = in_parent(path, keep_versions=3)
+            if not any(v < (index.store.active_version() or 0) for v in index.store.versions()):
+                index.fit(k=rnd.choice([2, 3, 4]))
+            del index
+        elif op == "ingest":
+            before = folder_state(in_parent(path), folder, seen) if seen else {}
+            write_files(folder, round_)
+            chunks = load_chunks([folder], chunk_size=CFG.chunk_size, overlap=CFG.chunk_overlap)
+            after = {c.id: c.text for c in chunks}
+            seen |= set(after)
+            arg = str(folder)
+        killed = run_child(op, path, arg, rnd.uniform(0.0, window))
+        counts["killed" if killed else "completed"] += 1
+        index = reopen(path, counts)
+        if op in ("add", "delete"):
+            ids = [f"{tag}-{i}" for i in range(N_ADD)]
+            batches[tag] = len(index.store.existing_ids(ids)) > 0
+        if op == "ingest":
+            extra = check_ingest(index, folder, seen, before, after, counts)
+        check_store(index, batches, counts, extra)
+        if op == "prune":  # what a killed prune left (centroids of a dropped record) goes with the next one
+            prune_versions(index.store, 1)
+            orphans = index.store.centroid_versions() - set(index.store.versions())
+            if orphans:
+                counts["orphans"] += 1
+                raise AssertionError(f"centroids of versions {sorted(orphans)} left after a complete prune")
+        del index
     return counts
 
 
+def check_ingest(
+    index: ClusterIndex,
+    folder: Path,
+    seen: set[str],
+    before: dict[str, str],
+    after: dict[str, str],
+    counts: Counter[str],
+) -> int:
+    """The folder's chunks after a killed ingest are the state before it, after it, or after its
+    deletes only (two writes, see :mod:`cluster_rag.ingest.sync`); re-ingesting restores the
+    files exactly. Returns the number of the folder's chunks stored."""
+    state = folder_state(index, folder, seen)
+    deleted = {i for i, text in before.items() if after.get(i) != text}
+    between = {i: t for i, t in before.items() if i not in deleted}
+    if state == after:
+        counts["ingest:after"] += 1
+    elif state == before:
+        counts["ingest:before"] += 1
+    elif state == between:
+        counts["ingest:deletes only"] += 1
+    else:
+        counts["partial"] += 1
+        wrong = sorted(set(state) ^ set(after))[:5]
+        raise AssertionError(f"ingest left a mixed state: {len(state)} chunks, e.g. differing ids {wrong}")
+    index.ingest_files([folder], delete_missing=True)  # the documented recovery: run it again
+    state = folder_state(index, folder, seen)
+    if state != after:
+        counts["lost_or_duplicated"] += 1
+        raise AssertionError(f"re-ingest: {len(state)} chunks stored, files hold {len(after)}")
+    return len(after)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_kills_at_random_moments_small_budget(tmp_path: Path) -> None:
-    counts = crash_rounds(tmp_path, kills=int(os.environ.get("CRASH_KILLS", "1")))
-    assert counts["partial"] == 0
-    print(dict(counts))
+@pytest.mark.parametrize("op", OPS)
+def test_kills_at_random_moments_small_budget(tmp_path: Path, op: str) -> None:
+    counts = crash_rounds(tmp_path, op, kills=int(os.environ.get("CRASH_KILLS", "1")))
+    assert counts["partial"] == 0 and counts["lost_or_duplicated"] == 0
+    print(op, dict(counts))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 @pytest.mark.skipif(
-    "CRASH_KILLS_SLOW" not in os.environ, reason="~30 min: set CRASH_KILLS_SLOW=50 to run the full harness"
+    "CRASH_KILLS_SLOW" not in os.environ, reason="~10 min each: set CRASH_KILLS_SLOW=50 to run them"
 )
-def test_kills_at_random_moments_full(tmp_path: Path) -> None:
-    counts = crash_rounds(tmp_path, kills=int(os.environ.get("CRASH_KILLS_SLOW", "50")), seed=1)
-    print("crash counts:", dict(counts))
-    assert counts["partial"] == 0
+@pytest.mark.parametrize("op", OPS)
+def test_kills_at_random_moments_full(tmp_path: Path, op: str) -> None:
+    counts = crash_rounds(tmp_path, op, kills=int(os.environ.get("CRASH_KILLS_SLOW", "50")), seed=1)
+    print(f"crash counts {op}:", dict(counts), flush=True)
+    assert counts["partial"] == 0 and counts["lost_or_duplicated"] == 0
 
 
 @pytest.mark.parametrize("damage", ["truncated vectors", "garbage header"])

@@ -552,17 +552,23 @@ def label(
     name = getattr(labeler, "cache_id", type(labeler).__name__)
     _step(opts, f"labeling {len(index.topics())} topics with {name}")
     report = index.label(labeler, force=force)
-    rows = [[s.topic_id, s.status, _short(s.label, 40), _short(s.error or "", 70)] for s in report.topics]
+    rows = [
+        [s.topic_id, s.level, s.status, _short(s.label, 40), _short(s.error or "", 70)]
+        for s in [*report.topics, *report.parents]
+    ]
     counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+    parents = ", ".join(f"{n} {status}" for status, n in report.parent_counts().items() if n)
     summary = (
-        f"model version {report.version}, labeler {report.labeler}: {counts}; {report.calls} requests, "
+        f"model version {report.version}, labeler {report.labeler}: topics {counts}"
+        f"{f'; parent topics {parents}' if parents else ''}; {report.calls} requests, "
         f"{report.prompt_tokens} prompt + {report.completion_tokens} completion tokens"
     )
-    _emit(opts, report.to_dict(), _table(rows, ["id", "status", "label", "note"]), summary)
-    fallback = report.counts()["fallback"]
-    if fallback:
+    _emit(opts, report.to_dict(), _table(rows, ["id", "level", "status", "label", "note"]), summary)
+    fallback, parent_fallback = report.counts()["fallback"], report.parent_counts()["fallback"]
+    if fallback or parent_fallback:
+        also = f" and {parent_fallback} parent topic(s)" if parent_fallback else ""
         _warn(
-            f"{fallback} topic(s) kept their keyword label (fallback); "
+            f"{fallback} topic(s){also} kept their keyword label (fallback); "
             "`cluster-rag label --force` retries them, `cluster-rag rename` names them by hand"
         )
     return 0

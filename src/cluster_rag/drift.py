@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .clustering.online import cluster_sums
+from .clustering.online import cluster_sums, leave_one_out_distances
 from .errors import InvalidInputError
 
 __all__ = [
@@ -95,25 +95,24 @@ class Baseline:
         )
 
 
-def compute_baseline(vectors: np.ndarray, labels: np.ndarray, k: int) -> Baseline:
-    """Baseline of a fit, with leave-one-out distances.
+def compute_baseline(
+    vectors: np.ndarray, labels: np.ndarray, k: int, sums: np.ndarray | None = None
+) -> Baseline:
+    """Baseline of a fit, with leave-one-out distances (computed in blocks, no float64 copy).
 
     Each chunk's distance is ``1 - cos(x, normalize(S_c - x))`` where ``S_c`` is the sum
     of its cluster's members: the distance to the centroid the cluster would have
     without it. Members of single-chunk clusters have no such centroid and are left out.
 
     Args:
-        vectors: ``(n, d)`` float32, L2-normalized fitted chunks.
+        vectors: ``(n, d)`` float32, L2-normalized fitted chunks (may be a memory map).
         labels: ``(n,)`` int cluster position of each chunk in ``[0, k)``.
         k: number of clusters.
+        sums: ``(k, d)`` float64 cluster sums of exactly these rows, when the caller has them.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    x = np.asarray(vectors, dtype=np.float64)
-    sums = cluster_sums(x, labels, k)
-    rest = sums[labels] - x
-    norms = np.linalg.norm(rest, axis=1)
-    ok = norms > 1e-9
-    dist = 1.0 - np.einsum("ij,ij->i", x[ok], rest[ok]) / norms[ok]
+    sums = cluster_sums(vectors, labels, k) if sums is None else sums
+    dist = leave_one_out_distances(vectors, labels, sums)
     sizes = np.bincount(labels, minlength=k)
     return Baseline(
         n_chunks=int(len(labels)),

@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 from .backends import build_numpy_backend, build_sorted_backend
 from .backends_chroma import is_server_store
 from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
-from .clustering.online import BLOCK_ROWS, cluster_sums, initial_state, leave_one_out_distances
+from .clustering.online import BLOCK_ROWS, cluster_sums, initial_state
 from .config import IndexConfig
-from .drift import Baseline
+from .drift import compute_baseline
 from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
@@ -355,7 +355,7 @@ def _commit(
         "topics": [t.to_dict() for t in topics],
         "sizes": np.bincount(labels, minlength=k).astype(int).tolist(),
         "recall_curve": cal.curve.tolist(),
-        "baseline": _baseline(vectors[:n_fit], labels[:n_fit], k, sums).to_dict(),
+        "baseline": compute_baseline(vectors[:n_fit], labels[:n_fit], k, sums).to_dict(),
         "online": initial_state(vectors[:n_fit], labels[:n_fit], k, sums=sums).to_dict(),
         "next_topic_id": next_id,
         "refit": refit.to_dict() if refit is not None else None,
@@ -461,18 +461,6 @@ def _inertia(vectors: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> 
         sims = np.einsum("ij,ij->i", vectors[rows], centroids[labels[rows]])
         total += float(np.sum(1.0 - sims, dtype=np.float64))
     return total
-
-
-def _baseline(vectors: np.ndarray, labels: np.ndarray, k: int, sums: np.ndarray) -> Baseline:
-    """:func:`cluster_rag.drift.compute_baseline` in blocks, from the fit's cluster ``sums`` ``(k, d)``
-    float64 (no float64 copy of ``vectors``)."""
-    dist = leave_one_out_distances(vectors, labels, sums)
-    return Baseline(
-        n_chunks=int(len(labels)),
-        sizes=[int(x) for x in np.bincount(labels, minlength=k)],
-        mean_distance=float(dist.mean()) if len(dist) else 0.0,
-        p95_distance=float(np.quantile(dist, 0.95)) if len(dist) else 0.0,
-    )
 
 
 #: Above this many chunks a fit reads the texts of a sample of each topic (at most about this

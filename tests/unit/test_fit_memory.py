@@ -29,11 +29,17 @@ def test_blockwise_sums_and_baseline_match_the_whole_array(monkeypatch: pytest.M
     sums = online.cluster_sums(x, labels, 9)
     direct = np.stack([x[labels == c].astype(np.float64).sum(0) for c in range(9)])
     assert np.allclose(sums, direct, atol=1e-9)
-    got = fitting._baseline(x, labels, 9, sums)
-    want = compute_baseline(x, labels, 9)
-    assert got.sizes == want.sizes and got.n_chunks == want.n_chunks == 500
-    assert got.mean_distance == pytest.approx(want.mean_distance, abs=1e-9)
-    assert got.p95_distance == pytest.approx(want.p95_distance, abs=1e-9)
+    got = compute_baseline(x, labels, 9, sums)
+    # the whole-array formula: 1 - cos(x, S_c - x), single-chunk clusters left out
+    xd = x.astype(np.float64)
+    rest = direct[labels] - xd
+    norms = np.linalg.norm(rest, axis=1)
+    ok = norms > 1e-9
+    dist = 1.0 - np.einsum("ij,ij->i", xd[ok], rest[ok]) / norms[ok]
+    assert int(ok.sum()) == 499 and got.n_chunks == 500 and got.sizes == np.bincount(labels, minlength=9).tolist()
+    assert got.mean_distance == pytest.approx(float(dist.mean()), abs=1e-9)
+    assert got.p95_distance == pytest.approx(float(np.quantile(dist, 0.95)), abs=1e-9)
+    assert compute_baseline(x, labels, 9) == got  # sums computed inside when not given
     state = online.initial_state(x, labels, 9, sums=sums)
     assert np.allclose(state.norms, online.initial_state(x, labels, 9).norms)
 

@@ -178,5 +178,11 @@ def _records(
             f"{path.as_posix()} has no {text_field!r} column (columns: {reader.fieldnames}); "
             "pass text_field= / --text-field"
         )
-    for line_no, row in enumerate(reader, start=2):
-        yield line_no, dict(row)
+    try:
+        for line_no, row in enumerate(reader, start=2):
+            yield line_no, dict(row)
+    except csv.Error as exc:
+        raise UnsupportedFileError(
+            f"{path.as_posix()}:{reader.line_num} could not be parsed as CSV ({exc}); check its quoting, "
+            "or split fields over 131,072 characters"
+        ) from None

@@ -190,23 +190,34 @@ def sync_chunks(
     """
     repeated = sorted(cid for cid, n in Counter(c.id for c in chunks).items() if n > 1)
     if repeated:
+        clash = set(repeated[:5])
+        sources = sorted({str(c.metadata.get("source", "?")) for c in chunks if c.id in clash})
         raise DuplicateIdError(
-            f"{len(repeated)} chunk id(s) occur twice in the files, e.g. {repeated[:5]}; give every "
-            "JSONL/CSV record a unique id (nothing was written)"
+            f"{len(repeated)} chunk id(s) occur twice in the files, e.g. {repeated[:5]} (in "
+            f"{', '.join(sources[:5])}); give every JSONL/CSV record a unique id (nothing was written)"
         )
     plan = plan_sync(index, chunks, roots)
     gone_ids = [cid for src in plan.gone_sources for cid in plan.gone_ids[src]]
     to_write = [chunks[i] for i in plan.write]
     replaced = list(plan.updated)
     removed = list(plan.shrunk) + (gone_ids if delete_missing else [])
-    if to_write:
-        vectors = _vectors(index, [c.text for c in to_write], progress)  # before any delete
-        if replaced or removed:
-            index.delete(replaced + removed)
+    # Order for a process killed midway (each write is journaled, all or nothing): embed first, add
+    # the new chunks, then replace the edited ones (delete + add: the one window in which a kill
+    # leaves them missing until the next sync), and delete the removed ones last.
+    vectors = _vectors(index, [c.text for c in to_write], progress) if to_write else None
+    is_new = set(plan.added)
+    for fresh in (True, False):
+        rows = [i for i, c in enumerate(to_write) if (c.id in is_new) == fresh]
+        if not rows:
+            continue
+        if not fresh:
+            index.delete(replaced)
+        batch = [to_write[i] for i in rows]
+        assert vectors is not None
         index.add_embeddings(
-            [c.text for c in to_write], vectors, [c.metadata for c in to_write], [c.id for c in to_write]
+            [c.text for c in batch], vectors[rows], [c.metadata for c in batch], [c.id for c in batch]
         )
-    elif removed:
+    if removed:
         index.delete(removed)
     return SyncReport(
         added=list(plan.added),

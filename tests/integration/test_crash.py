@@ -21,6 +21,7 @@ and prints the counts.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -318,10 +319,7 @@ def test_kills_at_random_moments_full(tmp_path: Path, op: str) -> None:
 
 @pytest.mark.parametrize("damage", ["truncated vectors", "garbage header"])
 def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damage: str) -> None:
-    import chromadb
-
     from cluster_rag.cli import main
-    from cluster_rag.repair import repair_store
 
     path = tmp_path / "kb"
     seeded(path)
@@ -354,9 +352,33 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
     fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                            cwd=Path(__file__).resolve().parents[2])
     assert fresh.stdout.startswith("CORRUPT") and "cluster-rag repair" in fresh.stdout, fresh.stderr[-2000:]
-    client = chromadb.PersistentClient(path=str(path))
-    report = repair_store(client, CFG.collection, embed=FakeEmbedder().embed)
-    assert report.chunks == count and any("rebuilt" in m for m in report.messages)
-    index = ClusterIndex.open(path, embedder=FakeEmbedder(), config=CFG, create=False)
-    assert len(index) == count and index.model.version == version
-    assert index.search("dog cat", k=3)
+    # repair, then reopen, each in a fresh process too: what this process's Chroma read earlier (and
+    # still caches) must not decide whether the damaged segment is seen
+    repair_and_check = (
+        "import json, chromadb\n"
+        "from cluster_rag import ClusterIndex, IndexConfig\n"
+        "from cluster_rag.repair import repair_store\n"
+        "from tests.fixtures import FakeEmbedder\n"
+        f"path, collection = {str(path)!r}, {CFG.collection!r}\n"
+        "client = chromadb.PersistentClient(path=path)\n"
+        "report = repair_store(client, collection, embed=FakeEmbedder().embed)\n"
+        "print(json.dumps({'chunks': report.chunks, 'messages': report.messages}))\n"
+    )
+    reopen = (
+        "import json\n"
+        "from cluster_rag import ClusterIndex, IndexConfig\n"
+        "from tests.fixtures import FakeEmbedder\n"
+        f"index = ClusterIndex.open({str(path)!r}, embedder=FakeEmbedder(),"
+        " config=IndexConfig(progress=False), create=False)\n"
+        "print(json.dumps({'count': len(index), 'version': index.model.version,"
+        " 'hits': len(index.search('dog cat', k=3))}))\n"
+    )
+    outputs = []
+    for script in (repair_and_check, reopen):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    report, reopened = outputs
+    assert report["chunks"] == count and any("rebuilt" in m for m in report["messages"])
+    assert reopened == {"count": count, "version": version, "hits": 3}

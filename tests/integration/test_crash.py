@@ -328,6 +328,11 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
     count, version = len(index), index.model.version
     del index
     assert main(["repair", "--path", str(path), "--quiet"]) == 0  # healthy: nothing to do
+    from chromadb.api.client import SharedSystemClient
+
+    # stop this process's Chroma before the damage: stopping it later may flush its in-memory index
+    # over the damaged files
+    SharedSystemClient.clear_system_cache()
     folders = [d for d in path.iterdir() if d.is_dir() and (d / "data_level0.bin").exists()]
     biggest = max(folders, key=lambda d: (d / "data_level0.bin").stat().st_size)
     if damage == "truncated vectors":
@@ -335,9 +340,6 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
             f.truncate(1000)
     else:
         (biggest / "header.bin").write_bytes(b"\xff" * 100)
-    from chromadb.api.client import SharedSystemClient
-
-    SharedSystemClient.clear_system_cache()
     # a fresh process opens the damaged store: nothing of this test process's Chroma state helps it
     probe = (
         "import sys\n"

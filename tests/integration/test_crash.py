@@ -2,14 +2,15 @@
 
 Each round starts a child process that opens an embedded index and runs one operation: add of
 4,000 rows in 8 Chroma batches, ingest of a folder of files (a new file, an edited one and a
-removed one: deletes then adds), fit (with pruning), prune of the inactive versions, rollback,
+removed one), fit (with pruning), prune of the inactive versions, rollback,
 delete of 4,000 rows. The parent kills it with SIGKILL after a random delay, reopens the store
 (which recovers the journal) and checks:
 
 - the store opens and answers (``StoreCorruptedError`` → :func:`cluster_rag.repair.rebuild`, counted);
 - an add or delete is all or nothing (no partial batch, nothing lost, nothing duplicated); an
-  ingest leaves the state before it, after it, or (sync's documented two writes) after its
-  deletes and before its adds — never anything else — and re-running it restores the files exactly;
+  ingest leaves the state before it, after it, or one between sync's whole writes (new chunks
+  added; then edited chunks deleted, the one window in which they are missing; then replaced;
+  removed chunks deleted last) — never anything else — and re-running it restores the files exactly;
 - no journal entry is left; every listed version is complete, the active one searchable, and a
   plain ``rollback`` finds a complete version or says why.
 
@@ -273,22 +274,25 @@ def check_ingest(
     after: dict[str, str],
     counts: Counter[str],
 ) -> int:
-    """The folder's chunks after a killed ingest are the state before it, after it, or after its
-    deletes only (two writes, see :mod:`cluster_rag.ingest.sync`); re-ingesting restores the
-    files exactly. Returns the number of the folder's chunks stored."""
+    """The folder's chunks after a killed ingest are one of the states between sync's whole,
+    journaled writes (see :func:`cluster_rag.ingest.sync.sync_chunks`): before it; new chunks
+    added; edited chunks deleted (the one window in which they are missing); edited chunks
+    replaced; after it (removed chunks deleted). Re-ingesting restores the files exactly.
+    Returns the number of the folder's chunks stored."""
     state = folder_state(index, folder, seen)
-    deleted = {i for i, text in before.items() if after.get(i) != text}
-    between = {i: t for i, t in before.items() if i not in deleted}
-    if state == after:
-        counts["ingest:after"] += 1
-    elif state == before:
-        counts["ingest:before"] += 1
-    elif state == between:
-        counts["ingest:deletes only"] += 1
-    else:
+    new = {i: t for i, t in after.items() if i not in before}
+    edited = {i for i, t in before.items() if i in after and after[i] != t}
+    added = {**before, **new}
+    window = {i: t for i, t in added.items() if i not in edited}
+    replaced = {**added, **{i: after[i] for i in edited}}
+    states = {"after": after, "before": before, "new added": added, "edits deleted": window,
+              "edits replaced": replaced}
+    name = next((n for n, expected in states.items() if state == expected), None)
+    if name is None:
         counts["partial"] += 1
         wrong = sorted(set(state) ^ set(after))[:5]
         raise AssertionError(f"ingest left a mixed state: {len(state)} chunks, e.g. differing ids {wrong}")
+    counts[f"ingest:{name}"] += 1
     index.ingest_files([folder], delete_missing=True)  # the documented recovery: run it again
     state = folder_state(index, folder, seen)
     if state != after:

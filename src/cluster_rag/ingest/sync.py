@@ -16,8 +16,10 @@ Only public :class:`~cluster_rag.ClusterIndex` methods (``add_embeddings``,
 ``delete``) and the store's read methods (``iter_all``, ``vectors_by_hash``) are
 used. New vectors are computed *before* anything is deleted (the embedding cache
 reuses any vector already stored for the same text), so a failing model leaves
-the store untouched; the delete + add of changed chunks is two writes, not one
-transaction.
+the store untouched. The writes then go in this order, each whole (journaled): add
+the new chunks; delete the edited ones and add them back with their new text (two
+writes, not one transaction: a process killed between them leaves the edited
+chunks missing until the next sync); delete the removed ones.
 """
 
 from __future__ import annotations

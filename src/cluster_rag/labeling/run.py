@@ -111,6 +111,20 @@ def _texts_by_id(store: ChromaStore) -> Callable[[list[str]], dict[str, str]]:
     return fetch
 
 
+def _checked(labeler: Labeler | None, force: bool, n_representatives: int, n_siblings: int) -> Labeler:
+    """``labeler`` (``None``: :class:`KeywordLabeler`) after checking it and the counts at the door."""
+    labeler = KeywordLabeler() if labeler is None else labeler
+    if not isinstance(labeler, Labeler):
+        raise InvalidInputError(
+            f"labeler {type(labeler).__name__} lacks cache_id / label(requests, reserved=, progress=); "
+            "use KeywordLabeler() or OpenAILabeler(client=..., model=...)"
+        )
+    check_int(n_representatives, "n_representatives", low=1)
+    check_int(n_siblings, "n_siblings", low=0)
+    check_bool(force, "force")
+    return labeler
+
+
 def label_topics(
     store: ChromaStore,
     model: ClusterModel,
@@ -130,15 +144,7 @@ def label_topics(
         InvalidInputError: ``labeler`` is not a :class:`Labeler`, or a count is out of range.
         LabelingError: the labeler broke its contract.
     """
-    labeler = KeywordLabeler() if labeler is None else labeler
-    if not isinstance(labeler, Labeler):
-        raise InvalidInputError(
-            f"labeler {type(labeler).__name__} lacks cache_id / label(requests, reserved=, progress=); "
-            "use KeywordLabeler() or OpenAILabeler(client=..., model=...)"
-        )
-    check_int(n_representatives, "n_representatives", low=1)
-    check_int(n_siblings, "n_siblings", low=0)
-    check_bool(force, "force")
+    labeler = _checked(labeler, force, n_representatives, n_siblings)
     version = model.version
     topics = model.sized_topics()
     requests = build_requests(  # centroids and members are positional: build with positions, then map to ids

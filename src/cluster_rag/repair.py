@@ -12,8 +12,11 @@ segment is unreadable) into a fresh collection and swaps it in by name.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from .guard import translate
 from .store import ChromaStore, version_key
 from .store.chroma_store import owner_alive
 
-__all__ = ["RepairReport", "on_open", "rebuild", "recover_journal", "repair_store"]
+__all__ = ["RepairReport", "damaged_segments", "on_open", "rebuild", "recover_journal", "repair_store"]
 
 log = logging.getLogger("cluster_rag")
 _REBUILD_SUFFIX = "__rebuild"
@@ -45,12 +48,68 @@ class RepairReport:
     reembedded: int = 0
 
 
+#: a vector segment whose upper-layer link file is this much larger than its layer-0 data (plus
+#: :data:`LINK_SLACK_BYTES`) was half-written by a killed process: in an HNSW graph the upper
+#: layers hold about 1/M of the links of layer 0, and Chroma's native code crashes the whole
+#: process (SIGSEGV) when it loads such a file, before any Python error can be raised
+LINK_RATIO_LIMIT = 64
+LINK_SLACK_BYTES = 1 << 30
+
+
+def _persist_folder(client: Any) -> Path | None:
+    """The folder of an embedded (``PersistentClient``) store, else ``None``."""
+    try:
+        settings = client.get_settings()
+    except Exception:
+        return None
+    if not getattr(settings, "is_persistent", False) or not settings.persist_directory:
+        return None
+    return Path(settings.persist_directory)
+
+
+def damaged_segments(folder: Path) -> list[Path]:
+    """Vector-segment folders of the embedded store at ``folder`` that Chroma cannot load safely:
+    an upper-layer link file (``link_lists.bin``) more than :data:`LINK_RATIO_LIMIT` times its
+    layer-0 data (``data_level0.bin``) plus 1 GiB — what a SIGKILL in the middle of Chroma's index
+    write leaves (seen at 81 GB and 1.2 TB, sparse). Checked from file sizes only."""
+    found: list[Path] = []
+    segments = (p for p in folder.iterdir() if p.is_dir() and ".damaged-" not in p.name)
+    for segment in sorted(p for p in segments if (p / "header.bin").is_file()):
+        links, level0 = segment / "link_lists.bin", segment / "data_level0.bin"
+        if not links.is_file():
+            continue
+        base = level0.stat().st_size if level0.is_file() else 0
+        if links.stat().st_size > LINK_RATIO_LIMIT * base + LINK_SLACK_BYTES:
+            found.append(segment)
+    return found
+
+
+def _quarantine(folder: Path) -> list[str]:
+    """Move the damaged vector segments of ``folder`` aside (``<name>.damaged-<time>``), so Chroma
+    starts them empty and :func:`rebuild` re-embeds from the records; returns what was moved."""
+    moved = []
+    for segment in damaged_segments(folder):
+        target = segment.with_name(f"{segment.name}.damaged-{int(time.time())}")
+        os.replace(segment, target)
+        moved.append(f"moved the damaged vector index {segment.name} aside to {target.name}")
+    return moved
+
+
 def on_open(store: ChromaStore) -> list[str]:
     """Probe the store and recover writes killed processes left; returns what was done.
 
     Raises:
         StoreCorruptedError: a part of the store cannot be read (the message names the repair).
     """
+    folder = _persist_folder(store.client)
+    damaged = damaged_segments(folder) if folder is not None else []
+    if damaged:
+        raise StoreCorruptedError(
+            f"the store at {str(folder)!r} has a half-written vector index ({damaged[0].name}: "
+            f"link_lists.bin of {(damaged[0] / 'link_lists.bin').stat().st_size:,} bytes) that Chroma "
+            f"cannot load; run `cluster-rag repair --path {folder} --collection {store.name}` to rebuild "
+            "it from the records Chroma keeps"
+        )
     try:
         store.probe()
     except Exception as exc:
@@ -203,6 +262,9 @@ def repair_store(
     from .errors import StoreNotFoundError, VersionError
 
     report = RepairReport()
+    folder = _persist_folder(client)
+    if folder is not None:  # before Chroma loads a segment that would crash this process
+        report.messages += _quarantine(folder)
     names = _names(client)
     if name not in names and f"{name}{_REBUILD_SUFFIX}" not in names:
         raise StoreNotFoundError(f"collection {name!r} does not exist; collections here: {sorted(names)}")

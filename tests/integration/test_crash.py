@@ -321,7 +321,7 @@ def test_kills_at_random_moments_full(tmp_path: Path, op: str) -> None:
     assert counts["partial"] == 0 and counts["lost_or_duplicated"] == 0
 
 
-@pytest.mark.parametrize("damage", ["truncated vectors", "garbage header"])
+@pytest.mark.parametrize("damage", ["truncated vectors", "garbage header", "half-written link lists"])
 def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damage: str) -> None:
     from cluster_rag.cli import main
 
@@ -342,8 +342,14 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
     if damage == "truncated vectors":
         with open(biggest / "data_level0.bin", "r+b") as f:
             f.truncate(1000)
-    else:
+    elif damage == "garbage header":
         (biggest / "header.bin").write_bytes(b"\xff" * 100)
+    else:  # what a SIGKILL inside Chroma's index write left here (81 GB, 1.2 TB): Chroma segfaults on it
+        from cluster_rag.repair import LINK_RATIO_LIMIT, LINK_SLACK_BYTES
+
+        level0 = (biggest / "data_level0.bin").stat().st_size
+        with open(biggest / "link_lists.bin", "ab") as f:
+            f.truncate(LINK_RATIO_LIMIT * level0 + LINK_SLACK_BYTES + 4096)  # sparse: no disk used
     # a fresh process opens the damaged store: nothing of this test process's Chroma state helps it
     probe = (
         "import sys\n"

@@ -73,7 +73,11 @@ def damaged_segments(folder: Path) -> list[Path]:
     layer-0 data (``data_level0.bin``) plus 1 GiB — what a SIGKILL in the middle of Chroma's index
     write leaves (seen at 81 GB and 1.2 TB, sparse). Checked from file sizes only."""
     found: list[Path] = []
-    segments = (p for p in folder.iterdir() if p.is_dir() and ".damaged-" not in p.name)
+    live = _vector_segments(folder)  # a deleted collection's folder may stay on disk: not ours to judge
+    def ours(p: Path) -> bool:
+        return p.name in live if live is not None else ".damaged-" not in p.name
+
+    segments = (p for p in folder.iterdir() if p.is_dir() and ours(p))
     for segment in sorted(p for p in segments if (p / "header.bin").is_file()):
         links, level0 = segment / "link_lists.bin", segment / "data_level0.bin"
         if not links.is_file():
@@ -82,6 +86,21 @@ def damaged_segments(folder: Path) -> list[Path]:
         if links.stat().st_size > LINK_RATIO_LIMIT * base + LINK_SLACK_BYTES:
             found.append(segment)
     return found
+
+
+def _vector_segments(folder: Path) -> set[str] | None:
+    """Ids of the vector segments ``chroma.sqlite3`` lists (``None`` when it cannot be read)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT id FROM segments WHERE scope = 'VECTOR'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return {str(r[0]) for r in rows}
 
 
 def _quarantine(folder: Path) -> list[str]:
@@ -202,6 +221,9 @@ def rebuild(
             unreadable and no ``embed`` was given.
     """
     report = RepairReport()
+    folder = _persist_folder(client)
+    if folder is not None:  # before Chroma loads a segment that would crash this process
+        report.messages += _quarantine(folder)
     target = f"{name}{_REBUILD_SUFFIX}"
     names = _names(client)
     if name not in names and target in names:  # killed between the delete and the rename

@@ -613,7 +613,8 @@ SCIFACT_HEADERS = [
 
 def main(quick: bool = False, *, size: int | None = None, store: Path | None = None) -> str:
     """Run the suite; ``size`` (or ``BENCH_SCALE_SIZE``) replaces the default size, ``store`` (or
-    ``BENCH_SCALE_STORE``) reuses a folder :func:`build_store` wrote for that size."""
+    ``BENCH_SCALE_STORE``) reuses a folder :func:`build_store` wrote for that size;
+    ``BENCH_SCALE_SERVER_SIZE`` sets the server section's rows (default ``min(size // 5, 40_000)``)."""
     pin_threads(1)
     size = size or int(os.environ.get("BENCH_SCALE_SIZE", "0")) or (100_000 if quick else 200_000)
     env_store = os.environ.get("BENCH_SCALE_STORE")
@@ -629,7 +630,8 @@ def main(quick: bool = False, *, size: int | None = None, store: Path | None = N
         parts.append(section)
     scifact = os.environ.get("BENCH_SCALE_SCIFACT", "1") != "0"
     if os.environ.get("BENCH_SCALE_SERVER", "1") != "0":
-        section = run_server(min(size // 5, 40_000), scifact=scifact)
+        server_size = int(os.environ.get("BENCH_SCALE_SERVER_SIZE", "0")) or min(size // 5, 40_000)
+        section = run_server(server_size, scifact=scifact)
         print(section, flush=True)
         parts.append(section)
     elif scifact:

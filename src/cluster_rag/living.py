@@ -5,7 +5,9 @@ is written with them, marked ``cr_added_v<N>``) and are searchable immediately;
 the version's per-topic sizes in its payload follow every add and delete.
 ``update_centroids`` also moves the touched centroids toward the new chunks
 (MiniBatchKMeans ``partial_fit`` semantics, :mod:`cluster_rag.clustering.online`),
-in place in the same version. :func:`drift_report` compares what was added since
+in place in the same version. An edited chunk is replaced in place (:func:`replace_rows`, one
+journaled write: after a crash it holds its old or its new text, never neither).
+:func:`drift_report` compares what was added since
 the fit with the fit's baseline (:mod:`cluster_rag.drift`).
 
 Every function takes the active :class:`~cluster_rag.model.ClusterModel` and
@@ -47,6 +49,7 @@ __all__ = [
     "fold_added",
     "partial_fit",
     "refuse_stored",
+    "replace_rows",
     "stored_vectors",
 ]
 
@@ -76,15 +79,25 @@ def check_batch(
     return Batch(items, metas, given if given is not None else default_ids(hashes), hashes)
 
 
+def _counts(model: ClusterModel, positions: np.ndarray) -> np.ndarray:
+    """``(k,)`` int64 chunks per position among ``positions`` (entries outside ``[0, k)`` skipped)."""
+    pos = np.asarray(positions, dtype=np.int64)
+    return np.bincount(pos[(pos >= 0) & (pos < model.k)], minlength=model.k)
+
+
 def _bump_sizes(
     store: ChromaStore, model: ClusterModel, positions: np.ndarray, sign: int, token: str | None = None
 ) -> np.ndarray:
-    """Add ``sign`` per entry of ``positions`` to the version's stored sizes; returns them ``(k,)``.
+    """Add ``sign`` per entry of ``positions`` to the version's stored sizes; returns them ``(k,)``."""
+    return _move_sizes(store, model, _counts(model, positions) * sign, token)
+
+
+def _move_sizes(store: ChromaStore, model: ClusterModel, delta: np.ndarray, token: str | None) -> np.ndarray:
+    """Add ``delta`` ``(k,)`` int64 to the version's stored sizes; returns them ``(k,)``.
 
     ``token`` (a journaled write) is recorded in the same upsert, under ``applied_writes``, so
     recovery knows whether a killed write had already counted its rows.
     """
-    delta = np.bincount(np.asarray(positions, dtype=np.int64), minlength=model.k) * sign
     payload = store.load_model(model.version)
     if payload is None:
         raise VersionError(f"model version {model.version} was deleted meanwhile; refit or roll back")
@@ -243,20 +256,28 @@ def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) 
     return nxt
 
 
+def _positions(
+    store: ChromaStore, model: ClusterModel, ids: list[str], metas: list[dict[str, Any]]
+) -> np.ndarray:
+    """``(n,)`` int64 cluster of each stored chunk in ``model`` (``-1``: none): a chunk written since the
+    fit (marked ``cr_added_v<N>``, even one the fit also saw) carries it in ``cr_v<N>``; the others
+    have it in the version's stored assignment (older versions: in ``cr_v<N>`` too)."""
+    key, mark = version_key(model.version), added_key(model.version)
+    fitted = snapshots.fitted_positions(store, model.version, model.record.extras.get("assignment"))
+    return np.asarray(
+        [
+            int(m.get(key, -1)) if mark in m else fitted.get(cid, int(m.get(key, -1)))
+            for cid, m in zip(ids, metas, strict=True)
+        ],
+        dtype=np.int64,
+    )
+
+
 def _delete_journaled(store: ChromaStore, model: ClusterModel | None, ids: list[str]) -> ClusterModel | None:
     positions = np.zeros(0, np.int64)
     if model is not None:
-        key = version_key(model.version)
         got = store.get(ids, include=["metadatas"])
-        fitted = snapshots.fitted_positions(store, model.version, model.record.extras.get("assignment"))
-        positions = np.asarray(
-            [
-                fitted.get(cid, int((m or {}).get(key, -1)))
-                for cid, m in zip(got["ids"], got["metadatas"], strict=True)
-            ],
-            dtype=np.int64,
-        )
-        positions = positions[(positions >= 0) & (positions < model.k)]
+        positions = _positions(store, model, got["ids"], [m or {} for m in got["metadatas"]])
     store.delete(ids)
     if model is None:
         return None
@@ -265,6 +286,80 @@ def _delete_journaled(store: ChromaStore, model: ClusterModel | None, ids: list[
         return model.evolve(sizes=sizes)
     gone = set(ids)
     return model.evolve(backend=model.backend.without(gone), added=model.added.without(gone), sizes=sizes)
+
+
+def replace_rows(
+    store: ChromaStore, model: ClusterModel | None, batch: Batch, vectors: np.ndarray, *, fold: bool = False
+) -> ClusterModel | None:
+    """Overwrite stored chunks ``batch.ids`` with the batch's texts, metadata and ``vectors`` ``(n, d)``
+    float32 (L2-normalized) in one journaled write; returns the next snapshot.
+
+    Each chunk is rewritten in place with Chroma's ``upsert`` (old metadata keys the new row lacks are
+    removed, so the result equals a delete and an add). After a fit it joins its nearest cluster,
+    marked as written since the fit, and the version's sizes move from its old cluster to its new
+    one in the payload update that records the write. A process killed midway leaves the journal
+    record; the next open settles it (:func:`cluster_rag.journal.settle_replace`): every chunk
+    holds its old or its new version, never neither, never both, and the sizes match.
+
+    Raises:
+        UnknownDocumentError: an id is not stored (nothing is written).
+    """
+    ids = batch.ids
+    old = {cid: m for cid, m in _stored_metadata(store, ids)}
+    missing = [cid for cid in ids if cid not in old]
+    if missing:
+        raise UnknownDocumentError(
+            f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; add them instead "
+            "(nothing was written)"
+        )
+    token = journal.new_token()
+    rows = [
+        {**m, HASH_KEY: h, journal.WRITE_KEY: token}
+        for m, h in zip(batch.metadatas, batch.hashes, strict=True)
+    ]
+    was = now = np.full(len(ids), -1, dtype=np.int64)
+    if model is not None:
+        was = _positions(store, model, ids, [old[cid] for cid in ids])
+        now = assign(vectors, model.centroids)[0].astype(np.int64)
+        key, mark = version_key(model.version), added_key(model.version)
+        rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, now, strict=True)]
+    rows = [{**dict.fromkeys(old[cid].keys() - r.keys()), **r} for cid, r in zip(ids, rows, strict=True)]
+    olds = [str(old[cid].get(HASH_KEY, ""))[:16] for cid in ids]
+    version = model.version if model is not None else None
+    moves = {"old_hashes": olds, "was": was.tolist(), "now": now.tolist()}
+    entry = journal.begin(store, "replace", token, ids, batch.hashes, version, moves)
+    try:
+        store.upsert(ids, batch.texts, vectors, rows)
+        sizes = _move_sizes(store, model, _counts(model, now) - _counts(model, was), token) if model else None
+    except BaseException:
+        try:  # Chroma failed midway: count what each chunk holds now, as the next open would
+            journal.settle_replace(store, token, ids, version, was.tolist(), now.tolist())
+            journal.finish(store, entry)
+        except Exception:  # the store itself failed: the journal entry stays for the next open
+            pass
+        raise
+    journal.finish(store, entry)
+    if model is None:
+        return None
+    if not model.loaded:
+        nxt = model.evolve(sizes=sizes)
+    else:
+        gone = set(ids)
+        nxt = model.evolve(
+            backend=model.backend.without(gone).with_added(ids, vectors, now),
+            added=model.added.without(gone).extended(ids),
+            sizes=sizes,
+        )
+    return fold_added(store, nxt, vectors, now) if fold else nxt
+
+
+def _stored_metadata(store: ChromaStore, ids: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``(id, metadata)`` of those of ``ids`` that are stored."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for start in range(0, len(ids), store.batch_size):
+        got = store.get(list(ids[start : start + store.batch_size]), include=["metadatas"])
+        out += [(cid, dict(m or {})) for cid, m in zip(got["ids"], got["metadatas"], strict=True)]
+    return out
 
 
 def stored_vectors(

@@ -144,7 +144,7 @@ def on_open(store: ChromaStore) -> list[str]:
 
 
 def recover_journal(store: ChromaStore) -> list[str]:
-    """Undo adds and complete deletes that a process killed midway left in the journal.
+    """Undo adds, complete deletes and settle replaces that a process killed midway left in the journal.
 
     Entries of live writers (same host and pid running, or recent on another host) are left alone.
     """
@@ -168,6 +168,8 @@ def recover_journal(store: ChromaStore) -> list[str]:
                 f"completed a delete of {len(ids)} chunk(s) interrupted in process {entry.get('pid')} "
                 f"({len(left)} were still stored)"
             )
+        elif op == "replace":
+            done.append(journal.recover_replace(store, entry))
         store.drop_journal(key)
     for line in done:
         log.warning("cluster-rag recovery: %s", line)

@@ -6,20 +6,23 @@ content hash:
 
 * a chunk whose id is stored with the same content hash (``cr_hash``, SHA-256 of
   the text) is **unchanged** and skipped: nothing is embedded or written;
-* a stored id whose text changed is **updated** (old record deleted, new one added);
+* a stored id whose text changed is **updated** (its record rewritten in place);
 * an id not stored yet is **added**; an id stored for a source (file) that was
   re-read but no longer yields it (the file shrank) is **deleted**;
 * a source that is gone from the given folders (file deleted or renamed) keeps its
   chunks unless ``delete_missing=True``, which deletes them.
 
-Only public :class:`~cluster_rag.ClusterIndex` methods (``add_embeddings``,
-``delete``) and the store's read methods (``iter_all``, ``vectors_by_hash``) are
-used. New vectors are computed *before* anything is deleted (the embedding cache
-reuses any vector already stored for the same text), so a failing model leaves
-the store untouched. The writes then go in this order, each whole (journaled): add
-the new chunks; delete the edited ones and add them back with their new text (two
-writes, not one transaction: a process killed between them leaves the edited
-chunks missing until the next sync); delete the removed ones.
+Public :class:`~cluster_rag.ClusterIndex` methods (``add_embeddings``, ``delete``,
+``refresh``), the store's read methods (``iter_all``, ``vectors_by_hash``) and
+:func:`cluster_rag.living.replace_rows` are used. New vectors are computed *before*
+anything is written (the embedding cache reuses any vector already stored for the
+same text), so a failing model leaves the store untouched. The writes then go in
+this order, each whole (journaled): add the new chunks; replace the edited ones in
+place (one write: a process killed during it leaves each edited chunk with its old
+or its new text, never missing, and the next open settles the counts); delete the
+removed ones. A killed sync therefore leaves the files' chunks as before it, with
+the new chunks added, with the edits (partly) applied too, or as after it; running
+it again finishes it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..embedding import content_hash
+from .. import living
+from ..embedding import content_hash, normalize
 from ..errors import DimensionMismatchError, DuplicateIdError
 from ..store.chroma_store import HASH_KEY
 from ..types import Chunk
@@ -203,22 +207,21 @@ def sync_chunks(
     to_write = [chunks[i] for i in plan.write]
     replaced = list(plan.updated)
     removed = list(plan.shrunk) + (gone_ids if delete_missing else [])
-    # Order for a process killed midway (each write is journaled, all or nothing): embed first, add
-    # the new chunks, then replace the edited ones (delete + add: the one window in which a kill
-    # leaves them missing until the next sync), and delete the removed ones last.
+    # Order for a process killed midway (each write is journaled): embed first, add the new chunks,
+    # then replace the edited ones in place, and delete the removed ones last.
     vectors = _vectors(index, [c.text for c in to_write], progress) if to_write else None
     is_new = set(plan.added)
     for fresh in (True, False):
         rows = [i for i, c in enumerate(to_write) if (c.id in is_new) == fresh]
         if not rows:
             continue
-        if not fresh:
-            index.delete(replaced)
         batch = [to_write[i] for i in rows]
         assert vectors is not None
-        index.add_embeddings(
-            [c.text for c in batch], vectors[rows], [c.metadata for c in batch], [c.id for c in batch]
-        )
+        texts, metas, ids = [c.text for c in batch], [c.metadata for c in batch], [c.id for c in batch]
+        if fresh:
+            index.add_embeddings(texts, vectors[rows], metas, ids)
+        else:
+            _replace(index, living.check_batch(texts, metas, ids), normalize(vectors[rows]))
     if removed:
         index.delete(removed)
     return SyncReport(
@@ -312,6 +315,15 @@ def _stored_by_source(index: ClusterIndex) -> dict[str, dict[str, str]]:
             meta = meta or {}
             out.setdefault(str(meta.get("source", "")), {})[cid] = str(meta.get(HASH_KEY, ""))
     return out
+
+
+def _replace(index: ClusterIndex, batch: living.Batch, vectors: np.ndarray) -> None:
+    """Rewrite stored chunks in place (:func:`~cluster_rag.living.replace_rows`), assigned to the
+    version active now; the index then re-reads its snapshot from the store."""
+    index.refresh()  # another process may have refit: a write assigns to what is active now
+    model = index.model if index.is_fitted else None
+    living.replace_rows(index.store, model, batch, vectors, fold=bool(index.config.update_centroids))
+    index.refresh()
 
 
 def _vectors(index: ClusterIndex, texts: list[str], progress: bool) -> np.ndarray:

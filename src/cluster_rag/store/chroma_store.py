@@ -22,7 +22,8 @@ second process or machine can open it without any sidecar file):
     ``claim:v<N>`` (JSON ``{"token", "pid", "host", "active", "at"}``): version number ``N``
     taken by one fit. Chroma's ``add`` ignores an id that exists, so adding the claim and
     reading it back is a compare-and-swap: two fits never write the same version.
-    ``journal:<token>`` (JSON ``{"op", "ids", "hashes", "pid", "host", "at", "version"}``): a
+    ``journal:<token>`` (JSON ``{"op", "ids", "hashes", "pid", "host", "at", "version"}``; a
+    replace also ``"old_hashes"``, ``"was"``, ``"now"``): a
     write in flight (:mod:`cluster_rag.journal`), removed when it completes; one left behind by
     a killed process is finished or undone on the next open.
 """
@@ -219,6 +220,31 @@ class ChromaStore:
             if written:
                 self.delete(written)
             raise
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        """Overwrite chunks in place (vectors ``(n, d)`` float32): Chroma's ``upsert`` merges the
+        metadata, so a ``None`` value removes a key. Each batch of ``batch_size`` rows is one Chroma
+        write: a process killed midway leaves every chunk whole, old or new (see
+        :func:`cluster_rag.living.replace_rows`)."""
+        if vectors.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"vectors have dimension {vectors.shape[1]} but collection {self.name!r} holds "
+                f"{self.dimension}-d vectors"
+            )
+        for start in range(0, len(ids), self.batch_size):
+            stop = start + self.batch_size
+            self.chunks.upsert(
+                ids=list(ids[start:stop]),
+                documents=list(texts[start:stop]),
+                embeddings=vectors[start:stop],
+                metadatas=[dict(m) for m in metadatas[start:stop]],
+            )
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self.batch_size):

@@ -6,7 +6,9 @@ parameters, ``fit`` returns ``self`` and sets attributes ending in ``_``):
 - ``"sklearn"``: :class:`sklearn.cluster.KMeans`, best quality, slowest init.
 - ``"minibatch"``: :class:`sklearn.cluster.MiniBatchKMeans`, ~3x faster at similar inertia.
 - ``"faiss"``: ``faiss.Kmeans(spherical=True)`` seeded with k-means++ centroids, ~10x faster
-  (needs ``pip install "cluster-rag[faiss]"``).
+  (needs ``pip install "cluster-rag[faiss]"``). Its cost over raw FAISS with the same k and
+  iterations is the seeding plus one nearest-centroid pass (which gives ``labels_``): at 1M rows,
+  k=1,000, one core, 2.3 s + 6.4 s of CPU next to ~124 s of FAISS training (was 7-11 s + two passes).
 
 ``"auto"`` picks sklearn below :data:`AUTO_MINIBATCH_ROWS` rows, then faiss when
 importable, else minibatch. Any estimator with ``fit`` and ``labels_`` or

@@ -25,7 +25,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("suite", nargs="?", default="all", choices=(*SUITES, "all"))
     parser.add_argument("--quick", action="store_true", help="smaller samples, for a smoke run")
+    parser.add_argument("--size", type=int, default=None, help="scale only: rows (default 200,000)")
+    parser.add_argument("--store", type=Path, default=None, help="scale only: reuse a folder it built")
     args = parser.parse_args()
+    if (args.size is not None or args.store is not None) and args.suite != "scale":
+        parser.error("--size and --store apply to the scale suite only: python -m bench scale --size N")
     for name in SUITES if args.suite == "all" else (args.suite,):
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -34,7 +38,10 @@ def main() -> None:
                 print(f"(suite {name!r} not present yet)")
                 continue
             raise
-        module.main(quick=args.quick)
+        if name == "scale":
+            module.main(quick=args.quick, size=args.size, store=args.store)
+        else:
+            module.main(quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -35,13 +35,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
 
 from cluster_rag import ClusterIndex, IndexConfig
 from cluster_rag.errors import StoreCorruptedError
 from cluster_rag.fitting import prune_versions
-from cluster_rag.repair import rebuild
+from cluster_rag.repair import damaged_segments, rebuild
 from tests.fixtures import FakeEmbedder
 
 pytestmark = pytest.mark.integration
@@ -272,6 +273,11 @@ def crash_rounds(tmp_path: Path, op: str, kills: int, seed: int = 0, verbose: bo
             after = {c.id: c.text for c in chunks}
             seen |= set(after)
             arg = str(folder)
+        release_chroma()  # flushes the index this process opened and recovered: is it still readable?
+        if damaged_segments(path):
+            counts["damaged_by_reader_flush"] += 1  # repaired like an unreadable store, and counted apart
+            rebuild(chromadb.PersistentClient(path=str(path)), CFG.collection, embed=FakeEmbedder().embed)
+            release_chroma()
         if op == "ingest" and round_ % 2:  # every other round aims at the edit window (file event)
             killed = run_child(op, path, arg, rnd.uniform(0.0, 0.4), at="EDIT")
         else:

@@ -106,13 +106,17 @@ def leave_one_out_distances(vectors: np.ndarray, labels: np.ndarray, sums: np.nd
         their cluster have no such centroid and are left out), in row order.
     """
     labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(sums))
+    sq = np.einsum("ij,ij->i", sums, sums)
     out: list[np.ndarray] = []
     for start in range(0, len(labels), BLOCK_ROWS):
         x = np.asarray(vectors[start : start + BLOCK_ROWS], dtype=np.float64)
-        rest = sums[labels[start : start + BLOCK_ROWS]] - x
-        norms = np.linalg.norm(rest, axis=1)
-        ok = norms > 1e-9
-        out.append(1.0 - np.einsum("ij,ij->i", x[ok], rest[ok]) / norms[ok])
+        lab = labels[start : start + BLOCK_ROWS]
+        t = np.einsum("ij,ij->i", x, sums[lab])  # x . S_c, without an (rows, d) S_c - x array
+        xx = np.einsum("ij,ij->i", x, x)
+        rest = np.maximum(sq[lab] - 2.0 * t + xx, 0.0)  # |S_c - x|^2
+        ok = (counts[lab] > 1) & (rest > 1e-18)
+        out.append(1.0 - (t[ok] - xx[ok]) / np.sqrt(rest[ok]))
     return np.concatenate(out) if out else np.zeros(0)
 
 

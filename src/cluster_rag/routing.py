@@ -483,7 +483,8 @@ def _pseudo_queries(
         rows = slice(start, start + step)
         sims = queries[rows] @ vectors.T
         sims[np.arange(sims.shape[0]), picks[rows]] = -np.inf
-        neighbours[rows] = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+        # the top largest without a -sims copy of the (step, n) block
+        neighbours[rows] = np.argpartition(sims, n - top, axis=1)[:, n - top :]
     return queries, picks, neighbours
 
 

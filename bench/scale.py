@@ -108,6 +108,18 @@ elif mode == "scr":
     out["s"] = time.perf_counter() - t0
     out["hits"] = len(hits)
     out["backend"] = type(index.model.backend).__name__
+elif mode == "ef":  # persist Chroma's HNSW ef_search (a loaded index keeps its own: new processes use it)
+    import chromadb
+    client = chromadb.PersistentClient(path=os.path.join(path, "kb"))
+    client.get_collection("bench").modify(configuration={"hnsw": {"ef_search": int(sys.argv[4])}})
+elif mode == "oppoint":  # plain Chroma at the ef_search in force, cluster-rag at n_probe, same process
+    import chromadb
+    from bench.scale import Named, operating_point
+    from cluster_rag import ClusterIndex, IndexConfig
+    index = ClusterIndex.open(os.path.join(path, "kb"), embedder=Named(), create=False,
+                              config=IndexConfig(progress=False, collection="bench"))
+    col = chromadb.PersistentClient(path=os.path.join(path, "kb")).get_collection("bench")
+    out.update(operating_point(index, col, os.path.join(path), int(sys.argv[4]), sys.argv[5] == "time"))
 elif mode == "fit":
     from bench.scale import Named
     from cluster_rag import ClusterIndex, IndexConfig
@@ -277,10 +289,13 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
         lat_cr, lat_plain, rec_cr, rec_plain = _steady(index, col, queries, exact, ids)
         p50s = statistics.median(lat_cr) * 1e3, statistics.median(lat_plain) * 1e3
         _progress(f"{n}: steady p50 {p50s[0]:.2f} vs {p50s[1]:.2f} ms (plain)")
-        op = _operating_point(index, col, queries, exact, ids)
-        _progress(f"{n}: at recall >= {RECALL_TARGET}: {op}")
+        op_probe = choose_n_probe(index, queries, exact, ids)
+        np.save(tmp / "exact.npy", exact)
         del index, store, model, col
         _forget_clients()
+
+        op = _operating_point_children(tmp, op_probe)
+        _progress(f"{n}: at recall >= {RECALL_TARGET}: {op}")
 
         # cold starts, interleaved
         snap = tmp / "kb" / "cluster_rag"
@@ -659,71 +674,81 @@ RECALL_TARGET = 0.95
 #: Fixed probe counts tried for cluster-rag, and HNSW ``ef_search`` values tried for Chroma.
 PROBE_GRID = (2, 4, 6, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128)
 EF_GRID = (100, 200, 400, 800, 1600, 3200)
+#: Chroma's default HNSW ``ef_search`` (what the bench collection is left with).
+CHROMA_DEFAULT_EF = 100
 
 
-def _operating_point(
-    index: Any, col: Any, queries: np.ndarray, exact: np.ndarray, ids: Sequence[str]
-) -> dict[str, Any]:
-    """Both systems at the same recall: the smallest cluster-rag ``n_probe`` and the smallest Chroma
-    HNSW ``ef_search`` (Chroma's default is 100) whose recall@10 vs exact reaches
-    :data:`RECALL_TARGET` on the first half of the queries, then p50 and recall of both on the other
-    half, interleaved query by query. Chroma's ``ef_search`` is restored afterwards."""
+def choose_n_probe(index: Any, queries: np.ndarray, exact: np.ndarray, ids: Sequence[str]) -> int:
+    """Smallest :data:`PROBE_GRID` ``n_probe`` whose recall@10 vs exact reaches :data:`RECALL_TARGET` on
+    the first half of the queries (the operating-point row times the other half)."""
     half = len(queries) // 2
-    tune, test = range(half), range(half, len(queries))
 
-    def truth(qi: int) -> set[str]:
-        return {ids[j] for j in exact[qi]}
+    def recall(n_probe: int) -> float:
+        got = [{h.id for h in index.search_by_vector(queries[i], 10, n_probe=n_probe)} for i in range(half)]
+        return float(np.mean([len({ids[j] for j in exact[i]} & g) / 10 for i, g in enumerate(got)]))
 
-    def cr_recall(n_probe: int, rows: range) -> float:
-        return float(
-            np.mean(
-                [
-                    len(truth(i) & {h.id for h in index.search_by_vector(queries[i], 10, n_probe=n_probe)})
-                    / 10
-                    for i in rows
-                ]
-            )
-        )
+    k = int(index.model.k)
+    return next((p for p in PROBE_GRID if p <= k and recall(p) >= RECALL_TARGET), k)
+
+
+def operating_point(index: Any, col: Any, folder: str, n_probe: int, timed: bool) -> dict[str, Any]:
+    """In a child process (Chroma reads ``ef_search`` when it loads the HNSW index): plain Chroma's
+    recall@10 on the first half of the queries at the ``ef_search`` in force; when ``timed``, p50 and
+    recall of both systems on the other half, interleaved query by query after one warm pass."""
+    queries = np.load(os.path.join(folder, "queries.npy"))
+    exact = np.load(os.path.join(folder, "exact.npy"))
+    half = len(queries) // 2
+
+    def truth(i: int) -> set[str]:
+        return {f"c{j:07d}" for j in exact[i]}
 
     def plain_ids(q: np.ndarray) -> set[str]:
         res = col.query(query_embeddings=[q], n_results=10, include=["documents", "metadatas"])
         return set(res["ids"][0])
 
-    def plain_recall(rows: range) -> float:
-        return float(np.mean([len(truth(i) & plain_ids(queries[i])) / 10 for i in rows]))
+    out: dict[str, Any] = {
+        "ef": int(col.configuration["hnsw"]["ef_search"]),
+        "tune_plain": float(np.mean([len(truth(i) & plain_ids(queries[i])) / 10 for i in range(half)])),
+    }
+    if not timed:
+        return out
+    test = range(half, len(queries))
+    for i in test:
+        index.search_by_vector(queries[i], 10, n_probe=n_probe), plain_ids(queries[i])
+    lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
+    for i in test:
+        t0 = time.perf_counter()
+        hits = index.search_by_vector(queries[i], 10, n_probe=n_probe)
+        lat_cr.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got = plain_ids(queries[i])
+        lat_plain.append(time.perf_counter() - t0)
+        rec_cr.append(len(truth(i) & {h.id for h in hits}) / 10)
+        rec_plain.append(len(truth(i) & got) / 10)
+    out.update(
+        n_probe=n_probe,
+        tuned=half,
+        timed=len(test),
+        p50_cr=statistics.median(lat_cr) * 1e3,
+        p50_plain=statistics.median(lat_plain) * 1e3,
+        rec_cr=float(np.mean(rec_cr)),
+        rec_plain=float(np.mean(rec_plain)),
+    )
+    return out
 
-    k = index.model.k
-    n_probe = next((p for p in PROBE_GRID if p <= k and cr_recall(p, tune) >= RECALL_TARGET), k)
-    ef_before = int(col.configuration["hnsw"]["ef_search"])
+
+def _operating_point_children(tmp: Path, n_probe: int) -> dict[str, Any]:
+    """The smallest :data:`EF_GRID` ``ef_search`` at which plain Chroma reaches :data:`RECALL_TARGET` on
+    the tuning half (each tried in a fresh process), then both systems timed there; Chroma's
+    ``ef_search`` is restored to its default afterwards."""
     try:
         for ef in EF_GRID:
-            col.modify(configuration={"hnsw": {"ef_search": ef}})
-            if plain_recall(tune) >= RECALL_TARGET:
+            _child("ef", tmp, str(ef))
+            if _child("oppoint", tmp, str(n_probe), "tune")["tune_plain"] >= RECALL_TARGET:
                 break
-        for i in test:  # warm both at the chosen settings
-            index.search_by_vector(queries[i], 10, n_probe=n_probe), plain_ids(queries[i])
-        lat_cr, lat_plain, rec_cr, rec_plain = [], [], [], []
-        for i in test:
-            t0 = time.perf_counter()
-            hits = index.search_by_vector(queries[i], 10, n_probe=n_probe)
-            lat_cr.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            got = plain_ids(queries[i])
-            lat_plain.append(time.perf_counter() - t0)
-            rec_cr.append(len(truth(i) & {h.id for h in hits}) / 10)
-            rec_plain.append(len(truth(i) & got) / 10)
+        return _child("oppoint", tmp, str(n_probe), "time")
     finally:
-        col.modify(configuration={"hnsw": {"ef_search": ef_before}})
-    return {
-        "n_probe": n_probe,
-        "ef": ef,
-        "tuned": len(tune),
-        "timed": len(test),
-        "p50_cr": statistics.median(lat_cr) * 1e3,
-        "p50_plain": statistics.median(lat_plain) * 1e3,
-        "rec_cr": float(np.mean(rec_cr)),
-        "rec_plain": float(np.mean(rec_plain)),
-    }
+        _child("ef", tmp, str(CHROMA_DEFAULT_EF))
 
 
 def _steady(

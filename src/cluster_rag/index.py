@@ -195,6 +195,21 @@ class ClusterIndex:
             living.refuse_stored(self.store, batch.ids)
             return self._write(batch, normalize(vectors), fold)
 
+    def update_embeddings(
+        self, ids: Sequence[str], texts: Sequence[str], embeddings: np.ndarray,
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Overwrite stored chunks (text, metadata, vector ``(n, d)``) in one journaled write, as Chroma's
+        ``update`` (:func:`~cluster_rag.living.replace_rows`: after a crash each holds its old or new
+        version); an id not stored raises :class:`UnknownDocumentError` and nothing is written."""
+        batch = living.check_batch(texts, metadatas, ids)
+        vectors = check_vectors(embeddings, len(batch.ids), self.store.dimension, self.store.model_name)
+        with self._write_lock:
+            model = self._active.for_write()  # another process may have refit: assign to what is active now
+            fold = bool(self.config.update_centroids)
+            self._active.set(living.replace_rows(self.store, model, batch, normalize(vectors), fold=fold))
+            return batch.ids
+
     def ingest_files(
         self, paths: Iterable[str | os.PathLike[str]], *, text_field: str = "text",
         skip_existing: bool = True, delete_missing: bool = False,

@@ -12,9 +12,9 @@ content hash:
 * a source that is gone from the given folders (file deleted or renamed) keeps its
   chunks unless ``delete_missing=True``, which deletes them.
 
-Public :class:`~cluster_rag.ClusterIndex` methods (``add_embeddings``, ``delete``,
-``refresh``), the store's read methods (``iter_all``, ``vectors_by_hash``) and
-:func:`cluster_rag.living.replace_rows` are used. New vectors are computed *before*
+Public :class:`~cluster_rag.ClusterIndex` methods (``add_embeddings``,
+``update_embeddings``, ``delete``, ``refresh``) and the store's read methods (``iter_all``,
+``vectors_by_hash``) are used. New vectors are computed *before*
 anything is written (the embedding cache reuses any vector already stored for the
 same text), so a failing model leaves the store untouched. The writes then go in
 this order, each whole (journaled): add the new chunks; replace the edited ones in
@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import living
-from ..embedding import content_hash, normalize
+from ..embedding import content_hash
 from ..errors import DimensionMismatchError, DuplicateIdError
 from ..store.chroma_store import HASH_KEY
 from ..types import Chunk
@@ -221,7 +220,7 @@ def sync_chunks(
         if fresh:
             index.add_embeddings(texts, vectors[rows], metas, ids)
         else:
-            _replace(index, living.check_batch(texts, metas, ids), normalize(vectors[rows]))
+            index.update_embeddings(ids, texts, vectors[rows], metas)  # one journaled write
     if removed:
         index.delete(removed)
     return SyncReport(
@@ -315,15 +314,6 @@ def _stored_by_source(index: ClusterIndex) -> dict[str, dict[str, str]]:
             meta = meta or {}
             out.setdefault(str(meta.get("source", "")), {})[cid] = str(meta.get(HASH_KEY, ""))
     return out
-
-
-def _replace(index: ClusterIndex, batch: living.Batch, vectors: np.ndarray) -> None:
-    """Rewrite stored chunks in place (:func:`~cluster_rag.living.replace_rows`), assigned to the
-    version active now; the index then re-reads its snapshot from the store."""
-    index.refresh()  # another process may have refit: a write assigns to what is active now
-    model = index.model if index.is_fitted else None
-    living.replace_rows(index.store, model, batch, vectors, fold=bool(index.config.update_centroids))
-    index.refresh()
 
 
 def _vectors(index: ClusterIndex, texts: list[str], progress: bool) -> np.ndarray:

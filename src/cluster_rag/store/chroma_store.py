@@ -191,6 +191,14 @@ class ChromaStore:
                 out[str(meta[HASH_KEY])] = np.asarray(vec, dtype=np.float32)
         return out
 
+    def _check_width(self, vectors: np.ndarray) -> None:
+        """Raise :class:`DimensionMismatchError` unless ``vectors`` ``(n, d)`` are this collection's width."""
+        if vectors.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"vectors have dimension {vectors.shape[1]} but collection {self.name!r} holds "
+                f"{self.dimension}-d vectors"
+            )
+
     def add(
         self,
         ids: Sequence[str],
@@ -199,11 +207,7 @@ class ChromaStore:
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
         """Write chunks; all or nothing (a failed batch deletes the batches already written)."""
-        if vectors.shape[1] != self.dimension:
-            raise DimensionMismatchError(
-                f"vectors have dimension {vectors.shape[1]} but collection {self.name!r} holds "
-                f"{self.dimension}-d vectors"
-            )
+        self._check_width(vectors)
         written: list[str] = []
         try:
             for start in range(0, len(ids), self.batch_size):
@@ -232,11 +236,7 @@ class ChromaStore:
         metadata, so a ``None`` value removes a key. Each batch of ``batch_size`` rows is one Chroma
         write: a process killed midway leaves every chunk whole, old or new (see
         :func:`cluster_rag.living.replace_rows`)."""
-        if vectors.shape[1] != self.dimension:
-            raise DimensionMismatchError(
-                f"vectors have dimension {vectors.shape[1]} but collection {self.name!r} holds "
-                f"{self.dimension}-d vectors"
-            )
+        self._check_width(vectors)
         for start in range(0, len(ids), self.batch_size):
             stop = start + self.batch_size
             self.chunks.upsert(

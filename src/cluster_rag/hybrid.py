@@ -107,6 +107,14 @@ class KeywordState:
         self._labels = np.empty(0, dtype=np.int64)
         self._changed = 0
 
+    def forget(self, ids: Sequence[str]) -> None:
+        """Drop the entries of chunks rewritten in place (same ids, new texts): the next :meth:`get`
+        re-reads their texts from the store."""
+        with self._lock:
+            if self._index is not None:
+                self._changed += self._index.remove(ids)
+                self._model = None
+
     def get(self, model: ClusterModel, store: ChromaStore) -> tuple[KeywordIndex, np.ndarray, np.ndarray]:
         """The keyword index holding exactly the model's chunks, with the backend's ids ``(n,)``
         object and their cluster positions ``(n,)`` int64."""

@@ -200,14 +200,14 @@ class ClusterIndex:
         metadatas: Sequence[dict[str, Any] | None] | None = None,
     ) -> list[str]:
         """Overwrite stored chunks (text, metadata, vector ``(n, d)``) in one journaled write, as Chroma's
-        ``update`` (:func:`~cluster_rag.living.replace_rows`: after a crash each holds its old or new
-        version); an id not stored raises :class:`UnknownDocumentError` and nothing is written."""
+        ``update`` (:func:`~cluster_rag.living.replace_rows`); an unknown id raises UnknownDocumentError."""
         batch = living.check_batch(texts, metadatas, ids)
         vectors = check_vectors(embeddings, len(batch.ids), self.store.dimension, self.store.model_name)
         with self._write_lock:
             model = self._active.for_write()  # another process may have refit: assign to what is active now
             fold = bool(self.config.update_centroids)
             self._active.set(living.replace_rows(self.store, model, batch, normalize(vectors), fold=fold))
+            self._keyword.forget(batch.ids)  # their BM25 entries are re-read on the next search
             return batch.ids
 
     def ingest_files(

@@ -44,3 +44,12 @@ def test_update_of_an_unknown_id_writes_nothing(tmp_path: Path) -> None:
         index.update_embeddings(["c1", "nope"], ["x", "y"], embedder.embed(["x", "y"]))
     assert [h.text for h in index.get(["c1"])] == before
     assert len(index) == len(TEXTS)
+
+
+def test_keyword_search_sees_the_new_text(tmp_path: Path) -> None:
+    index, embedder = _index(tmp_path)
+    assert "c0" not in {h.id for h in index.search("zanzibar", k=5, mode="keyword")}  # BM25 built here
+    new_text = "rocket launch to zanzibar"
+    index.update_embeddings(["c0"], [new_text], embedder.embed([new_text]))
+    assert [h.id for h in index.search("zanzibar", k=1, mode="keyword")] == ["c0"]
+    assert "c1" in {h.id for h in index.search("rocket launch 1 reached orbit", k=5, mode="keyword")}

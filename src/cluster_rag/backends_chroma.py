@@ -165,11 +165,7 @@ class ChromaQueryBackend:
 
 def is_server_store(store: ChromaStore) -> bool:
     """Whether ``store`` talks to a Chroma server over HTTP (then :func:`chroma_loader` is the default)."""
-    try:
-        impl = str(store.client.get_settings().chroma_api_impl)
-    except AttributeError:
-        return False
-    return impl.endswith("FastAPI")
+    return store.is_remote
 
 
 def _fetch(store: ChromaStore, ids: np.ndarray) -> np.ndarray:
@@ -202,16 +198,17 @@ def chroma_loader(store: ChromaStore) -> Any:
         if fitted is None:
             return numpy_loader(store)(record)
         key, mark = version_key(version), added_key(version)
-        pos = fitted.position_of
         add_ids: list[str] = []
         add_pos: list[int] = []
         for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
+            pos = fitted.position_of  # built only when something was added (~0.15 s per 1M ids)
             for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
                 if cid not in pos:
                     add_ids.append(cid)
                     add_pos.append(int((meta or {}).get(key, -1)))
         gone: set[str] = set()
         if store.count() != len(fitted) + len(add_ids):
+            pos = fitted.position_of
             stored: set[str] = set()
             for got in store.iter_all(include=[]):
                 stored.update(got["ids"])

@@ -130,7 +130,8 @@ def on_open(store: ChromaStore) -> list[str]:
             "it from the records Chroma keeps"
         )
     try:
-        store.probe()
+        if not store.is_remote:  # a server checks its own storage; its errors reach the first call
+            store.probe()
     except Exception as exc:
         err = translate(exc)
         if err is None:

@@ -66,3 +66,20 @@ def test_chroma_backend_matches_numpy_through_adds_and_deletes(chroma_server: st
     assert isinstance(again.model.backend, ChromaQueryBackend)
     assert sorted(again.model.added.ids()) == ["late-1"]
     assert "c0" not in set(again.model.backend.ids())
+
+
+def test_server_collection_searches_with_the_raised_ef(chroma_server: str, tmp_path) -> None:
+    """The server backend's id-restricted queries run on Chroma's HNSW graph: a chunk collection that
+    cluster-rag creates on a server gets ``SERVER_EF_SEARCH``; an embedded one keeps Chroma's default."""
+    from cluster_rag.store.chroma_store import SERVER_EF_SEARCH
+
+    cfg = IndexConfig(progress=False, collection=f"ef{uuid.uuid4().hex[:8]}")
+    remote = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
+    remote.add_texts(["dog leash", "rocket moon"], ids=["a", "b"])
+    assert remote.store.is_remote
+    hnsw = remote.store.chunks.configuration["hnsw"]
+    assert hnsw["ef_search"] == SERVER_EF_SEARCH > 100 and hnsw["space"] == "cosine"
+    local = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=cfg)
+    local.add_texts(["dog leash"], ids=["a"])
+    assert not local.store.is_remote
+    assert local.store.chunks.configuration["hnsw"]["ef_search"] == 100

@@ -98,6 +98,24 @@ def _is_not_found(exc: Exception) -> bool:
     return isinstance(exc, NotFoundError)
 
 
+#: HNSW ``ef_search`` of a chunk collection created on a Chroma server. The server backend
+#: (:class:`~cluster_rag.backends_chroma.ChromaQueryBackend`) searches the probed clusters with an
+#: id-restricted Chroma query, and Chroma answers those from its HNSW graph: at its default (100),
+#: 200k synthetic chunks, routed recall@10 was 0.863; at 200 0.917, at 400 0.964 (p50 9.8 / 11.7 /
+#: 12.9 ms on 127.0.0.1). A plain query on the same collection gains recall too (0.765 -> 0.944)
+#: at +1.9 ms. An existing collection keeps its own value: ``collection.modify(configuration=
+#: {"hnsw": {"ef_search": 400}})``, then restart the server (a loaded index keeps the old one).
+SERVER_EF_SEARCH = 400
+
+
+def _is_remote(client: Any) -> bool:
+    try:
+        impl = str(client.get_settings().chroma_api_impl)
+    except AttributeError:
+        return False
+    return impl.endswith("FastAPI")
+
+
 class ChromaStore:
     """Chunks, centroids and model versions in one Chroma database.
 
@@ -135,10 +153,13 @@ class ChromaStore:
                 ) from None
             if dimension is None:
                 raise StoreNotFoundError(f"collection {name!r} does not exist") from None
+            hnsw: dict[str, Any] = {"space": "cosine"}
+            if _is_remote(client):
+                hnsw["ef_search"] = SERVER_EF_SEARCH
             self.chunks = client.get_or_create_collection(
                 name,
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": hnsw},
                 metadata={"cr_model": model_name, "cr_dim": int(dimension), "cr_schema": _SCHEMA},
             )
         meta = self.chunks.metadata or {}
@@ -165,6 +186,11 @@ class ChromaStore:
         )
         self.meta = client.get_or_create_collection(f"{name}__meta", embedding_function=None)
         self.batch_size = min(int(client.get_max_batch_size()), 5000)
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether this store talks to a Chroma server over HTTP (no shared disk with it)."""
+        return _is_remote(self.client)
 
     # chunks --------------------------------------------------------------------
     def count(self) -> int:

@@ -110,8 +110,23 @@ class ChromaQueryBackend:
         return out, labels
 
     # reads -------------------------------------------------------------------------
-    def search(self, query: np.ndarray, clusters: np.ndarray, limit: int | None = None) -> Candidates:
-        """Best chunks of ``clusters`` for ``query`` ``(d,)``, scored by Chroma (cosine = 1 - distance)."""
+    #: :func:`cluster_rag.search.routed_candidates` passes a metadata filter to :meth:`search`
+    #: (Chroma applies it inside the same query) instead of filtering the scored ids afterwards.
+    filters_in_store = True
+
+    def search(
+        self,
+        query: np.ndarray,
+        clusters: np.ndarray,
+        limit: int | None = None,
+        *,
+        where: dict[str, Any] | None = None,
+    ) -> Candidates:
+        """Best chunks of ``clusters`` for ``query`` ``(d,)``, scored by Chroma (cosine = 1 - distance).
+
+        ``where``: a Chroma metadata filter applied in the same query (fewer than ``limit`` chunks
+        come back when fewer pass).
+        """
         ids, labels = self._cluster_ids(clusters)
         if not ids:
             return _EMPTY
@@ -123,6 +138,7 @@ class ChromaQueryBackend:
             query_embeddings=[np.asarray(query, dtype=np.float32)],
             ids=ids,
             n_results=n,
+            where=where,
             include=["distances", "documents", "metadatas"] if records else ["distances"],
         )
         found: list[str] = list(got["ids"][0])

@@ -215,6 +215,13 @@ def _filtered(
         else:
             clusters = route(centroids, q, probe)
             clusters = clusters if subset is None else subset[clusters]
+        if getattr(model.backend, "filters_in_store", False):  # Chroma filters inside the query
+            in_store: Any = model.backend
+            cands: Candidates = in_store.search(q, clusters, k, where=request.where)
+            if len(cands) >= k or probe >= limit:
+                return cands
+            probe = min(limit, probe * 2)
+            continue
         cands = model.backend.search(q, clusters)
         keep: list[int] = []
         window = max(4 * k, 256)

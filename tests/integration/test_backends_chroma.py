@@ -83,3 +83,33 @@ def test_server_collection_searches_with_the_raised_ef(chroma_server: str, tmp_p
     local.add_texts(["dog leash"], ids=["a"])
     assert not local.store.is_remote
     assert local.store.chunks.configuration["hnsw"]["ef_search"] == 100
+
+
+def test_server_filtered_search_runs_the_filter_inside_chroma(
+    chroma_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``where`` search on a server is filtered by Chroma inside the id-restricted query, widening
+    the probe until ``k`` chunks pass: the hits are the exact best passing chunks of the probed
+    clusters, and a filter passing few chunks still returns all of them."""
+    cfg = IndexConfig(progress=False, collection=f"cw{uuid.uuid4().hex[:8]}")
+    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(120)]
+    index.add_texts(texts, metadatas=[{"group": i % 6} for i in range(120)], ids=[f"w{i}" for i in range(120)])
+    index.fit(k=4)
+
+    def no_second_pass(*args: object, **kwargs: object) -> set[str]:
+        raise AssertionError("filtered after scoring instead of inside the Chroma query")
+
+    monkeypatch.setattr(index.store, "filter_ids", no_second_pass)
+    vectors = FakeEmbedder().embed(texts)
+    query = FakeEmbedder().embed(["dog rocket pizza"])[0]
+    passing = [i for i in range(120) if i % 6 == 2]
+    best = sorted(passing, key=lambda i: -float(vectors[i] @ query))[:5]
+    hits = index.search_by_vector(query, k=5, n_probe=4, where={"group": 2})
+    assert [h.id for h in hits] == [f"w{i}" for i in best]
+    assert all(h.metadata["group"] == 2 for h in hits)
+    # one probed cluster first: the search widens until 5 pass
+    assert len(index.search_by_vector(query, k=5, n_probe=1, where={"group": 2})) == 5
+    few = index.search_by_vector(query, k=5, where={"$and": [{"group": 2}, {"group": {"$ne": 2}}]})
+    assert few == []

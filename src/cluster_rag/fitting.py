@@ -105,19 +105,25 @@ class Previous:
 
 
 def previous_of(
-    store: ChromaStore, model: ClusterModel | None, ids: list[str], vectors: np.ndarray
+    store: ChromaStore,
+    model: ClusterModel | None,
+    ids: list[str],
+    vectors: np.ndarray,
+    *,
+    assignment: snapshots.Assignment | None = None,
 ) -> Previous | None:
     """The active version with each chunk's position in it, for topic matching.
 
     Args:
         ids: ``(n,)`` chunk ids of the refit; ``vectors``: ``(n, d)`` float32 in that order.
+        assignment: ``model``'s stored assignment when the caller has already read it
+            (``None``: read here, when the version has one).
     """
     if model is None:
         return None
     version = model.version
     key, mark = version_key(version), added_key(version)
-    entry = model.record.extras.get("assignment")
-    stored = snapshots.load_assignment(store, version, entry) if entry is not None else None
+    stored = assignment if assignment is not None else _active_assignment(store, model)
     if stored is None:  # a version written before assignments were stored: its cr_v<N> keys
         by_id: dict[str, dict[str, Any]] = {}
         for got in store.iter_all(include=["metadatas"]):
@@ -151,31 +157,46 @@ def previous_of(
     )
 
 
-def _load_vectors(store: ChromaStore, active: ClusterModel | None = None) -> tuple[list[str], np.ndarray]:
+def _active_assignment(store: ChromaStore, active: ClusterModel | None) -> snapshots.Assignment | None:
+    """The stored assignment of the ``active`` version (``None``: none, or a version written
+    before assignments were stored, or its parts are unreadable). Read once per fit: at 1M ids it
+    is 50 JSON parts and a digest."""
+    if active is None:
+        return None
+    entry = active.record.extras.get("assignment")
+    return None if entry is None else snapshots.load_assignment(store, active.version, entry)
+
+
+def _load_vectors(
+    store: ChromaStore, active: ClusterModel | None = None, fitted: snapshots.Assignment | None = None
+) -> tuple[list[str], np.ndarray]:
     """Every stored chunk id and its vector ``(n, d)`` float32 (no metadata), in Chroma's order.
 
-    A refit of an embedded store whose active version has a snapshot reads the vectors the
-    version was fitted on from it (:func:`_from_snapshot`); otherwise every vector is read
-    from Chroma.
+    A refit of an embedded store whose active version has a snapshot (``fitted``: that version's
+    :func:`_active_assignment`) reads the vectors the version was fitted on from it
+    (:func:`_from_snapshot`); otherwise every vector is read from Chroma.
     """
     if active is not None and not is_server_store(store):
-        found = _from_snapshot(store, active)
+        found = _from_snapshot(store, active, fitted)
         if found is not None:
             return found
     return _read_all_vectors(store)
 
 
-def _from_snapshot(store: ChromaStore, active: ClusterModel) -> tuple[list[str], np.ndarray] | None:
+def _from_snapshot(
+    store: ChromaStore, active: ClusterModel, fitted: snapshots.Assignment | None = None
+) -> tuple[list[str], np.ndarray] | None:
     """:func:`_load_vectors` from the active version's memory-mapped snapshot: the stored ids are
     listed (no vectors), chunks marked as added since the fit (``cr_added_v<N>``, which also marks
     a fitted id written again) and ids the snapshot lacks are read from Chroma; every other
     vector is the snapshot's row. Same ids, order and vectors as reading everything, at the cost
-    of an id listing. ``None``: the version has no readable snapshot."""
+    of an id listing. ``None``: the version has no readable snapshot.
+
+    Args:
+        fitted: ``active``'s stored assignment when already read (:func:`_active_assignment`).
+    """
     record = active.record
-    entry = record.extras.get("assignment")
-    if entry is None:
-        return None
-    fitted = snapshots.load_assignment(store, record.info.version, entry)
+    fitted = fitted if fitted is not None else _active_assignment(store, active)
     if fitted is None:
         return None
     dim = store.dimension
@@ -277,13 +298,14 @@ def fit_version(
         NotFittedError: fewer than 2 chunks stored.
         InvalidKError: ``k`` out of range.
     """
-    ids, vectors = _load_vectors(store, active)
+    fitted = _active_assignment(store, active)
+    ids, vectors = _load_vectors(store, active, fitted)
     if len(ids) < 2:
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
     centroids, labels, engine, inertia = _cluster(vectors, request, config)
-    previous = previous_of(store, active, ids, vectors)
+    previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(
         store, config, ids, vectors, (centroids, labels, engine, inertia), previous, request.matching
     )

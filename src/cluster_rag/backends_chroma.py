@@ -1,19 +1,30 @@
 """A :class:`~cluster_rag.backends.SearchBackend` that searches inside Chroma: no chunk vectors
 in the client.
 
-Routing stays in the client (the version's centroids, ``O(k·d)``). For the probed
-clusters the backend gathers their chunk ids — the version's stored assignment
-(:mod:`cluster_rag.store.snapshots`) plus the chunks added since the fit — and asks
-Chroma for the best of exactly those ids: ``collection.query(query_embeddings=[q],
-ids=<probed ids>, n_results=limit)``. Chroma scores the listed ids itself (cosine
-space), so the client holds ids and positions (tens of bytes per chunk) and never a
-vector; the server, or a distributed Chroma behind it, does the storage and the scan.
+Routing stays in the client (the version's centroids, ``O(k·d)``). Two ways to search:
+
+- an unrestricted search (no topics, scope or filter, default route) is Chroma's own
+  nearest-neighbour query over the collection (:meth:`ChromaQueryBackend.search_whole`): its
+  HNSW index is already there, and at 200k chunks it matched or beat the id-restricted query
+  below on recall (0.972 vs 0.961 at ``ef_search`` 400) in less than half the time (7.7 vs
+  17.5 ms). Each hit is placed in its cluster by scanning the model's ids of the nearest
+  clusters, so hits carry their topic;
+- a topic-, scope- or filter-bound search (and any with an explicit ``n_probe``) gathers the
+  probed clusters' chunk ids — the version's stored assignment
+  (:mod:`cluster_rag.store.snapshots`) plus the chunks added since the fit — and asks Chroma for
+  the best of exactly those ids (``collection.query(query_embeddings=[q], ids=<probed ids>,
+  where=..., n_results=limit)``), filter included.
+
+The client holds ids and positions (tens of bytes per chunk: ~107 MB for 1M ids) and never a
+vector; the server, or a distributed Chroma behind it, does the storage and the scan. Recall on a
+server is Chroma's HNSW recall: collections created on a server get
+:data:`~cluster_rag.store.chroma_store.SERVER_EF_SEARCH`.
 
 When to choose which backend (the loader picks by where the store lives):
 
 - embedded folder: :class:`~cluster_rag.routing.RoutingIndex` over the memory-mapped
   vector snapshot (scans the probed clusters' rows in place: ~1 ms at 200k, ~6-8 ms at 1M;
-  opens without reading vectors out of Chroma);
+  opens without reading vectors out of Chroma): the fastest at a given recall on one machine;
 - Chroma server (``ClusterIndex.connect``): this backend, so several client processes
   share one server and each holds only the model and the id lists;
 - a server client that must scan in-process anyway (very high query rates over a small
@@ -35,7 +46,11 @@ import numpy as np
 from .routing import Candidates
 from .store import ChromaStore, added_key, snapshots, version_key
 
-__all__ = ["ChromaQueryBackend", "chroma_loader", "is_server_store"]
+__all__ = ["PLACE_ROWS", "ChromaQueryBackend", "chroma_loader", "is_server_store"]
+
+#: Most model ids :meth:`ChromaQueryBackend.search_whole` scans (nearest clusters first) to place
+#: its hits before handing the search to the routed id-restricted query.
+PLACE_ROWS = 50_000
 
 _EMPTY = Candidates(np.empty(0, object), np.empty(0, np.float32), np.empty(0, np.int64))
 
@@ -152,6 +167,70 @@ class ChromaQueryBackend:
         )
         return cands.take(np.argsort(-scores, kind="stable"))
 
+    def search_whole(self, query: np.ndarray, limit: int, order: np.ndarray) -> Candidates | None:
+        """Chroma's own nearest-neighbour query over the whole collection (its HNSW index: one request,
+        texts and metadata included), each hit placed in its cluster by scanning the model's clusters in
+        ``order`` (``(k,)`` int64, most similar centroid first) up to :data:`PLACE_ROWS` ids.
+
+        At 200k chunks on a server (``ef_search`` 400) this answered at 0.972 recall@10 in 7.7 ms where
+        the id-restricted query over the routed clusters took 17.5 ms for 0.961: an unrestricted
+        search is best left to the index Chroma already keeps; routing restricts the topic-, scope-
+        and filter-bound searches (:meth:`search`).
+
+        Returns:
+            The hits, best first; ``None`` when one of them is not a chunk of this model within the
+            scan (added by another process since this model was read): the caller then runs the
+            routed :meth:`search`, which lists exactly the model's chunks.
+        """
+        got = self.store.chunks.query(
+            query_embeddings=[np.asarray(query, dtype=np.float32)],
+            n_results=limit,
+            include=["distances", "documents", "metadatas"],
+        )
+        found: list[str] = list(got["ids"][0])
+        if not found:
+            return None
+        place = self._place(found, order)
+        if place is None:
+            return None
+        scores = 1.0 - np.asarray(got["distances"][0], dtype=np.float32)
+        cands = Candidates(
+            np.asarray(found, dtype=object),
+            scores,
+            np.asarray([place[cid] for cid in found], dtype=np.int64),
+            (list(got["documents"][0]), list(got["metadatas"][0])),
+        )
+        return cands.take(np.argsort(-scores, kind="stable"))
+
+    def _place(self, wanted: list[str], order: np.ndarray) -> dict[str, int] | None:
+        """Cluster position of each id of ``wanted`` (:meth:`search_whole`); ``None`` if one is not found."""
+        rest = set(wanted)
+        if rest & self._gone:
+            return None
+        out: dict[str, int] = {}
+        if len(self._added_ids):
+            added = self._added_position()
+            for cid in [c for c in rest if c in added]:
+                out[cid] = added[cid]
+                rest.discard(cid)
+        scanned = 0
+        for c in np.asarray(order, dtype=np.int64).tolist():
+            if not rest or scanned >= PLACE_ROWS:
+                break
+            lo, hi = int(self._offsets[c]), int(self._offsets[c + 1])
+            for cid in rest.intersection(self._ids[lo:hi].tolist()):
+                out[cid] = c
+                rest.discard(cid)
+            scanned += hi - lo
+        return None if rest else out
+
+    def _added_position(self) -> dict[str, int]:
+        cached: dict[str, int] | None = self.__dict__.get("_added_map")
+        if cached is None:
+            cached = dict(zip(self._added_ids.tolist(), self._added_labels.tolist(), strict=True))
+            self.__dict__["_added_map"] = cached
+        return cached
+
     def vectors(self) -> np.ndarray:
         """Vectors in :meth:`ids` order ``(n, d)`` float32, fetched from Chroma."""
         return _fetch(self.store, self.ids())
@@ -169,6 +248,7 @@ class ChromaQueryBackend:
             _added_ids=np.concatenate([self._added_ids, np.asarray(list(ids), dtype=object)]),
             _added_labels=np.concatenate([self._added_labels, np.asarray(labels, dtype=np.int64)]),
             _gone=self._gone - set(ids),
+            _added_map=None,
         )
         return clone
 

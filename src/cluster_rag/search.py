@@ -165,9 +165,24 @@ def routed_candidates(
         elif subset is not None:
             clusters = _route_within(model, q, request.n_probe, subset)
         else:
+            whole = _whole_collection(model, q, request)
+            if whole is not None:
+                return whole
             clusters = probed_clusters(model, q, request.n_probe)
         return model.backend.search(q, clusters, request.k)
     return _filtered(model, store, q, request, chosen, subset)
+
+
+def _whole_collection(model: ClusterModel, q: np.ndarray, request: SearchRequest) -> Candidates | None:
+    """An unrestricted default-route search answered by the store's own index, when the backend
+    has one over the model's chunks (a Chroma server: ``search_whole``); ``None`` otherwise, or with
+    an explicit ``n_probe`` (the caller asked for the routed search)."""
+    search_whole = getattr(model.backend, "search_whole", None)
+    if search_whole is None or request.n_probe is not None:
+        return None
+    order = np.argsort(-(model.centroids @ q), kind="stable")
+    got: Candidates | None = search_whole(q, request.k, order)
+    return got
 
 
 def _route_within(model: ClusterModel, q: np.ndarray, n_probe: int | None, subset: np.ndarray) -> np.ndarray:

@@ -113,3 +113,51 @@ def test_server_filtered_search_runs_the_filter_inside_chroma(
     assert len(index.search_by_vector(query, k=5, n_probe=1, where={"group": 2})) == 5
     few = index.search_by_vector(query, k=5, where={"$and": [{"group": 2}, {"group": {"$ne": 2}}]})
     assert few == []
+
+
+def test_server_unrestricted_search_uses_chromas_index_and_places_hits(
+    chroma_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unrestricted default-route search on a server is Chroma's own query over the collection,
+    each hit carrying the topic of its cluster in the model; a hit the model does not hold yet (written
+    by another client) hands the search to the routed id-restricted query; ``n_probe`` asks for the
+    routed query directly."""
+    cfg = IndexConfig(progress=False, collection=f"cu{uuid.uuid4().hex[:8]}")
+    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
+    rng = np.random.default_rng(5)
+    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(160)]
+    index.add_texts(texts, ids=[f"u{i}" for i in range(160)])
+    index.fit(k=5)
+    vectors = FakeEmbedder().embed(texts)
+    ids, labels = index.model.assignments()
+    topic_of = {str(cid): index.model.topics[int(lab)].id for cid, lab in zip(ids, labels, strict=True)}
+    calls: list[int] = []
+    whole = ChromaQueryBackend.search_whole
+
+    def counted(self: ChromaQueryBackend, *args: object) -> object:
+        calls.append(1)
+        return whole(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChromaQueryBackend, "search_whole", counted)
+    for text in ("dog rocket", "pizza garlic moon", "piano leash"):
+        query = FakeEmbedder().embed([text])[0]
+        hits = index.search_by_vector(query, k=6)
+        exact = np.sort(vectors @ query)[::-1][:6]  # 160 rows: Chroma's HNSW is exact here (ties aside)
+        assert np.allclose([h.score for h in hits], exact, atol=1e-4)
+        assert all(abs(float(vectors[int(h.id[1:])] @ query) - h.score) < 1e-4 for h in hits)
+        assert all(h.topic_id == topic_of[h.id] for h in hits)
+    assert len(calls) == 3
+
+    # another client writes a chunk this client's model does not hold: the routed query answers
+    other = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg, create=False)
+    other.add_texts(["garlic pizza pasta pasta pasta"], ids=["late"])
+    query = FakeEmbedder().embed(["garlic pizza pasta pasta pasta"])[0]
+    assert "late" not in {h.id for h in index.search_by_vector(query, k=3)}
+    index.refresh()
+    assert index.search_by_vector(query, k=3)[0].id == "late"
+
+    def refuse(*args: object) -> object:
+        raise AssertionError("n_probe given: the routed query should answer")
+
+    monkeypatch.setattr(ChromaQueryBackend, "search_whole", refuse)
+    assert len(index.search_by_vector(query, k=3, n_probe=2)) == 3

@@ -98,14 +98,14 @@ def _is_not_found(exc: Exception) -> bool:
     return isinstance(exc, NotFoundError)
 
 
-#: HNSW ``ef_search`` of a chunk collection created on a Chroma server. The server backend
-#: (:class:`~cluster_rag.backends_chroma.ChromaQueryBackend`) searches the probed clusters with an
-#: id-restricted Chroma query, and Chroma answers those from its HNSW graph: at its default (100),
-#: 200k synthetic chunks, routed recall@10 was 0.863; at 200 0.917, at 400 0.964 (p50 9.8 / 11.7 /
-#: 12.9 ms on 127.0.0.1). A plain query on the same collection gains recall too (0.765 -> 0.944)
-#: at +1.9 ms. An existing collection keeps its own value: ``collection.modify(configuration=
-#: {"hnsw": {"ef_search": 400}})``, then restart the server (a loaded index keeps the old one).
-SERVER_EF_SEARCH = 400
+#: HNSW ``ef_search`` of a chunk collection created on a Chroma server. There Chroma's own index
+#: answers the searches (:class:`~cluster_rag.backends_chroma.ChromaQueryBackend`), so recall is
+#: its HNSW recall. 200k synthetic chunks (``python -m bench scale``), recall@10 vs exact and p50 on
+#: 127.0.0.1: ef_search 100 (Chroma's default) 0.745, 6.1 ms; 400 0.944-0.972, 7.3 ms; 800 0.976,
+#: 8.3-9.3 ms. Larger collections need more (embedded, 1M: 0.936 at 1,600). An existing collection
+#: keeps its own value: ``collection.modify(configuration={"hnsw": {"ef_search": 800}})``, then
+#: restart the server (a loaded index keeps the value it was loaded with).
+SERVER_EF_SEARCH = 800
 
 
 def _is_remote(client: Any) -> bool:

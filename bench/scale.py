@@ -792,8 +792,9 @@ def _steady(
     index: Any, col: Any, queries: np.ndarray, exact: np.ndarray, ids: Sequence[str]
 ) -> tuple[list[float], list[float], list[float], list[float]]:
     """Per-query seconds and recall@10 vs exact of ``search_by_vector`` and of plain Chroma ``query``,
-    interleaved query by query (which one goes first alternates), after one untimed pass of both over every query (steady state: the
-    snapshot pages the queries touch are mapped in, as Chroma's HNSW index is loaded at open)."""
+    interleaved query by query (which one goes first alternates), after one untimed pass of both over
+    every query (steady state: the snapshot pages the queries touch are mapped in, as Chroma's HNSW
+    index is loaded at open)."""
     for q in queries:
         index.search_by_vector(q, k=10)
         col.query(query_embeddings=[q], n_results=10, include=["documents", "metadatas", "distances"])

@@ -38,6 +38,7 @@ removes), while an id-restricted query needs nothing written at fit time.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,13 +47,109 @@ import numpy as np
 from .routing import Candidates
 from .store import ChromaStore, added_key, snapshots, version_key
 
-__all__ = ["PLACE_ROWS", "ChromaQueryBackend", "chroma_loader", "is_server_store"]
+__all__ = [
+    "PLACE_PREFETCH",
+    "PLACE_ROWS",
+    "ChromaQueryBackend",
+    "HeldIds",
+    "StoredIds",
+    "chroma_loader",
+    "is_server_store",
+]
 
 #: Most model ids :meth:`ChromaQueryBackend.search_whole` scans (nearest clusters first) to place
 #: its hits before handing the search to the routed id-restricted query.
 PLACE_ROWS = 50_000
+#: Rows of the nearest clusters whose stored ids one hit placement reads in one request.
+PLACE_PREFETCH = 3_000
 
 _EMPTY = Candidates(np.empty(0, object), np.empty(0, np.float32), np.empty(0, np.int64))
+
+
+class HeldIds:
+    """Cluster-sorted ids held in memory (``(n,)`` object)."""
+
+    def __init__(self, ids: np.ndarray | Sequence[str]) -> None:
+        self._ids = np.asarray(ids, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def rows(self, lo: int, hi: int) -> list[str]:
+        """Ids of rows ``lo .. hi``."""
+        out: list[str] = self._ids[lo:hi].tolist()
+        return out
+
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Nothing to read (held in memory)."""
+
+    def array(self) -> np.ndarray:
+        """Every id, ``(n,)`` object."""
+        return self._ids
+
+
+class StoredIds:
+    """A version's cluster-sorted ids read from the store part by part
+    (:data:`~cluster_rag.store.snapshots.PART_ROWS` ids each) as searches ask for rows: opening reads
+    none of them, a first search the one to three parts its clusters sit in (at 1M chunks, 50 parts
+    of JSON, ~0.13 s to read and check all of them embedded, more over HTTP). Every id is read and the
+    whole assignment checked against its digest the first time all of them are asked for.
+
+    Args:
+        store: the store holding the parts.
+        version: the model version.
+        entry: the version record's ``assignment`` entry.
+    """
+
+    def __init__(self, store: ChromaStore, version: int, entry: dict[str, Any]) -> None:
+        self._store, self._version, self._entry = store, version, entry
+        self._n = int(entry["n"])
+        self._loaded: dict[int, list[str]] = {}
+        self._all: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def rows(self, lo: int, hi: int) -> list[str]:
+        """Ids of rows ``lo .. hi`` (reads the parts they sit in, once)."""
+        if self._all is not None:
+            out: list[str] = self._all[lo:hi].tolist()
+            return out
+        if hi <= lo:
+            return []
+        first, last = lo // snapshots.PART_ROWS, (hi - 1) // snapshots.PART_ROWS
+        parts = self._parts(range(first, last + 1))
+        rows: list[str] = []
+        for p in range(first, last + 1):
+            base = p * snapshots.PART_ROWS
+            rows.extend(parts[p][max(lo - base, 0) : hi - base])
+        return rows
+
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Read the parts rows ``lo .. hi`` of each span sit in, in one request."""
+        if self._all is None:
+            step = snapshots.PART_ROWS
+            wanted = {p for lo, hi in spans if hi > lo for p in range(lo // step, (hi - 1) // step + 1)}
+            self._parts(sorted(wanted))
+
+    def array(self) -> np.ndarray:
+        """Every id ``(n,)`` object, checked against the assignment's digest."""
+        if self._all is None:
+            parts = self._parts(range(int(self._entry["parts"])))
+            ids = [cid for p in range(int(self._entry["parts"])) for cid in parts[p]]
+            snapshots.check_assignment(ids, self._entry)
+            with self._lock:
+                self._all = np.asarray(ids, dtype=object)
+                self._loaded = {}
+        return self._all
+
+    def _parts(self, wanted: Sequence[int]) -> dict[int, list[str]]:
+        with self._lock:
+            missing = [p for p in wanted if p not in self._loaded]
+            if missing:
+                self._loaded.update(snapshots.read_parts(self._store, self._version, self._entry, missing))
+            return {p: self._loaded[p] for p in wanted}
 
 
 class ChromaQueryBackend:
@@ -60,7 +157,8 @@ class ChromaQueryBackend:
 
     Args:
         store: the :class:`~cluster_rag.store.ChromaStore` holding the chunks.
-        ids: ``(n,)`` object ids the version was fitted on, cluster-sorted.
+        ids: ``(n,)`` object ids the version was fitted on, cluster-sorted, or a
+            :class:`StoredIds` reading them from the store as searches need them.
         offsets: ``(k+1,)`` int64; cluster ``c`` is ``ids[offsets[c]:offsets[c+1]]``.
         added: ``(ids, labels)`` of chunks added since the fit (labels ``(b,)`` int64).
     """
@@ -68,12 +166,12 @@ class ChromaQueryBackend:
     def __init__(
         self,
         store: ChromaStore,
-        ids: np.ndarray,
+        ids: np.ndarray | StoredIds,
         offsets: np.ndarray,
         added: tuple[Sequence[str], np.ndarray] | None = None,
     ) -> None:
         self.store = store
-        self._ids = np.asarray(ids, dtype=object)
+        self._ids: HeldIds | StoredIds = ids if isinstance(ids, StoredIds) else HeldIds(ids)
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._added_ids = np.asarray(list(added[0]) if added else [], dtype=object)
         self._added_labels = np.asarray(added[1] if added else [], dtype=np.int64)
@@ -85,6 +183,8 @@ class ChromaQueryBackend:
         return len(self._offsets) - 1
 
     def __len__(self) -> int:
+        if not self._gone:
+            return len(self._ids) + len(self._added_ids)
         return len(self.ids())
 
     def sizes(self) -> np.ndarray:
@@ -101,7 +201,7 @@ class ChromaQueryBackend:
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
         base_labels = np.repeat(np.arange(self.k, dtype=np.int64), np.diff(self._offsets))
-        ids = np.concatenate([self._ids, self._added_ids])
+        ids = np.concatenate([self._ids.array(), self._added_ids])
         labels = np.concatenate([base_labels, self._added_labels])
         if self._gone:
             keep = np.fromiter((cid not in self._gone for cid in ids), dtype=bool, count=len(ids))
@@ -111,8 +211,10 @@ class ChromaQueryBackend:
     def _cluster_ids(self, clusters: np.ndarray) -> tuple[list[str], list[int]]:
         out: list[str] = []
         labels: list[int] = []
-        for c in np.asarray(clusters, dtype=np.int64).tolist():
-            part = self._ids[self._offsets[c] : self._offsets[c + 1]].tolist()
+        chosen = np.asarray(clusters, dtype=np.int64).tolist()
+        self._ids.prefetch([(int(self._offsets[c]), int(self._offsets[c + 1])) for c in chosen])
+        for c in chosen:
+            part = self._ids.rows(int(self._offsets[c]), int(self._offsets[c + 1]))
             out.extend(part)
             labels.extend([c] * len(part))
         if len(self._added_ids):
@@ -213,12 +315,18 @@ class ChromaQueryBackend:
             for cid in [c for c in rest if c in added]:
                 out[cid] = added[cid]
                 rest.discard(cid)
+        nearest = np.asarray(order, dtype=np.int64).tolist()
+        # the clusters the hits most likely sit in, read in one request: the nearest ones up to
+        # PLACE_PREFETCH rows
+        ends = np.cumsum(np.diff(self._offsets)[nearest])
+        first = nearest[: max(1, int(np.searchsorted(ends, PLACE_PREFETCH)))]
+        self._ids.prefetch([(int(self._offsets[c]), int(self._offsets[c + 1])) for c in first])
         scanned = 0
-        for c in np.asarray(order, dtype=np.int64).tolist():
+        for c in nearest:
             if not rest or scanned >= PLACE_ROWS:
                 break
             lo, hi = int(self._offsets[c]), int(self._offsets[c + 1])
-            for cid in rest.intersection(self._ids[lo:hi].tolist()):
+            for cid in rest.intersection(self._ids.rows(lo, hi)):
                 out[cid] = c
                 rest.discard(cid)
             scanned += hi - lo
@@ -290,21 +398,38 @@ def chroma_loader(store: ChromaStore) -> Any:
     def load(record: VersionRecord) -> tuple[Any, AddedLog]:
         version = record.info.version
         entry = record.extras.get("assignment")
-        fitted = snapshots.load_assignment(store, version, entry) if entry is not None else None
-        if fitted is None:
+        if entry is None:
             return numpy_loader(store)(record)
+        fitted: StoredIds | np.ndarray
+        if snapshots.parts_readable_singly(store, version, entry):
+            fitted = StoredIds(store, version, entry)
+        else:  # parts written before they carried their digest: read and check them all now
+            whole = snapshots.load_assignment(store, version, entry)
+            if whole is None:
+                return numpy_loader(store)(record)
+            fitted = whole.ids
+        offsets = np.asarray(entry["offsets"], dtype=np.int64)
+        memo: dict[str, int] = {}
+
+        def position_of() -> dict[str, int]:  # built only when needed (~0.15 s per 1M ids)
+            if not memo:
+                every = fitted.array() if isinstance(fitted, StoredIds) else fitted
+                base = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+                memo.update(zip(every.tolist(), base.tolist(), strict=True))
+            return memo
+
         key, mark = version_key(version), added_key(version)
         add_ids: list[str] = []
         add_pos: list[int] = []
         for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
-            pos = fitted.position_of  # built only when something was added (~0.15 s per 1M ids)
+            pos = position_of()
             for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
                 if cid not in pos:
                     add_ids.append(cid)
                     add_pos.append(int((meta or {}).get(key, -1)))
         gone: set[str] = set()
         if store.count() != len(fitted) + len(add_ids):
-            pos = fitted.position_of
+            pos = position_of()
             stored: set[str] = set()
             for got in store.iter_all(include=[]):
                 stored.update(got["ids"])
@@ -319,7 +444,7 @@ def chroma_loader(store: ChromaStore) -> Any:
 
             vecs = _fetch(store, np.asarray(add_ids, dtype=object)[missing])
             labels[missing] = assign(vecs, record.centroids)[0]
-        backend = ChromaQueryBackend(store, fitted.ids, fitted.offsets, (add_ids, labels))
+        backend = ChromaQueryBackend(store, fitted, offsets, (add_ids, labels))
         if gone:
             backend = backend.without(gone)
         return backend, AddedLog(list(add_ids))

@@ -100,3 +100,54 @@ def test_from_sorted_matches_the_sorting_constructor(tmp_path: Path) -> None:
     ids_b, vec_b = slow.members(3)
     assert sorted(ids_a) == sorted(ids_b)
     assert fast.without({"new-0", ids[order[0]]}).sizes().sum() == 300
+
+
+def test_stored_ids_read_only_the_parts_a_search_needs(store: ChromaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server client opens a version without reading its ids; a search reads the parts its clusters
+    sit in; asking for every id reads the rest and checks the digest; a part lost or swapped after the
+    open is a StoreCorruptedError, never wrong ids."""
+    from cluster_rag.backends_chroma import ChromaQueryBackend, StoredIds
+    from cluster_rag.errors import StoreCorruptedError
+
+    monkeypatch.setattr(snapshots, "PART_ROWS", 7)
+    ids, _, labels = blobs(50)
+    order, offsets = snapshots.sort_by_cluster(labels, 7)
+    sorted_ids = [ids[i] for i in order]
+    entry = snapshots.save_assignment(store, 1, sorted_ids, offsets)
+    assert entry["parts"] == 8 and snapshots.parts_readable_singly(store, 1, entry)
+    assert snapshots.parts_readable_singly(store, 1, {k: v for k, v in entry.items() if k != "parts_signed"})
+    held = StoredIds(store, 1, entry)
+    assert len(held) == 50 and held._loaded == {}
+    assert held.rows(10, 20) == sorted_ids[10:20]
+    assert sorted(held._loaded) == [1, 2]
+    backend = ChromaQueryBackend(store, held, offsets)
+    c = int(np.argmax(np.diff(offsets)))
+    got, got_labels = backend._cluster_ids(np.asarray([c]))
+    assert got == sorted_ids[offsets[c] : offsets[c + 1]] and set(got_labels) == {c}
+    assert list(held.array()) == sorted_ids and list(backend.labels()) == sorted(labels.tolist())
+
+    # another attempt at version 1 swaps a part's ids: a fresh reader refuses it
+    fresh = StoredIds(store, 1, entry)
+    store.meta.upsert(
+        ids=["assign:v1:3"], documents=['["x1","x2","x3","x4","x5","x6","x7"]'], embeddings=[[1.0]],
+        metadatas=[{"kind": "assign", "version": 1, "part": 3, "digest": "another"}],
+    )
+    with pytest.raises(StoreCorruptedError):
+        fresh.rows(21, 23)
+    # an entry written before entries said so is checked part by part (metadata only)
+    older = {key: value for key, value in entry.items() if key != "parts_signed"}
+    assert not snapshots.parts_readable_singly(store, 1, older)
+
+
+def test_parts_without_a_digest_are_read_whole(store: ChromaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts written before they carried the digest are not read singly (the loader reads and checks
+    them all at open, as before)."""
+    monkeypatch.setattr(snapshots, "PART_ROWS", 7)
+    ids, _, labels = blobs(20)
+    order, offsets = snapshots.sort_by_cluster(labels, 7)
+    entry = snapshots.save_assignment(store, 2, [ids[i] for i in order], offsets)
+    got = store.meta.get(ids=["assign:v2:0"], include=["metadatas"])
+    store.meta.update(ids=["assign:v2:0"], metadatas=[{**got["metadatas"][0], "digest": ""}])
+    older = {key: value for key, value in entry.items() if key != "parts_signed"}
+    assert not snapshots.parts_readable_singly(store, 2, older)
+    assert snapshots.load_assignment(store, 2, older) is not None

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,13 +44,16 @@ __all__ = [
     "WRITE_ROWS",
     "Assignment",
     "PendingSnapshot",
+    "check_assignment",
     "delete_assignment",
     "delete_snapshots",
     "fitted_positions",
     "load_assignment",
+    "parts_readable_singly",
+    "read_parts",
     "read_snapshot",
-    "scatter_snapshot",
     "save_assignment",
+    "scatter_snapshot",
     "snapshot_folder",
     "snapshot_path",
     "sort_by_cluster",
@@ -133,20 +137,77 @@ def save_assignment(store: Any, version: int, ids: list[str], offsets: np.ndarra
     """
     delete_assignment(store, version)  # leftovers of an interrupted attempt at this version
     parts = max(1, -(-len(ids) // PART_ROWS))
+    digest = _digest(ids, offsets)
     for part in range(parts):
         chunk = ids[part * PART_ROWS : (part + 1) * PART_ROWS]
         store.meta.upsert(
             ids=[_part_id(version, part)],
             documents=[json.dumps(chunk)],
             embeddings=[_META_VECTOR],
-            metadatas=[{"kind": "assign", "version": int(version), "part": part}],
+            # the digest on each part lets a reader take single parts (read_parts) and still know
+            # they belong to the entry that names them
+            metadatas=[{"kind": "assign", "version": int(version), "part": part, "digest": digest}],
         )
     return {
         "parts": parts,
         "n": len(ids),
         "offsets": np.asarray(offsets, dtype=np.int64).tolist(),
-        "digest": _digest(ids, offsets),
+        "digest": digest,
+        "parts_signed": True,
     }
+
+
+def parts_readable_singly(store: Any, version: int, entry: dict[str, Any]) -> bool:
+    """Whether :func:`read_parts` may read ``entry``'s parts one at a time: each carries the digest
+    (entries written since then say so, ``parts_signed``; no read), or, for an older entry, every
+    part is stored with it (reads their metadata)."""
+    if entry.get("parts_signed"):
+        return True
+    wanted = [_part_id(version, p) for p in range(int(entry["parts"]))]
+    got = store.meta.get(ids=wanted, include=["metadatas"])
+    metas = zip(got["ids"], got["metadatas"], strict=True)
+    digests = {cid: (meta or {}).get("digest") for cid, meta in metas}
+    return all(digests.get(pid) == entry["digest"] for pid in wanted)
+
+
+def read_parts(store: Any, version: int, entry: dict[str, Any], parts: Sequence[int]) -> dict[int, list[str]]:
+    """Ids of the given parts of ``entry``'s assignment (part ``p`` holds rows
+    ``p·PART_ROWS .. (p+1)·PART_ROWS``), each checked against the entry's digest and row count.
+
+    Raises:
+        StoreCorruptedError: a part is missing, from another attempt, or of the wrong length.
+    """
+    from ..errors import StoreCorruptedError
+
+    wanted = {_part_id(version, p): p for p in parts}
+    got = store.meta.get(ids=list(wanted), include=["documents", "metadatas"])
+    out: dict[int, list[str]] = {}
+    n = int(entry["n"])
+    for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+        part = wanted[pid]
+        ids = json.loads(doc)
+        if (meta or {}).get("digest") == entry["digest"] and len(ids) == min(PART_ROWS, n - part * PART_ROWS):
+            out[part] = ids
+    lost = sorted(set(parts) - out.keys())
+    if lost:
+        raise StoreCorruptedError(
+            f"version {version}'s stored assignment lost part {lost[0]} since it was opened; "
+            "reopen the index, or refit (`cluster-rag fit`) to write a new one"
+        )
+    return out
+
+
+def check_assignment(ids: list[str], entry: dict[str, Any]) -> None:
+    """Raise :class:`~cluster_rag.errors.StoreCorruptedError` unless ``ids`` (every part, in order)
+    match ``entry``'s row count and digest."""
+    from ..errors import StoreCorruptedError
+
+    offsets = np.asarray(entry["offsets"], dtype=np.int64)
+    if len(ids) != int(entry["n"]) or _digest(ids, offsets) != entry["digest"]:
+        raise StoreCorruptedError(
+            "a version's stored assignment does not match its record; "
+            "refit (`cluster-rag fit`) to write a new one"
+        )
 
 
 def load_assignment(store: Any, version: int, entry: dict[str, Any]) -> Assignment | None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -421,14 +422,18 @@ def chroma_loader(store: ChromaStore) -> Any:
         key, mark = version_key(version), added_key(version)
         add_ids: list[str] = []
         add_pos: list[int] = []
-        for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
-            pos = position_of()
-            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
-                if cid not in pos:
-                    add_ids.append(cid)
-                    add_pos.append(int((meta or {}).get(key, -1)))
+        # the count and the scan for added chunks are both full passes on the server: run them at once
+        with ThreadPoolExecutor(1, thread_name_prefix="cluster-rag-count") as pool:
+            counted = pool.submit(store.count)
+            for got in store.iter_all(include=["metadatas"], where={mark: {"$gte": 1}}):
+                pos = position_of()
+                for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                    if cid not in pos:
+                        add_ids.append(cid)
+                        add_pos.append(int((meta or {}).get(key, -1)))
+            total = counted.result()
         gone: set[str] = set()
-        if store.count() != len(fitted) + len(add_ids):
+        if total != len(fitted) + len(add_ids):
             pos = position_of()
             stored: set[str] = set()
             for got in store.iter_all(include=[]):

@@ -154,7 +154,7 @@ class StoredIds:
 
 
 class ChromaQueryBackend:
-    """Exact search of one version's clusters inside Chroma (see the module docstring).
+    """Search of one version's chunks inside Chroma (see the module docstring).
 
     Args:
         store: the :class:`~cluster_rag.store.ChromaStore` holding the chunks.

@@ -108,6 +108,7 @@ WORKER = textwrap.dedent(
 
     path = sys.argv[1]
     snapshots.PART_ROWS = 25  # several parts
+    snapshots.PARTS_PER_WRITE = 1  # one a write: the kill lands between two
 
     class Named:  # the refit never embeds; only the stored model name must match
         name, dimension = "fake-hash-64", 64

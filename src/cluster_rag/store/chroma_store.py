@@ -356,11 +356,13 @@ class ChromaStore:
     def drop_assignments(self, version: int) -> None:
         """Remove ``cr_v<version>`` and ``cr_added_v<version>`` from every chunk (pruning old versions)."""
         keys = (version_key(version), added_key(version))
-        for got in self.iter_all(include=["metadatas"]):
-            metas = got["metadatas"]
-            ids = [cid for cid, m in zip(got["ids"], metas, strict=True) if m and any(k in m for k in keys)]
-            if ids:
-                self.chunks.update(ids=ids, metadatas=[dict.fromkeys(keys) for _ in ids])
+        # only the chunks carrying a key (positions and marks are ints >= 0), listed before any is
+        # changed (an update takes a chunk out of the filter, which would shift later pages)
+        where = {"$or": [{key: {"$gte": -1}} for key in keys]}
+        ids = [cid for got in self.iter_all(include=[], where=where, page=100_000) for cid in got["ids"]]
+        for start in range(0, len(ids), self.batch_size):
+            part = ids[start : start + self.batch_size]
+            self.chunks.update(ids=part, metadatas=[dict.fromkeys(keys) for _ in part])
 
     # model versions ------------------------------------------------------------------
     def active_version(self) -> int | None:

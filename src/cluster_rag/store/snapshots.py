@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "PARTS_PER_WRITE",
     "PART_ROWS",
     "WRITE_ROWS",
     "Assignment",
@@ -63,6 +64,8 @@ __all__ = [
 
 #: Ids per stored part (about 0.5 MB of JSON with 24-character ids).
 PART_ROWS = 20_000
+#: Parts written per Chroma upsert: at 1M ids, 10 parts in one call took 0.54 s, one by one 1.85 s.
+PARTS_PER_WRITE = 10
 _META_VECTOR = [1.0]
 #: Rows gathered per block when writing a snapshot (8,192 x 384 float32 = 12 MB).
 WRITE_ROWS = 8_192
@@ -138,15 +141,17 @@ def save_assignment(store: Any, version: int, ids: list[str], offsets: np.ndarra
     delete_assignment(store, version)  # leftovers of an interrupted attempt at this version
     parts = max(1, -(-len(ids) // PART_ROWS))
     digest = _digest(ids, offsets)
-    for part in range(parts):
-        chunk = ids[part * PART_ROWS : (part + 1) * PART_ROWS]
+    for first in range(0, parts, PARTS_PER_WRITE):
+        group = range(first, min(parts, first + PARTS_PER_WRITE))
         store.meta.upsert(
-            ids=[_part_id(version, part)],
-            documents=[json.dumps(chunk)],
-            embeddings=[_META_VECTOR],
+            ids=[_part_id(version, part) for part in group],
+            documents=[json.dumps(ids[part * PART_ROWS : (part + 1) * PART_ROWS]) for part in group],
+            embeddings=[_META_VECTOR for _ in group],
             # the digest on each part lets a reader take single parts (read_parts) and still know
             # they belong to the entry that names them
-            metadatas=[{"kind": "assign", "version": int(version), "part": part, "digest": digest}],
+            metadatas=[
+                {"kind": "assign", "version": int(version), "part": part, "digest": digest} for part in group
+            ],
         )
     return {
         "parts": parts,

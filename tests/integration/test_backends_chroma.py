@@ -37,13 +37,21 @@ def same_candidates(chroma: ChromaQueryBackend, numpy_backend: RoutingIndex, que
                     assert set(a.ids) == set(b.ids)
 
 
+def fitted_on_server(
+    url: str, prefix: str, n: int, k: int, *, seed: int, metadatas: list[dict[str, object]] | None = None
+) -> tuple[ClusterIndex, IndexConfig, list[str]]:
+    """A fresh collection on the server with ``n`` random word texts (ids ``<prefix><i>``), fitted at ``k``."""
+    cfg = IndexConfig(progress=False, collection=f"{prefix}{uuid.uuid4().hex[:8]}")
+    index = ClusterIndex.connect(url, embedder=FakeEmbedder(), config=cfg)
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(n)]
+    index.add_texts(texts, metadatas=metadatas, ids=[f"{prefix}{i}" for i in range(n)])
+    index.fit(k=k)
+    return index, cfg, texts
+
+
 def test_chroma_backend_matches_numpy_through_adds_and_deletes(chroma_server: str) -> None:
-    cfg = IndexConfig(progress=False, collection=f"cq{uuid.uuid4().hex[:8]}")
-    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
-    rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(150)]
-    index.add_texts(texts, ids=[f"c{i}" for i in range(150)])
-    index.fit(k=4)
+    index, cfg, _ = fitted_on_server(chroma_server, "c", 150, 4, seed=0)
     backend = index.model.backend
     assert isinstance(backend, ChromaQueryBackend)
     assert not index.model.loaded or len(backend) == 150
@@ -91,12 +99,8 @@ def test_server_filtered_search_runs_the_filter_inside_chroma(
     """A ``where`` search on a server is filtered by Chroma inside the id-restricted query, widening
     the probe until ``k`` chunks pass: the hits are the exact best passing chunks of the probed
     clusters, and a filter passing few chunks still returns all of them."""
-    cfg = IndexConfig(progress=False, collection=f"cw{uuid.uuid4().hex[:8]}")
-    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
-    rng = np.random.default_rng(3)
-    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(120)]
-    index.add_texts(texts, metadatas=[{"group": i % 6} for i in range(120)], ids=[f"w{i}" for i in range(120)])
-    index.fit(k=4)
+    groups: list[dict[str, object]] = [{"group": i % 6} for i in range(120)]
+    index, _, texts = fitted_on_server(chroma_server, "w", 120, 4, seed=3, metadatas=groups)
 
     def no_second_pass(*args: object, **kwargs: object) -> set[str]:
         raise AssertionError("filtered after scoring instead of inside the Chroma query")
@@ -122,12 +126,7 @@ def test_server_unrestricted_search_uses_chromas_index_and_places_hits(
     each hit carrying the topic of its cluster in the model; a hit the model does not hold yet (written
     by another client) hands the search to the routed id-restricted query; ``n_probe`` asks for the
     routed query directly."""
-    cfg = IndexConfig(progress=False, collection=f"cu{uuid.uuid4().hex[:8]}")
-    index = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
-    rng = np.random.default_rng(5)
-    texts = [" ".join(rng.choice(WORDS, size=5)) + f" {i}" for i in range(160)]
-    index.add_texts(texts, ids=[f"u{i}" for i in range(160)])
-    index.fit(k=5)
+    index, cfg, texts = fitted_on_server(chroma_server, "u", 160, 5, seed=5)
     vectors = FakeEmbedder().embed(texts)
     ids, labels = index.model.assignments()
     topic_of = {str(cid): index.model.topics[int(lab)].id for cid, lab in zip(ids, labels, strict=True)}

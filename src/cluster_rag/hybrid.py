@@ -106,6 +106,7 @@ class KeywordState:
         self._ids = np.empty(0, dtype=object)
         self._labels = np.empty(0, dtype=np.int64)
         self._changed = 0
+        self._applied: set[str] = set()  # text-change notes this index reflects
 
     def forget(self, ids: Sequence[str]) -> None:
         """Drop the entries of chunks rewritten in place (same ids, new texts): the next :meth:`get`
@@ -123,15 +124,23 @@ class KeywordState:
                 return self._index, self._ids, self._labels
             all_ids, labels = model.backend.ids(), model.backend.labels()
             ids = [str(x) for x in all_ids]
+            built = False
             if self._index is None:
-                self._index = KeywordIndex.load(store.meta, self.key)
-                if self._index is None:
-                    self._index = KeywordIndex.from_collection(store.chunks)
-                    self._index.save(store.meta, self.key)
+                loaded = KeywordIndex.load(store.meta, self.key)
+                if loaded is None:  # built from every stored text; saved below
+                    self._index, self._applied = KeywordIndex.from_collection(store.chunks), set()
+                    built = True
+                else:
+                    self._index, self._applied = loaded, set(loaded.saved_notes)
                 self._changed = 0
+            # chunks other processes edited or deleted since the copy was saved: drop, re-read below
+            fresh = store.text_change_notes(skip=self._applied)
+            if fresh:
+                self._changed += self._index.remove({cid for got in fresh.values() for cid in got})
+                self._applied |= fresh.keys()
             self._changed += self._sync(self._index, store, ids)
-            if self._changed > _RESAVE_FRACTION * max(len(ids), 1):
-                self._index.save(store.meta, self.key)
+            if built or self._changed > _RESAVE_FRACTION * max(len(ids), 1):
+                self._index.save(store.meta, self.key, notes=sorted(self._applied))
                 self._changed = 0
             self._model, self._ids, self._labels = model, all_ids, labels
             return self._index, self._ids, self._labels

@@ -146,6 +146,8 @@ class KeywordIndex:
         self._bm25: Any = None
         self._pending: list[str] = []  # added since the snapshot, in order
         self._n_removed = 0
+        #: Text-change notes the saved copy this index was loaded from reflected (:meth:`load`).
+        self.saved_notes: list[str] = []
 
     # -- building ------------------------------------------------------------------------
     def build(self, ids: Sequence[str], texts: Sequence[str]) -> KeywordIndex:
@@ -335,7 +337,7 @@ class KeywordIndex:
             [str(cid) for cid in payload["ids"]], tokens
         )
 
-    def save(self, collection: Any, key: str = "keyword") -> None:
+    def save(self, collection: Any, key: str = "keyword", *, notes: Sequence[str] = ()) -> None:
         """Write the index into a Chroma collection as JSON documents (embedded or server).
 
         Parts go under ids ``kw:<key>:<generation>:<i>``; the manifest ``kw:<key>`` is
@@ -346,6 +348,8 @@ class KeywordIndex:
             collection: a Chroma collection whose records take 1-d embeddings
                 (cluster-rag's ``NAME__meta``).
             key: name of this index inside the collection.
+            notes: keys of the text-change notes this index already reflects (kept in the manifest,
+                read back as :attr:`saved_notes`).
         """
         text = json.dumps(self.to_payload())
         parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)] or [""]
@@ -355,7 +359,13 @@ class KeywordIndex:
         ids = [f"kw:{key}:{gen}:{i}" for i in range(len(parts))]
         for pid, part in zip(ids, parts, strict=True):
             collection.upsert(ids=[pid], documents=[part], embeddings=[_META_VECTOR])
-        manifest = {"generation": gen, "parts": len(parts), "n": len(self), "fingerprint": self.fingerprint()}
+        manifest = {
+            "generation": gen,
+            "parts": len(parts),
+            "n": len(self),
+            "fingerprint": self.fingerprint(),
+            "notes": list(notes),
+        }
         collection.upsert(ids=[f"kw:{key}"], documents=[json.dumps(manifest)], embeddings=[_META_VECTOR])
         if old:
             collection.delete(ids=[f"kw:{key}:{old['generation']}:{i}" for i in range(int(old["parts"]))])
@@ -372,7 +382,9 @@ class KeywordIndex:
         by_id = dict(zip(parts["ids"], parts["documents"], strict=True))
         if set(by_id) != set(ids):
             return None
-        return cls.from_payload(json.loads("".join(by_id[i] for i in ids)), **kwargs)
+        index = cls.from_payload(json.loads("".join(by_id[i] for i in ids)), **kwargs)
+        index.saved_notes = [str(n) for n in manifest.get("notes", [])]
+        return index
 
     @classmethod
     def saved_fingerprint(cls, collection: Any, key: str = "keyword") -> str | None:

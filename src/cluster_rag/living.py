@@ -250,6 +250,7 @@ def delete_rows(store: ChromaStore, model: ClusterModel | None, ids: list[str]) 
         raise UnknownDocumentError(
             f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; nothing was deleted"
         )
+    store.note_changed_texts(ids)  # before the write: saved keyword indexes re-read these
     key = journal.begin(store, "delete", journal.new_token(), ids, None, model.version if model else None)
     nxt = _delete_journaled(store, model, ids)
     journal.finish(store, key)
@@ -312,6 +313,7 @@ def replace_rows(
             f"{len(missing)} chunk id(s) not stored, e.g. {missing[:5]}; add them instead "
             "(nothing was written)"
         )
+    store.note_changed_texts(ids)  # before the write: saved keyword indexes re-read these
     token = journal.new_token()
     rows = [
         {**m, HASH_KEY: h, journal.WRITE_KEY: token}

@@ -97,6 +97,29 @@ def test_keyword_index_follows_adds_and_deletes_and_is_saved(tmp_path: Path) -> 
     assert [h.id for h in other.search("zeppelin", k=3, mode="keyword")] == [late]
 
 
+def test_a_saved_keyword_copy_follows_other_processes_edits(tmp_path: Path) -> None:
+    """A chunk edited in place, or deleted and written again under its id, by one index is found by
+    its new words in another index that loads the keyword copy saved before the change (the copy keeps
+    ids and tokens, so only the writer's note tells it these texts changed)."""
+    cfg = IndexConfig(progress=False)
+    writer = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=cfg)
+    ids = writer.add_texts([f"{w} note {i}" for i, w in enumerate(WORDS["pets"].split() * 3)])
+    writer.fit(k=2)
+    assert writer.search("zeppelin", k=3, mode="keyword") == []  # builds and saves the copy
+    saved = KeywordIndex.saved_fingerprint(writer.store.meta)
+    emb = FakeEmbedder()
+    edited = "zeppelin airship over the dog park"
+    writer.update_embeddings([ids[0]], [edited], emb.embed([edited]))
+    writer.delete([ids[1]])
+    again = "a zeppelin moored by the vet"
+    writer.add_embeddings([again], emb.embed([again]), ids=[ids[1]])
+    assert KeywordIndex.saved_fingerprint(writer.store.meta) == saved  # not re-saved: the copy is stale
+    reader = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=cfg)
+    assert {h.id for h in reader.search("zeppelin", k=3, mode="keyword")} == {ids[0], ids[1]}
+    noted = {h.id for h in reader.search("note", k=50, mode="keyword")}  # every old text had "note"
+    assert ids[2] in noted and ids[0] not in noted and ids[1] not in noted
+
+
 class _Reverse:
     def __init__(self) -> None:
         self.seen: list[list[str]] = []

@@ -36,7 +36,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,8 @@ __all__ = ["RESERVED_PREFIX", "ChromaStore", "added_key", "version_key"]
 RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
 _META_VECTOR = [1.0]
+#: Kind (and key prefix) of the meta records :meth:`ChromaStore.note_changed_texts` writes.
+_TEXT_NOTE = "textnote"
 _SCHEMA = 1
 #: how often (seconds) a reader re-reads the ``active`` record to notice another process's refit
 ACTIVE_CHECK_SECONDS = 2.0
@@ -442,6 +444,30 @@ class ChromaStore:
             self.meta.delete(ids=[f"claim:v{int(v)}" for v in versions])
 
     # write journal -----------------------------------------------------------------
+    def note_changed_texts(self, ids: Sequence[str]) -> str | None:
+        """Record, before an edit or a delete, that these chunks' texts change: a keyword index another
+        process saved (:class:`~cluster_rag.hybrid.KeywordState`) re-reads them when it next loads.
+        One record per call under its own key, so concurrent writers never overwrite each other;
+        returns the key (``None`` for no ids)."""
+        if not ids:
+            return None
+        key = f"{_TEXT_NOTE}:{uuid.uuid4().hex}"
+        self.meta.upsert(
+            ids=[key],
+            documents=[json.dumps(list(ids))],
+            embeddings=[_META_VECTOR],
+            metadatas=[{"kind": _TEXT_NOTE}],
+        )
+        return key
+
+    def text_change_notes(self, skip: Collection[str] = ()) -> dict[str, list[str]]:
+        """The :meth:`note_changed_texts` records not in ``skip``: key -> chunk ids."""
+        keys = [k for k in self.meta.get(where={"kind": _TEXT_NOTE}, include=[])["ids"] if k not in skip]
+        if not keys:
+            return {}
+        got = self.meta.get(ids=keys, include=["documents"])
+        return {k: list(json.loads(d)) for k, d in zip(got["ids"], got["documents"], strict=True)}
+
     def put_journal(self, entry: dict[str, Any]) -> str:
         """Record a write about to happen; returns its key (see :mod:`cluster_rag.journal`)."""
         key = f"journal:{uuid.uuid4().hex}"

@@ -8,6 +8,10 @@ topics) → exact candidates inside them from the model's
 candidates passing it, widening to the next-nearest clusters until ``k`` pass →
 texts and metadata fetched from Chroma by id → :class:`~cluster_rag.types.Hit`.
 
+A backend may answer more itself (:mod:`cluster_rag.backends_chroma`, a Chroma server): an
+unrestricted default-route search with the store's own index (``search_whole``, hits placed in their
+clusters), and a ``where`` filter inside its query (``filters_in_store``).
+
 Access scopes (:mod:`cluster_rag.scope`) are enforced here and only here: a
 :class:`~cluster_rag.scope.Scope` given to :func:`build_request` is ANDed into ``where``
 and limits routing to its allowed topics (a caller's topic outside it is unknown);

@@ -55,6 +55,29 @@ class SearchBackend(Protocol):
         """
         ...
 
+    def search_where(
+        self, query: np.ndarray, clusters: np.ndarray, limit: int, where: dict[str, Any]
+    ) -> Candidates | None:
+        """Best ``limit`` chunks of ``clusters`` that pass the Chroma metadata filter ``where``, the
+        filter applied inside the store's own query (fewer come back when fewer pass).
+
+        Returns:
+            ``None`` when this backend cannot filter in the store: the caller then scores the
+            clusters with :meth:`search` and filters the ids it gets.
+        """
+        ...
+
+    def search_whole(self, query: np.ndarray, limit: int, order: np.ndarray) -> Candidates | None:
+        """The best ``limit`` chunks of the whole model from a nearest-neighbour index the store
+        keeps itself, each placed in its cluster; ``order`` ``(k,)`` int64 lists the clusters by
+        centroid similarity (most similar first) for that placement.
+
+        Returns:
+            ``None`` when there is no such index (or a hit could not be placed): the caller routes
+            the query and calls :meth:`search`.
+        """
+        ...
+
     def with_added(self, ids: Sequence[str], vectors: np.ndarray, labels: np.ndarray) -> SearchBackend:
         """A new backend that also holds these rows (``vectors`` ``(b, d)``, ``labels`` ``(b,)``)."""
         ...

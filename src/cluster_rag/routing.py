@@ -290,6 +290,16 @@ class RoutingIndex:
         """Best chunks of the given cluster positions (:class:`~cluster_rag.backends.SearchBackend`)."""
         return self.candidates(query, topics=[int(c) for c in clusters], limit=limit)
 
+    def search_where(
+        self, query: np.ndarray, clusters: np.ndarray, limit: int, where: dict[str, Any]
+    ) -> Candidates | None:
+        """``None``: the vectors are in this process, the metadata in Chroma; the caller filters."""
+        return None
+
+    def search_whole(self, query: np.ndarray, limit: int, order: np.ndarray) -> Candidates | None:
+        """``None``: no index over the whole collection of its own; the probed clusters are scanned."""
+        return None
+
     def without(self, ids: set[str]) -> RoutingIndex:
         """A new snapshot without these chunk ids; ``self`` is unchanged."""
         all_ids = self.ids()

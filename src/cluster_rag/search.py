@@ -10,7 +10,8 @@ texts and metadata fetched from Chroma by id → :class:`~cluster_rag.types.Hit`
 
 A backend may answer more itself (:mod:`cluster_rag.backends_chroma`, a Chroma server): an
 unrestricted default-route search with the store's own index (``search_whole``, hits placed in their
-clusters), and a ``where`` filter inside its query (``filters_in_store``).
+clusters), and a ``where`` filter inside its query (``search_where``); a backend that cannot
+answers ``None`` and the search routes and filters here.
 
 Access scopes (:mod:`cluster_rag.scope`) are enforced here and only here: a
 :class:`~cluster_rag.scope.Scope` given to :func:`build_request` is ANDed into ``where``
@@ -181,12 +182,10 @@ def _whole_collection(model: ClusterModel, q: np.ndarray, request: SearchRequest
     """An unrestricted default-route search answered by the store's own index, when the backend
     has one over the model's chunks (a Chroma server: ``search_whole``); ``None`` otherwise, or with
     an explicit ``n_probe`` (the caller asked for the routed search)."""
-    search_whole = getattr(model.backend, "search_whole", None)
-    if search_whole is None or request.n_probe is not None:
+    if request.n_probe is not None:
         return None
     order = np.argsort(-(model.centroids @ q), kind="stable")
-    got: Candidates | None = search_whole(q, request.k, order)
-    return got
+    return model.backend.search_whole(q, request.k, order)
 
 
 def _route_within(model: ClusterModel, q: np.ndarray, n_probe: int | None, subset: np.ndarray) -> np.ndarray:
@@ -234,11 +233,10 @@ def _filtered(
         else:
             clusters = route(centroids, q, probe)
             clusters = clusters if subset is None else subset[clusters]
-        if getattr(model.backend, "filters_in_store", False):  # Chroma filters inside the query
-            in_store: Any = model.backend
-            cands: Candidates = in_store.search(q, clusters, k, where=request.where)
-            if len(cands) >= k or probe >= limit:
-                return cands
+        in_store = model.backend.search_where(q, clusters, k, request.where)  # Chroma filters
+        if in_store is not None:
+            if len(in_store) >= k or probe >= limit:
+                return in_store
             probe = min(limit, probe * 2)
             continue
         cands = model.backend.search(q, clusters)

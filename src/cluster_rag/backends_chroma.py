@@ -230,10 +230,6 @@ class ChromaQueryBackend:
         return out, labels
 
     # reads -------------------------------------------------------------------------
-    #: :func:`cluster_rag.search.routed_candidates` passes a metadata filter to :meth:`search`
-    #: (Chroma applies it inside the same query) instead of filtering the scored ids afterwards.
-    filters_in_store = True
-
     def search(
         self,
         query: np.ndarray,
@@ -271,6 +267,12 @@ class ChromaQueryBackend:
             (list(got["documents"][0]), list(got["metadatas"][0])) if records else None,
         )
         return cands.take(np.argsort(-scores, kind="stable"))
+
+    def search_where(
+        self, query: np.ndarray, clusters: np.ndarray, limit: int, where: dict[str, Any]
+    ) -> Candidates:
+        """:meth:`search` with ``where`` applied by Chroma inside the same query."""
+        return self.search(query, clusters, limit, where=where)
 
     def search_whole(self, query: np.ndarray, limit: int, order: np.ndarray) -> Candidates | None:
         """Chroma's own nearest-neighbour query over the whole collection (its HNSW index: one request,
@@ -393,6 +395,8 @@ def chroma_loader(store: ChromaStore) -> Any:
     stored assignment, plus the added-since-fit chunks found by their ``cr_added_v<N>`` mark
     (ids and metadata only); when the chunk count does not add up, the stored ids are listed
     (no vectors) to drop deleted ones and place chunks written by a process on an older version.
+    When the store's change token is the one the fit read (nothing written since), neither full
+    pass runs: opening reads only the version record.
 
     Falls back to :func:`~cluster_rag.model.numpy_loader` for versions without a stored assignment.
     """
@@ -412,6 +416,8 @@ def chroma_loader(store: ChromaStore) -> Any:
                 return numpy_loader(store)(record)
             fitted = whole.ids
         offsets = np.asarray(entry["offsets"], dtype=np.int64)
+        if not store.changes_since(entry.get("changes_seen")):  # the chunks are the fitted ones
+            return ChromaQueryBackend(store, fitted, offsets), AddedLog([])
         memo: dict[str, int] = {}
 
         def position_of() -> dict[str, int]:  # built only when needed (~0.15 s per 1M ids)

@@ -306,6 +306,7 @@ def fit_version(
         NotFittedError: fewer than 2 chunks stored.
         InvalidKError: ``k`` out of range.
     """
+    seen = store.change_token()  # before the chunks are read: a later write moves it
     fitted = _active_assignment(store, active)
     ids, vectors = _load_vectors(store, active, fitted)
     if len(ids) < 2:
@@ -315,7 +316,7 @@ def fit_version(
     centroids, labels, engine, inertia = _cluster(vectors, request, config)
     previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(
-        store, config, ids, vectors, (centroids, labels, engine, inertia), previous, request.matching
+        store, config, ids, vectors, (centroids, labels, engine, inertia), previous, request.matching, seen
     )
 
 
@@ -354,6 +355,7 @@ def _commit(
     clustered: tuple[np.ndarray, np.ndarray, str, float | None],
     previous: Previous | None,
     matching: TopicMatching | None,
+    seen: str | None = None,
 ) -> ClusterModel:
     centroids, labels = clustered[0], clustered[1]  # as _cluster returns them
     k = len(centroids)
@@ -362,8 +364,11 @@ def _commit(
     saved = _save_assignment(store, version, ids, vectors, labels, k)
     try:  # the snapshot's fsync runs meanwhile; it completes before any payload names the file
         ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
+        if len(ids) > n_fit:  # chunks the read missed (an older version's writer): readers must scan
+            seen = None
         payload = _payload(store, config, version, ids, vectors, labels, n_fit, clustered, previous, matching)
-        payload["assignment"] = saved.entry
+        # the change token read before the chunks were: a reader finding it unchanged skips the scans
+        payload["assignment"] = {**saved.entry, "changes_seen": seen}
     except BaseException:
         saved.abandon()
         raise

@@ -462,7 +462,9 @@ def numpy_loader(store: ChromaStore) -> ContentsLoader:
     next to an embedded store (else from Chroma by id); the chunks added since the fit
     are read with a metadata query on ``cr_added_v<N>``. Only when the chunk count does
     not add up (deletes, or adds by a process still on an older version) are the stored
-    ids listed (no vectors) to find what went and what came. Older versions: every chunk
+    ids listed (no vectors) to find what went and what came. Neither pass runs when the
+    store's change token is the one the fit read (no chunk written since:
+    :meth:`~cluster_rag.store.ChromaStore.changes_since`). Older versions: every chunk
     vector and its ``cr_v<N>`` key, read from Chroma.
     """
 
@@ -505,7 +507,11 @@ def _load_stored(
     add_ids: list[str] = []
     add_vecs: list[np.ndarray] = []
     add_pos: list[int] = []
-    for got in store.iter_all(include=["embeddings", "metadatas"], where={mark: {"$gte": 1}}):
+    entry = record.extras.get("assignment") or {}
+    unchanged = not store.changes_since(entry.get("changes_seen"))  # nothing written since the fit
+    for got in () if unchanged else store.iter_all(
+        include=["embeddings", "metadatas"], where={mark: {"$gte": 1}}
+    ):
         for cid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
             add_ids.append(cid)
             add_vecs.append(np.asarray(vec, dtype=np.float32))
@@ -515,7 +521,7 @@ def _load_stored(
         fresh = np.fromiter((cid not in rewritten for cid in ids.tolist()), dtype=bool, count=len(ids))
         keep = fresh if keep is None else keep & fresh
     n_base = len(ids) if keep is None else int(keep.sum())
-    if store.count() != n_base + len(add_ids):
+    if not unchanged and store.count() != n_base + len(add_ids):
         # deletes, or chunks written by a process on an older version: list the stored ids
         stored: set[str] = set()
         for got in store.iter_all(include=[]):

@@ -160,3 +160,29 @@ def test_server_unrestricted_search_uses_chromas_index_and_places_hits(
 
     monkeypatch.setattr(ChromaQueryBackend, "search_whole", refuse)
     assert len(index.search_by_vector(query, k=3, n_probe=2)) == 3
+
+
+def test_server_client_opens_an_unchanged_store_without_a_full_pass(
+    chroma_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client connecting to a store nobody wrote to since the fit reads the version record and
+    the ids its first search needs: no count, no scan for added chunks (both are full passes on the
+    server). After another client writes, the next client scans and holds the new chunk."""
+    index, cfg, texts = fitted_on_server(chroma_server, "c", 120, 4, seed=7)
+
+    def full_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a full pass over the chunks on opening an unchanged store")
+
+    fresh = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg, create=False)
+    monkeypatch.setattr(fresh.store, "count", full_pass)
+    monkeypatch.setattr(fresh.store, "iter_all", full_pass)
+    query = FakeEmbedder().embed([texts[17]])[0]
+    assert fresh.search_by_vector(query, k=1)[0].id == "c17"
+    assert isinstance(fresh.model.backend, ChromaQueryBackend) and len(fresh.model.backend) == 120
+    monkeypatch.undo()
+
+    index.add_texts(["garlic pizza pasta pasta pasta"], ids=["late"])
+    later = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg, create=False)
+    query = FakeEmbedder().embed(["garlic pizza pasta pasta pasta"])[0]
+    assert later.search_by_vector(query, k=1, n_probe=1)[0].id == "late"
+    assert later.model.added.ids() == ["late"]

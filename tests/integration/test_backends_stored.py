@@ -100,6 +100,43 @@ def test_adds_and_deletes_after_the_fit_survive_a_reopen(tmp_path: Path) -> None
         )
 
 
+def test_an_unchanged_store_opens_without_a_full_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No chunk written since the fit (the change token is the one the fit read): a new process
+    neither counts the chunks nor scans for added ones. Any write moves the token, so the next
+    open scans again and finds it; so does a fit that began while a write was in flight."""
+    index = build(tmp_path / "kb")
+    live = topics_by_id(index)
+
+    def full_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a full pass over the chunks on opening an unchanged store")
+
+    again = reopen(tmp_path / "kb")
+    monkeypatch.setattr(again.store, "count", full_pass)
+    monkeypatch.setattr(again.store, "iter_all", full_pass)
+    vec = index.store.get(["food-3"], include=["embeddings"])["embeddings"][0]
+    assert again.search_by_vector(vec, k=1)[0].id == "food-3"
+    assert len(again.model.backend) == 120 and not again.model.added.ids()
+    monkeypatch.undo()
+    assert topics_by_id(again) == live
+
+    index.add_texts(["late pasta note"], ids=["late-0"])  # another writer: the token moves
+    index.delete(["pets-0"])
+    third = reopen(tmp_path / "kb")
+    assert third.model.added.ids() == ["late-0"]
+    assert set(topics_by_id(third)) == set(live) - {"pets-0"} | {"late-0"}
+
+    # a fit that starts while a write is in flight cannot vouch for the chunks it read
+    key = index.store.put_journal({"op": "add", "token": "t", "ids": [], "version": index.model.version})
+    index.fit(k=3)
+    payload = index.store.load_model(index.model.version)
+    assert payload is not None and payload["assignment"]["changes_seen"] is None
+    index.store.drop_journal(key)
+    index.fit(k=3)
+    payload = index.store.load_model(index.model.version)
+    assert payload is not None and payload["assignment"]["changes_seen"]
+    assert not index.store.changes_since(payload["assignment"]["changes_seen"])
+
+
 WORKER = textwrap.dedent(
     """
     import sys, time

@@ -26,6 +26,10 @@ second process or machine can open it without any sidecar file):
     replace also ``"old_hashes"``, ``"was"``, ``"now"``): a
     write in flight (:mod:`cluster_rag.journal`), removed when it completes; one left behind by
     a killed process is finished or undone on the next open.
+    ``changes`` (a fresh random token): replaced in the same upsert as each ``journal:<token>``
+    record, so it changes before any chunk is added, replaced or deleted. A fit records the token
+    it started from (:meth:`ChromaStore.changes_since`); a reader finding it unchanged knows the
+    chunks are exactly the fitted ones and skips the two full passes (count, added-mark scan).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ HASH_KEY = "cr_hash"
 _META_VECTOR = [1.0]
 #: Kind (and key prefix) of the meta records :meth:`ChromaStore.note_changed_texts` writes.
 _TEXT_NOTE = "textnote"
+#: Id of the meta record whose token changes before every journaled chunk write.
+_CHANGES = "changes"
 _SCHEMA = 1
 #: how often (seconds) a reader re-reads the ``active`` record to notice another process's refit
 ACTIVE_CHECK_SECONDS = 2.0
@@ -471,10 +477,35 @@ class ChromaStore:
     def put_journal(self, entry: dict[str, Any]) -> str:
         """Record a write about to happen; returns its key (see :mod:`cluster_rag.journal`)."""
         key = f"journal:{uuid.uuid4().hex}"
+        # the change token moves in the same upsert: no chunk write ever precedes it
         self.meta.upsert(
-            ids=[key], documents=[json.dumps({**entry, **owner_stamp()})], embeddings=[_META_VECTOR]
+            ids=[key, _CHANGES],
+            documents=[json.dumps({**entry, **owner_stamp()}), uuid.uuid4().hex],
+            embeddings=[_META_VECTOR, _META_VECTOR],
         )
         return key
+
+    def change_token(self) -> str | None:
+        """The current change token (see the module docstring), for a fit to record before it reads
+        the chunks; writes one when the store has none yet. ``None`` while a write is in flight (a
+        journal record exists): a fit cannot tell which of that write's rows it will see."""
+        got = self.meta.get(ids=[_CHANGES], include=["documents"])
+        if not got["ids"]:
+            self.meta.add(ids=[_CHANGES], documents=[uuid.uuid4().hex], embeddings=[_META_VECTOR])
+            got = self.meta.get(ids=[_CHANGES], include=["documents"])
+        token = str(got["documents"][0])
+        # read after the token: a write that began before it is either listed here or complete
+        if any(i.startswith("journal:") for i in self.meta.get(include=[])["ids"]):
+            return None
+        return token
+
+    def changes_since(self, token: str | None) -> bool:
+        """Whether a chunk may have been added, replaced or deleted since a fit read ``token``
+        (:meth:`change_token`; ``None``: unknown, so yes). One read of one meta record."""
+        if not token:
+            return True
+        got = self.meta.get(ids=[_CHANGES], include=["documents"])
+        return not got["ids"] or got["documents"][0] != token
 
     def journal(self) -> dict[str, dict[str, Any]]:
         """Writes in flight (or left by killed processes), by key."""

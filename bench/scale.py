@@ -429,14 +429,16 @@ def run_size(n: int, *, repeats: int = 3, reuse: Path | None = None) -> str:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_server(n: int, *, repeats: int = 3, scifact: bool = True) -> str:
+def run_server(n: int, *, repeats: int = 3, scifact: bool = True, reuse: Path | None = None) -> str:
     """The same data behind a ``chroma run`` server on 127.0.0.1: cold connect + first search and
     steady search of the Chroma-side backend against plain ``HttpClient`` queries, at Chroma's default
     HNSW ``ef_search`` (100) and at the ``SERVER_EF_SEARCH`` a collection cluster-rag creates on a
     server gets (the server is restarted between the two: a loaded index keeps its own).
 
     The rows are written by an embedded client into the folder the server then serves (the same
-    files; writing 200k rows over HTTP took 532 s); ``fit()`` runs through the server."""
+    files; writing 200k rows over HTTP took 532 s); ``fit()`` runs through the server unless
+    ``reuse`` names a folder :func:`build_store` wrote (kept afterwards; a version already fitted
+    there is used as it is: at 1M the build takes 25-45 min and a fit through the server ~6)."""
     import socket
 
     import chromadb
@@ -445,12 +447,16 @@ def run_server(n: int, *, repeats: int = 3, scifact: bool = True) -> str:
     from cluster_rag.store.chroma_store import SERVER_EF_SEARCH
     from cluster_rag.testing import serve
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-server-"))
+    tmp = reuse if reuse is not None else Path(tempfile.mkdtemp(prefix="bench-scale-server-"))
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     cfg = IndexConfig(progress=False, collection="bench")
     try:
-        t_add = build_store(n, tmp)
+        if reuse is None:
+            t_add = build_store(n, tmp)
+        else:
+            t_add = float(json.loads((tmp / "built.json").read_text())["add_s"])
         data, queries = np.load(tmp / "data.npy"), np.load(tmp / "queries.npy")
+        assert len(data) == n, f"{tmp} holds {len(data)} rows, not {n}"
         exact = _exact_top10(data, queries)
         ids = [f"c{i:07d}" for i in range(n)]
         phases: dict[int, dict[str, Any]] = {}
@@ -523,10 +529,15 @@ def run_server(n: int, *, repeats: int = 3, scifact: bool = True) -> str:
         table = md_table(
             [f"server, {n} chunks, d=384", f"cluster-rag ({backend})", "plain HttpClient", "ratio"], rows
         )
+        fitted = (
+            f"fit() through the server {t_fit:.0f} s (reads every vector over HTTP once)"
+            if not math.isnan(t_fit)
+            else "the version fitted earlier in the reused folder"
+        )
         note = (
             f"`chroma run` on 127.0.0.1 over the folder an embedded client wrote ({t_add:.0f} s); both "
-            f"clients query the same collection; the server is restarted when ef_search changes. fit() "
-            f"through the server {t_fit:.0f} s (reads every vector over HTTP once). Medians of {repeats} "
+            f"clients query the same collection; the server is restarted when ef_search changes. "
+            f"{fitted}. Medians of {repeats} "
             f"cold starts (new processes, chromadb imported before the clock starts). Load average "
             f"(1/5/15 min): {_load()} on 2 shared cores."
         )
@@ -535,7 +546,8 @@ def run_server(n: int, *, repeats: int = 3, scifact: bool = True) -> str:
             out += f"\n{md_table(SCIFACT_HEADERS, sf_rows)}\n"
         return out
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if reuse is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _exact_top10(data: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ from .routing import Candidates
 from .store import ChromaStore, added_key, snapshots, version_key
 
 __all__ = [
+    "PLACE_OWN",
     "PLACE_PREFETCH",
     "PLACE_ROWS",
     "ChromaQueryBackend",
@@ -63,8 +64,10 @@ __all__ = [
 #: Most model ids :meth:`ChromaQueryBackend.search_whole` scans (nearest clusters first) to place
 #: its hits before handing the search to the routed id-restricted query.
 PLACE_ROWS = 50_000
-#: Rows of the nearest clusters whose stored ids one hit placement reads in one request.
+#: Rows of the nearest clusters whose stored ids a hit placement reads in its first request.
 PLACE_PREFETCH = 3_000
+#: A hit not among those is looked for in the clusters of its own nearest centroids (this many).
+PLACE_OWN = 2
 
 _EMPTY = Candidates(np.empty(0, object), np.empty(0, np.float32), np.empty(0, np.int64))
 
@@ -164,6 +167,8 @@ class ChromaQueryBackend:
             :class:`StoredIds` reading them from the store as searches need them.
         offsets: ``(k+1,)`` int64; cluster ``c`` is ``ids[offsets[c]:offsets[c+1]]``.
         added: ``(ids, labels)`` of chunks added since the fit (labels ``(b,)`` int64).
+        centroids: ``(k, d)`` float32, the version's; lets a hit placement look in the hit's own
+            nearest clusters (:meth:`search_whole`).
     """
 
     def __init__(
@@ -172,8 +177,11 @@ class ChromaQueryBackend:
         ids: np.ndarray | StoredIds,
         offsets: np.ndarray,
         added: tuple[Sequence[str], np.ndarray] | None = None,
+        *,
+        centroids: np.ndarray | None = None,
     ) -> None:
         self.store = store
+        self._centroids = None if centroids is None else np.asarray(centroids, dtype=np.float32)
         self._ids: HeldIds | StoredIds = ids if isinstance(ids, StoredIds) else HeldIds(ids)
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._added_ids = np.asarray(list(added[0]) if added else [], dtype=object)
@@ -276,8 +284,13 @@ class ChromaQueryBackend:
 
     def search_whole(self, query: np.ndarray, limit: int, order: np.ndarray) -> Candidates | None:
         """Chroma's own nearest-neighbour query over the whole collection (its HNSW index: one request,
-        texts and metadata included), each hit placed in its cluster by scanning the model's clusters in
-        ``order`` (``(k,)`` int64, most similar centroid first) up to :data:`PLACE_ROWS` ids.
+        texts and metadata included), each hit placed in its cluster by looking for its id in the
+        model's clusters: the ones nearest the query (``order``, ``(k,)`` int64, most similar centroid
+        first; :data:`PLACE_PREFETCH` rows), then the hit's own nearest centroids' (:data:`PLACE_OWN`;
+        its vector read back), then further along ``order`` up to :data:`PLACE_ROWS` rows. The ids
+        are read part by part (:class:`StoredIds`) in a few requests, then kept: at 1M chunks a
+        first search whose hits lay outside the query's nearest clusters read one part per cluster
+        (~30 requests, 0.3 s) before the hit's own centroids were looked at.
 
         At 200k chunks on a server (``ef_search`` 400) this answered at 0.972 recall@10 in 7.7 ms where
         the id-restricted query over the routed clusters took 17.5 ms for 0.961: an unrestricted
@@ -321,20 +334,37 @@ class ChromaQueryBackend:
                 out[cid] = added[cid]
                 rest.discard(cid)
         nearest = np.asarray(order, dtype=np.int64).tolist()
-        # the clusters the hits most likely sit in, read in one request: the nearest ones up to
-        # PLACE_PREFETCH rows
-        ends = np.cumsum(np.diff(self._offsets)[nearest])
-        first = nearest[: max(1, int(np.searchsorted(ends, PLACE_PREFETCH)))]
-        self._ids.prefetch([(int(self._offsets[c]), int(self._offsets[c + 1])) for c in first])
-        scanned = 0
-        for c in nearest:
-            if not rest or scanned >= PLACE_ROWS:
-                break
-            lo, hi = int(self._offsets[c]), int(self._offsets[c + 1])
-            for cid in rest.intersection(self._ids.rows(lo, hi)):
-                out[cid] = c
-                rest.discard(cid)
-            scanned += hi - lo
+        ends = np.cumsum(np.diff(self._offsets)[nearest])  # rows up to and including each cluster
+        done: set[int] = set()
+
+        def scan(clusters: list[int]) -> None:
+            todo = [c for c in clusters if c not in done]
+            self._ids.prefetch([(int(self._offsets[c]), int(self._offsets[c + 1])) for c in todo])
+            for c in todo:
+                done.add(c)
+                for cid in rest.intersection(self._ids.rows(int(self._offsets[c]), int(self._offsets[c + 1]))):
+                    out[cid] = c
+                    rest.discard(cid)
+                if not rest:
+                    return
+
+        # 1. the clusters nearest the query, PLACE_PREFETCH rows, in one request
+        scan(nearest[: max(1, int(np.searchsorted(ends, PLACE_PREFETCH, side="right")))])
+        # 2. each remaining hit's own nearest centroids (its vector read back: one small request);
+        #    a chunk sits in its nearest centroid's cluster unless the fit's last update moved it
+        if rest and self._centroids is not None:
+            got = self.store.get(sorted(rest), include=["embeddings"])
+            if got["ids"]:
+                sims = np.asarray(got["embeddings"], dtype=np.float32) @ self._centroids.T
+                own = np.argsort(-sims, axis=1)[:, :PLACE_OWN]
+                scan(list(dict.fromkeys(int(c) for c in own.T.ravel())))
+        # 3. further out along the query's order, each request reading as many rows again as scanned
+        scanned, i = 0, 0
+        while rest and scanned < PLACE_ROWS and i < len(nearest):
+            budget = min(scanned + max(PLACE_PREFETCH, scanned), PLACE_ROWS)
+            stop = min(len(nearest), max(i + 1, int(np.searchsorted(ends, budget, side="right"))))
+            scan(nearest[i:stop])
+            scanned, i = int(ends[stop - 1]), stop
         return None if rest else out
 
     def _added_position(self) -> dict[str, int]:
@@ -417,7 +447,7 @@ def chroma_loader(store: ChromaStore) -> Any:
             fitted = whole.ids
         offsets = np.asarray(entry["offsets"], dtype=np.int64)
         if not store.changes_since(entry.get("changes_seen")):  # the chunks are the fitted ones
-            return ChromaQueryBackend(store, fitted, offsets), AddedLog([])
+            return ChromaQueryBackend(store, fitted, offsets, centroids=record.centroids), AddedLog([])
         memo: dict[str, int] = {}
 
         def position_of() -> dict[str, int]:  # built only when needed (~0.15 s per 1M ids)
@@ -456,7 +486,7 @@ def chroma_loader(store: ChromaStore) -> Any:
 
             vecs = _fetch(store, np.asarray(add_ids, dtype=object)[missing])
             labels[missing] = assign(vecs, record.centroids)[0]
-        backend = ChromaQueryBackend(store, fitted, offsets, (add_ids, labels))
+        backend = ChromaQueryBackend(store, fitted, offsets, (add_ids, labels), centroids=record.centroids)
         if gone:
             backend = backend.without(gone)
         return backend, AddedLog(list(add_ids))

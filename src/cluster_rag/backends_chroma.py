@@ -67,7 +67,7 @@ PLACE_ROWS = 50_000
 #: Rows of the nearest clusters whose stored ids a hit placement reads in its first request.
 PLACE_PREFETCH = 3_000
 #: A hit not among those is looked for in the clusters of its own nearest centroids (this many).
-PLACE_OWN = 2
+PLACE_OWN = 1
 
 _EMPTY = Candidates(np.empty(0, object), np.empty(0, np.float32), np.empty(0, np.int64))
 
@@ -88,6 +88,10 @@ class HeldIds:
 
     def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
         """Nothing to read (held in memory)."""
+
+    def held(self, lo: int, hi: int) -> bool:
+        """Whether rows ``lo .. hi`` are in memory (always)."""
+        return True
 
     def array(self) -> np.ndarray:
         """Every id, ``(n,)`` object."""
@@ -138,6 +142,13 @@ class StoredIds:
             step = snapshots.PART_ROWS
             wanted = {p for lo, hi in spans if hi > lo for p in range(lo // step, (hi - 1) // step + 1)}
             self._parts(sorted(wanted))
+
+    def held(self, lo: int, hi: int) -> bool:
+        """Whether rows ``lo .. hi`` are in memory already (reading them needs no request)."""
+        if self._all is not None or hi <= lo:
+            return True
+        step = snapshots.PART_ROWS
+        return all(p in self._loaded for p in range(lo // step, (hi - 1) // step + 1))
 
     def array(self) -> np.ndarray:
         """Every id ``(n,)`` object, checked against the assignment's digest."""
@@ -286,8 +297,9 @@ class ChromaQueryBackend:
         """Chroma's own nearest-neighbour query over the whole collection (its HNSW index: one request,
         texts and metadata included), each hit placed in its cluster by looking for its id in the
         model's clusters: the ones nearest the query (``order``, ``(k,)`` int64, most similar centroid
-        first; :data:`PLACE_PREFETCH` rows), then the hit's own nearest centroids' (:data:`PLACE_OWN`;
-        its vector read back), then further along ``order`` up to :data:`PLACE_ROWS` rows. The ids
+        first; :data:`PLACE_PREFETCH` rows), then those further along ``order`` whose ids are in
+        memory already, then the hit's own nearest centroids' (:data:`PLACE_OWN`; its vector read
+        back), then further along ``order`` up to :data:`PLACE_ROWS` rows. The ids
         are read part by part (:class:`StoredIds`) in a few requests, then kept: at 1M chunks a
         first search whose hits lay outside the query's nearest clusters read one part per cluster
         (~30 requests, 0.3 s) before the hit's own centroids were looked at.
@@ -342,7 +354,8 @@ class ChromaQueryBackend:
             self._ids.prefetch([(int(self._offsets[c]), int(self._offsets[c + 1])) for c in todo])
             for c in todo:
                 done.add(c)
-                for cid in rest.intersection(self._ids.rows(int(self._offsets[c]), int(self._offsets[c + 1]))):
+                lo, hi = int(self._offsets[c]), int(self._offsets[c + 1])
+                for cid in rest.intersection(self._ids.rows(lo, hi)):
                     out[cid] = c
                     rest.discard(cid)
                 if not rest:
@@ -350,15 +363,24 @@ class ChromaQueryBackend:
 
         # 1. the clusters nearest the query, PLACE_PREFETCH rows, in one request
         scan(nearest[: max(1, int(np.searchsorted(ends, PLACE_PREFETCH, side="right")))])
-        # 2. each remaining hit's own nearest centroids (its vector read back: one small request);
-        #    a chunk sits in its nearest centroid's cluster unless the fit's last update moved it
+        # 2. further out along the query's order, over the ids already in memory (no request)
+        if rest:
+            scan(
+                [
+                    c
+                    for c, end in zip(nearest, ends.tolist(), strict=True)
+                    if end <= PLACE_ROWS and self._ids.held(int(self._offsets[c]), int(self._offsets[c + 1]))
+                ]
+            )
+        # 3. each remaining hit's own nearest centroid's cluster (its vector read back: one small
+        #    request); a chunk sits there unless the fit's last centroid update moved it (then 4.)
         if rest and self._centroids is not None:
             got = self.store.get(sorted(rest), include=["embeddings"])
             if got["ids"]:
                 sims = np.asarray(got["embeddings"], dtype=np.float32) @ self._centroids.T
                 own = np.argsort(-sims, axis=1)[:, :PLACE_OWN]
                 scan(list(dict.fromkeys(int(c) for c in own.T.ravel())))
-        # 3. further out along the query's order, each request reading as many rows again as scanned
+        # 4. further out along the query's order, each request reading as many rows again as scanned
         scanned, i = 0, 0
         while rest and scanned < PLACE_ROWS and i < len(nearest):
             budget = min(scanned + max(PLACE_PREFETCH, scanned), PLACE_ROWS)

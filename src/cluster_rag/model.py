@@ -424,11 +424,12 @@ def positions_of(
 
 def read_record(store: ChromaStore, version: int) -> VersionRecord | None:
     """The record of ``version`` (payload + centroids, ``O(k·d)``); ``None`` when not stored."""
-    payload = store.load_model(version)
+    payload, copy = store.load_model_with_centroids(version)
     if payload is None:
         return None
     k = int(payload["info"]["k"])
-    return record_from_payload(payload, store.load_centroids(version, k))
+    centroids = copy if copy is not None and copy.shape[0] == k else store.load_centroids(version, k)
+    return record_from_payload(payload, centroids)
 
 
 def read_active(store: ChromaStore) -> ClusterModel | None:

@@ -99,6 +99,13 @@ def added_key(version: int) -> str:
     return f"{RESERVED_PREFIX}added_v{version}"
 
 
+def _decode_centroids(document: str) -> np.ndarray:
+    """Centroids ``(k, d)`` float32 from their record copy (JSON: base64 little-endian float32, shape)."""
+    data = json.loads(document)
+    raw = np.frombuffer(base64.b64decode(data["data"]), dtype="<f4")
+    return raw.reshape(tuple(data["shape"])).astype(np.float32)
+
+
 def _is_not_found(exc: Exception) -> bool:
     """Chroma's "no such collection" (embedded and HTTP clients raise the same type)."""
     from chromadb.errors import NotFoundError
@@ -574,11 +581,7 @@ class ChromaStore:
 
     def _centroid_copy(self, version: int) -> np.ndarray | None:
         got = self.meta.get(ids=[f"centroids:v{version}"], include=["documents"])
-        if not got["ids"]:
-            return None
-        data = json.loads(got["documents"][0])
-        raw = np.frombuffer(base64.b64decode(data["data"]), dtype="<f4")
-        return raw.reshape(tuple(data["shape"])).astype(np.float32)
+        return _decode_centroids(got["documents"][0]) if got["ids"] else None
 
     def save_centroids(self, version: int, clusters: Sequence[int], centroids: np.ndarray) -> None:
         """Overwrite some centroids of a stored version in place (online updates).
@@ -612,6 +615,15 @@ class ChromaStore:
         if not got["ids"]:
             return None
         return dict(json.loads(got["documents"][0]))
+
+    def load_model_with_centroids(self, version: int) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+        """:meth:`load_model` and the record copy of the centroids (``(k, d)`` float32, ``None`` when
+        there is none) in one request: opening a version reads its record in one round trip."""
+        model_id, copy_id = f"model:v{version}", f"centroids:v{version}"
+        got = self.meta.get(ids=[model_id, copy_id], include=["documents"])
+        docs = dict(zip(got["ids"], got["documents"], strict=True))
+        payload = dict(json.loads(docs[model_id])) if model_id in docs else None
+        return payload, (_decode_centroids(docs[copy_id]) if copy_id in docs else None)
 
     def load_centroids(self, version: int, k: int) -> np.ndarray:
         """Centroids ``(k, d)`` float32 of a version, in cluster order (from the record copy when

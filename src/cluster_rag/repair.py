@@ -305,6 +305,7 @@ def repair_store(
         report.messages += done.messages
         report.chunks, report.reembedded = done.chunks, done.reembedded
         store = ChromaStore(client, name, model_name=model_name, dimension=None, create=False)
+        store.note_change()  # a chunk that could not be read is gone: readers must list them again
     report.messages += recover_journal(store)
     active = store.active_version()
     broken: list[int] = []

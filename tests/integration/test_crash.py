@@ -415,8 +415,12 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
         "from tests.fixtures import FakeEmbedder\n"
         f"path, collection = {str(path)!r}, {CFG.collection!r}\n"
         "client = chromadb.PersistentClient(path=path)\n"
+        "meta = client.get_collection(collection + '__meta')\n"
+        "token = lambda: meta.get(ids=['changes'], include=['documents'])['documents']\n"
+        "before = token()\n"
         "report = repair_store(client, collection, embed=FakeEmbedder().embed)\n"
-        "print(json.dumps({'chunks': report.chunks, 'messages': report.messages}))\n"
+        "print(json.dumps({'chunks': report.chunks, 'messages': report.messages,"
+        " 'token_moved': token() != before}))\n"
     )
     reopen = (
         "import json\n"
@@ -435,4 +439,5 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
         outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     report, reopened = outputs
     assert report["chunks"] == count and any("rebuilt" in m for m in report["messages"])
+    assert report["token_moved"]  # a rebuild may drop chunks: readers must list them again
     assert reopened == {"count": count, "version": version, "hits": 3}

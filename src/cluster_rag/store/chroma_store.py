@@ -492,6 +492,11 @@ class ChromaStore:
         )
         return key
 
+    def note_change(self) -> None:
+        """Move the change token without a journal record: for writes made outside the journal
+        (a rebuild that may have dropped unreadable chunks), so readers list the chunks again."""
+        self.meta.upsert(ids=[_CHANGES], documents=[uuid.uuid4().hex], embeddings=[_META_VECTOR])
+
     def change_token(self) -> str | None:
         """The current change token (see the module docstring), for a fit to record before it reads
         the chunks; writes one when the store has none yet. ``None`` while a write is in flight (a

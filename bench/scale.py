@@ -205,19 +205,28 @@ def _load() -> str:
 OLD_WAY_MAX_ROWS = 500_000
 
 
-def build_store(n: int, folder: Path) -> float:
+def build_store(n: int, folder: Path, *, server_index: bool = False) -> float:
     """Write ``n`` synthetic rows (``synthetic_blobs(n, default_k(n), n_queries=100)``) into
     ``folder/kb`` (collection ``bench``) with ``data.npy`` and ``queries.npy`` beside it; returns
     the seconds the writes took. Rows go straight to the store: the size tables measure open,
-    fit and search (the add throughput row measures ``add_embeddings`` on its own)."""
+    fit and search (the add throughput row measures ``add_embeddings`` on its own).
+    ``server_index``: the collection gets the HNSW settings cluster-rag gives a collection it
+    creates on a server (:func:`~cluster_rag.store.chroma_store.server_hnsw`), for a folder a
+    ``chroma run`` server will serve."""
     from cluster_rag import ClusterIndex, IndexConfig
     from cluster_rag.clustering import default_k
+    from cluster_rag.connection import persistent_client
     from cluster_rag.embedding import content_hash
+    from cluster_rag.store import ChromaStore
 
     data, queries = synthetic_blobs(n, default_k(n), n_queries=100)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "queries.npy", queries)
     np.save(folder / "data.npy", data)
+    if server_index:
+        client = persistent_client(folder / "kb", create=True)
+        ChromaStore(client, "bench", model_name=MODEL, dimension=data.shape[1], server_index=True)
+        del client
     index = ClusterIndex.open(
         folder / "kb", embedder=Named(), config=IndexConfig(progress=False, collection="bench")
     )
@@ -452,7 +461,7 @@ def run_server(n: int, *, repeats: int = 3, scifact: bool = True, reuse: Path | 
     cfg = IndexConfig(progress=False, collection="bench")
     try:
         if reuse is None:
-            t_add = build_store(n, tmp)
+            t_add = build_store(n, tmp, server_index=True)
         else:
             t_add = float(json.loads((tmp / "built.json").read_text())["add_s"])
         data, queries = np.load(tmp / "data.npy"), np.load(tmp / "queries.npy")
@@ -840,9 +849,13 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=None, help="rows (default 200,000; --quick 100,000)")
     parser.add_argument("--store", type=Path, default=None, help="reuse a folder build_store wrote")
     parser.add_argument("--build", type=Path, default=None, help="only write --size rows into this folder")
+    parser.add_argument(
+        "--server-index", action="store_true", help="--build: the HNSW settings of a server collection"
+    )
     args = parser.parse_args()
     if args.build is not None:
         pin_threads(1)
-        print(f"wrote {args.size} rows in {build_store(args.size, args.build):.0f} s")
+        took = build_store(args.size, args.build, server_index=args.server_index)
+        print(f"wrote {args.size} rows in {took:.0f} s")
     else:
         main(quick=args.quick, size=args.size, store=args.store)

@@ -78,8 +78,9 @@ def test_chroma_backend_matches_numpy_through_adds_and_deletes(chroma_server: st
 
 def test_server_collection_searches_with_the_raised_ef(chroma_server: str, tmp_path) -> None:
     """The server backend's id-restricted queries run on Chroma's HNSW graph: a chunk collection that
-    cluster-rag creates on a server gets ``SERVER_EF_SEARCH``; an embedded one keeps Chroma's default."""
-    from cluster_rag.store.chroma_store import SERVER_EF_SEARCH
+    cluster-rag creates on a server gets ``SERVER_EF_SEARCH`` and ``SERVER_MAX_NEIGHBORS``; an embedded
+    one keeps Chroma's defaults."""
+    from cluster_rag.store.chroma_store import SERVER_EF_SEARCH, SERVER_MAX_NEIGHBORS
 
     cfg = IndexConfig(progress=False, collection=f"ef{uuid.uuid4().hex[:8]}")
     remote = ClusterIndex.connect(chroma_server, embedder=FakeEmbedder(), config=cfg)
@@ -87,10 +88,12 @@ def test_server_collection_searches_with_the_raised_ef(chroma_server: str, tmp_p
     assert remote.store.is_remote
     hnsw = remote.store.chunks.configuration["hnsw"]
     assert hnsw["ef_search"] == SERVER_EF_SEARCH > 100 and hnsw["space"] == "cosine"
+    assert hnsw["max_neighbors"] == SERVER_MAX_NEIGHBORS > 16
     local = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=cfg)
     local.add_texts(["dog leash"], ids=["a"])
     assert not local.store.is_remote
     assert local.store.chunks.configuration["hnsw"]["ef_search"] == 100
+    assert local.store.chunks.configuration["hnsw"]["max_neighbors"] == 16
 
 
 def test_server_filtered_search_runs_the_filter_inside_chroma(

@@ -53,7 +53,7 @@ from ..errors import (
     VersionError,
 )
 
-__all__ = ["RESERVED_PREFIX", "ChromaStore", "added_key", "version_key"]
+__all__ = ["RESERVED_PREFIX", "ChromaStore", "added_key", "server_hnsw", "version_key"]
 
 RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
@@ -121,6 +121,19 @@ def _is_not_found(exc: Exception) -> bool:
 #: keeps its own value: ``collection.modify(configuration={"hnsw": {"ef_search": 800}})``, then
 #: restart the server (a loaded index keeps the value it was loaded with).
 SERVER_EF_SEARCH = 800
+#: HNSW graph degree (``max_neighbors``, HNSW's M; Chroma's default 16) of a chunk collection created
+#: on a Chroma server; fixed when the collection is created. Measured on 200k synthetic chunks
+#: (embedded Chroma, the same index; recall@10 vs exact, p50): M=16 vs 32 built in 97 vs 92 s and
+#: answered 0.778 vs 0.894 at ef_search 100, 0.835 vs 0.942 at 200, 0.939 vs 0.976 at 400, 0.976
+#: vs 0.993 at 800 (3.8 vs 6.1 ms): at equal recall M=32 is the faster one (0.94: 2.3 vs 2.6 ms),
+#: for twice the link memory on the server (~256 vs ~128 MB per 1M chunks).
+SERVER_MAX_NEIGHBORS = 32
+
+
+def server_hnsw() -> dict[str, Any]:
+    """The HNSW configuration of a chunk collection cluster-rag creates on a Chroma server
+    (:data:`SERVER_EF_SEARCH`, :data:`SERVER_MAX_NEIGHBORS`, cosine space)."""
+    return {"space": "cosine", "ef_search": SERVER_EF_SEARCH, "max_neighbors": SERVER_MAX_NEIGHBORS}
 
 
 def _is_remote(client: Any) -> bool:
@@ -141,6 +154,8 @@ class ChromaStore:
         dimension: vector width, or ``None`` to read it from an existing collection.
         create: create the collections if missing; otherwise a missing collection
             raises :class:`StoreNotFoundError`.
+        server_index: create a missing chunk collection with the server's HNSW settings
+            (:func:`server_hnsw`); ``None``: when the client talks to a server.
     """
 
     def __init__(
@@ -151,6 +166,7 @@ class ChromaStore:
         model_name: str,
         dimension: int | None,
         create: bool = True,
+        server_index: bool | None = None,
     ) -> None:
         from ..validation import check_collection_name  # validation imports this package
 
@@ -168,9 +184,8 @@ class ChromaStore:
                 ) from None
             if dimension is None:
                 raise StoreNotFoundError(f"collection {name!r} does not exist") from None
-            hnsw: dict[str, Any] = {"space": "cosine"}
-            if _is_remote(client):
-                hnsw["ef_search"] = SERVER_EF_SEARCH
+            remote = _is_remote(client) if server_index is None else server_index
+            hnsw: dict[str, Any] = server_hnsw() if remote else {"space": "cosine"}
             self.chunks = client.get_or_create_collection(
                 name,
                 embedding_function=None,

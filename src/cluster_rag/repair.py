@@ -277,7 +277,9 @@ def repair_store(
     """Everything ``cluster-rag repair`` does to collection ``name`` of ``client``.
 
     1. Rebuild the chunk collection when it cannot be read (:func:`rebuild`).
-    2. Recover the journal (:func:`recover_journal`).
+    2. Recover the journal (:func:`recover_journal`), then move the change token
+       (:meth:`~cluster_rag.store.ChromaStore.note_change`): the next open of any reader lists the
+       chunks again (what a rebuild dropped, what a plain Chroma client wrote outside the journal).
     3. Drop versions that are incomplete; if the active one was, make the newest complete one active.
 
     Raises:
@@ -305,8 +307,10 @@ def repair_store(
         report.messages += done.messages
         report.chunks, report.reembedded = done.chunks, done.reembedded
         store = ChromaStore(client, name, model_name=model_name, dimension=None, create=False)
-        store.note_change()  # a chunk that could not be read is gone: readers must list them again
     report.messages += recover_journal(store)
+    # a rebuild may have dropped unreadable chunks, and a plain Chroma client may have written
+    # without the journal: readers list the chunks again on their next open
+    store.note_change()
     active = store.active_version()
     broken: list[int] = []
     for version in store.versions():

@@ -100,10 +100,13 @@ def test_adds_and_deletes_after_the_fit_survive_a_reopen(tmp_path: Path) -> None
         )
 
 
-def test_an_unchanged_store_opens_without_a_full_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unchanged_store_opens_without_a_full_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No chunk written since the fit (the change token is the one the fit read): a new process
     neither counts the chunks nor scans for added ones. Any write moves the token, so the next
-    open scans again and finds it; so does a fit that began while a write was in flight."""
+    open scans again and finds it; so does a fit that began while a write was in flight, and
+    `cluster-rag repair` after a plain Chroma client wrote past the journal."""
     index = build(tmp_path / "kb")
     live = topics_by_id(index)
 
@@ -135,6 +138,18 @@ def test_an_unchanged_store_opens_without_a_full_pass(tmp_path: Path, monkeypatc
     payload = index.store.load_model(index.model.version)
     assert payload is not None and payload["assignment"]["changes_seen"]
     assert not index.store.changes_since(payload["assignment"]["changes_seen"])
+
+    # a plain Chroma client writing past the journal is listed after `cluster-rag repair`
+    from cluster_rag.cli import main
+
+    raw = index.store.get(["food-3"], include=["embeddings", "metadatas"])
+    index.store.chunks.add(ids=["raw-1"], embeddings=raw["embeddings"], documents=["raw pasta"])
+    del index, again, third
+    assert main(["repair", "--path", str(tmp_path / "kb"), "--quiet"]) == 0
+    fourth = reopen(tmp_path / "kb")
+    assert "raw-1" in fourth.model.added.ids()
+    hits = fourth.search_by_vector(raw["embeddings"][0], k=2, n_probe=fourth.model.k)
+    assert {h.id for h in hits} == {"food-3", "raw-1"}
 
 
 WORKER = textwrap.dedent(

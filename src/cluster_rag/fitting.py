@@ -237,6 +237,8 @@ def _from_snapshot(
 
 #: Ids listed per Chroma ``get`` by :func:`_stored_ids`.
 ID_PAGE = 100_000
+#: Vectors a first fit reads from Chroma per request (by id: :func:`_read_all_vectors`).
+VECTOR_BATCH = 5_000
 
 
 def _stored_ids(store: ChromaStore) -> list[str]:
@@ -254,14 +256,18 @@ def _stored_ids(store: ChromaStore) -> list[str]:
 
 
 def _read_all_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
-    """Every stored chunk id and its vector ``(n, d)`` float32, read from Chroma page by page."""
+    """Every stored chunk id and its vector ``(n, d)`` float32, read from Chroma: the ids listed
+    first (:func:`_stored_ids`), then the vectors by id, :data:`VECTOR_BATCH` at a time. Paging the
+    vectors with ``offset`` re-scans the rows before each page: at 1M chunks 119 s against 64 s by
+    id (6 s of it the listing), measured in one process on the same store. A chunk deleted
+    meanwhile is left out; one added after the listing joins after the fit (late arrivals)."""
+    listed = _stored_ids(store)
     ids: list[str] = []
-    vectors = np.zeros((store.count() + 1024, store.dimension), np.float32)
+    vectors = np.zeros((len(listed), store.dimension), np.float32)
     n = 0
-    for got in store.iter_all(include=["embeddings"]):
-        block = np.asarray(got["embeddings"], dtype=np.float32)
-        if n + len(block) > len(vectors):  # grew while we read
-            vectors = np.concatenate([vectors, np.zeros((len(block) + 1024, store.dimension), np.float32)])
+    for start in range(0, len(listed), VECTOR_BATCH):
+        got = store.get(listed[start : start + VECTOR_BATCH], include=["embeddings"])
+        block = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, store.dimension)
         vectors[n : n + len(block)] = block
         ids.extend(got["ids"])
         n += len(block)

@@ -363,15 +363,11 @@ class ChromaQueryBackend:
 
         # 1. the clusters nearest the query, PLACE_PREFETCH rows, in one request
         scan(nearest[: max(1, int(np.searchsorted(ends, PLACE_PREFETCH, side="right")))])
-        # 2. further out along the query's order, over the ids already in memory (no request)
+        # 2. further out along the query's order (up to PLACE_ROWS rows), over the ids already in
+        #    memory (no request)
         if rest:
-            scan(
-                [
-                    c
-                    for c, end in zip(nearest, ends.tolist(), strict=True)
-                    if end <= PLACE_ROWS and self._ids.held(int(self._offsets[c]), int(self._offsets[c + 1]))
-                ]
-            )
+            within = nearest[: int(np.searchsorted(ends, PLACE_ROWS, side="right"))]
+            scan([c for c in within if self._ids.held(int(self._offsets[c]), int(self._offsets[c + 1]))])
         # 3. each remaining hit's own nearest centroid's cluster (its vector read back: one small
         #    request); a chunk sits there unless the fit's last centroid update moved it (then 4.)
         if rest and self._centroids is not None:

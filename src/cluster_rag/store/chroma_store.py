@@ -522,9 +522,7 @@ class ChromaStore:
             got = self.meta.get(ids=[_CHANGES], include=["documents"])
         token = str(got["documents"][0])
         # read after the token: a write that began before it is either listed here or complete
-        if any(i.startswith("journal:") for i in self.meta.get(include=[])["ids"]):
-            return None
-        return token
+        return None if self._journal_keys() else token
 
     def changes_since(self, token: str | None) -> bool:
         """Whether a chunk may have been added, replaced or deleted since a fit read ``token``
@@ -534,9 +532,12 @@ class ChromaStore:
         got = self.meta.get(ids=[_CHANGES], include=["documents"])
         return not got["ids"] or got["documents"][0] != token
 
+    def _journal_keys(self) -> list[str]:
+        return [i for i in self.meta.get(include=[])["ids"] if i.startswith("journal:")]
+
     def journal(self) -> dict[str, dict[str, Any]]:
         """Writes in flight (or left by killed processes), by key."""
-        ids = [i for i in self.meta.get(include=[])["ids"] if i.startswith("journal:")]
+        ids = self._journal_keys()
         if not ids:
             return {}
         got = self.meta.get(ids=ids, include=["documents"])

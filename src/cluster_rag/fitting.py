@@ -676,15 +676,25 @@ def activate(store: ChromaStore, version: int | None) -> int:
 
 
 def drop_orphans(store: ChromaStore) -> list[int]:
-    """Remove what fits killed midway left: centroid rows, ``cr_v<N>`` keys and claims of versions
-    that have no record and whose claiming process is gone. Returns those versions."""
-    saved = set(store.versions())
+    """Remove what killed fits and prunes left: centroid rows, assignment parts, snapshots,
+    ``cr_v<N>`` keys and claims of versions that have no record and no running claimant.
+    Returns those versions.
+
+    A fit killed midway leaves a claim whose process is gone; a prune killed after deleting a
+    record (it goes first) leaves the version's other parts with no claim at all. Leftovers are
+    listed before the claims and the claims before the records: a fit claims its number before
+    it writes any part and its claim is dropped only once its record is saved, so a running fit
+    is always seen as claimed or saved.
+    """
+    leftovers = store.leftover_versions() | snapshots.snapshot_versions(store)
     claims = store.claims()
+    saved = set(store.versions())
     dead = [v for v, c in claims.items() if v not in saved and not owner_alive(c)]
-    for version in dead:
+    unclaimed = sorted(leftovers - saved - set(claims))
+    for version in dead + unclaimed:
         store.delete_centroids(version)
         snapshots.delete_assignment(store, version)
         snapshots.delete_snapshots(store, version)
         store.drop_assignments(version)
     store.drop_claims(dead + [v for v in claims if v in saved])  # a saved version keeps its number
-    return dead
+    return dead + unclaimed

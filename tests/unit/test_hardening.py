@@ -28,9 +28,11 @@ from cluster_rag.errors import (
     UnknownTopicError,
     VersionError,
 )
+from cluster_rag.fitting import prune_versions
 from cluster_rag.guard import translate
 from cluster_rag.journal import WRITE_KEY
 from cluster_rag.repair import recover_journal
+from cluster_rag.store import snapshots
 from cluster_rag.validation import check_collection_name, check_where
 from tests.fixtures import FakeEmbedder
 
@@ -343,17 +345,22 @@ def test_rollback_skips_a_broken_version(fresh: ClusterIndex, caplog: pytest.Log
 
 
 def test_prune_deletes_the_record_before_the_centroids(fresh: ClusterIndex) -> None:
-    """Deleting a version removes its record first: centroids without a record are orphans the next
-    prune removes, never a listed version without centroids."""
+    """Deleting a version removes its record first: its other parts (centroid rows and copy,
+    assignment parts, snapshot file) are orphans the next prune removes although no claim names
+    the version, never a listed version without centroids."""
     v1 = fresh.model.version
     fresh.fit(k=2)
+    folder = snapshots.snapshot_folder(fresh.store)
+    assert folder is not None and list(folder.glob(f"v{v1}-*.npy"))
     fresh.store.meta.delete(ids=[f"model:v{v1}"])  # a kill right after the first delete
-    assert v1 not in fresh.store.versions()
+    assert v1 not in fresh.store.versions() and v1 not in fresh.store.claims()
     assert v1 in fresh.store.centroid_versions()
-    fresh.fit(k=3)
-    fresh.fit(k=2)
-    fresh.fit(k=3)  # keep_versions=3: prunes
-    assert len(fresh.versions()) <= 3
+    assert v1 in fresh.store.leftover_versions()
+    prune_versions(fresh.store, 3)  # nothing to drop by count: only the orphan goes
+    assert v1 not in fresh.store.leftover_versions() | snapshots.snapshot_versions(fresh.store)
+    assert not list(folder.glob(f"v{v1}-*"))
+    assert fresh.versions() and fresh.model.version in fresh.store.leftover_versions()
+    assert fresh.search("dog cat")
 
 
 # --- foreign errors ---------------------------------------------------------------------

@@ -569,6 +569,15 @@ class ChromaStore:
             versions.update(int((m or {}).get("version", -1)) for m in got["metadatas"])
             offset += len(got["ids"])
 
+    def leftover_versions(self) -> set[int]:
+        """Versions that still have centroid rows, a centroid copy or assignment parts, whether or
+        not a record lists them (a prune killed after deleting a record leaves such parts)."""
+        versions = self.centroid_versions()
+        for key in self.meta.get(include=[])["ids"]:
+            if key.startswith(("centroids:v", "assign:v")):
+                versions.add(int(key.split(":v", 1)[1].split(":", 1)[0]))
+        return versions
+
     def save_model(self, version: int, payload: dict[str, Any], centroids: np.ndarray) -> None:
         """Store a version's centroids ``(k, d)`` and its JSON payload (not yet active)."""
         ids = [f"v{version}:{c}" for c in range(len(centroids))]

@@ -395,10 +395,20 @@ def scatter_snapshot(path: Path | None, n: int, dimension: int, dest: np.ndarray
     return True
 
 
+def snapshot_versions(store: Any) -> set[int]:
+    """Versions with a snapshot file (or a killed fit's temp file) next to the store (none for a
+    server store)."""
+    folder = snapshot_folder(store)
+    if folder is None or not folder.is_dir():
+        return set()
+    found = (path.name[1:].split("-", 1)[0] for path in folder.glob("v*-*"))
+    return {int(number) for number in found if number.isdigit()}
+
+
 def delete_snapshots(store: Any, version: int) -> None:
-    """Delete every snapshot file of ``version`` (pruning)."""
+    """Delete every snapshot file of ``version``, temp files of a killed fit included (pruning)."""
     folder = snapshot_folder(store)
     if folder is None or not folder.is_dir():
         return
-    for path in folder.glob(f"v{version}-*.npy"):
+    for path in folder.glob(f"v{version}-*"):
         path.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from cluster_rag.guard import translate
 from cluster_rag.journal import WRITE_KEY
 from cluster_rag.repair import recover_journal
 from cluster_rag.store import snapshots
+from cluster_rag.store.chroma_store import put_records
 from cluster_rag.validation import check_collection_name, check_where
 from tests.fixtures import FakeEmbedder
 
@@ -277,7 +278,7 @@ def test_killed_add_is_undone_on_recovery(fresh: ClusterIndex) -> None:
     key = fresh.store.put_journal({"op": "add", "token": token, "ids": ids, "version": fresh.model.version})
     entry = fresh.store.journal()[key]
     entry.update(pid=2**22 + 12345)  # no such process
-    fresh.store.meta.upsert(ids=[key], documents=[json.dumps(entry)], embeddings=[[1.0]])
+    put_records(fresh.store.meta, [key], [json.dumps(entry)])
     metas = [{WRITE_KEY: token, "cr_hash": "x", f"cr_v{fresh.model.version}": 0}] * 5
     fresh.store.add(ids[:5], ["ghost"] * 5, vectors[:5], metas)  # killed after 5 of 7 rows
     payload = fresh.store.load_model(fresh.model.version)

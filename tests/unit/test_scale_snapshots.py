@@ -12,6 +12,7 @@ import pytest
 
 from cluster_rag.routing import RoutingIndex
 from cluster_rag.store import ChromaStore, snapshots
+from cluster_rag.store.chroma_store import BODY_KEY, put_records, read_records
 
 
 @pytest.fixture
@@ -128,9 +129,9 @@ def test_stored_ids_read_only_the_parts_a_search_needs(store: ChromaStore, monke
 
     # another attempt at version 1 swaps a part's ids: a fresh reader refuses it
     fresh = StoredIds(store, 1, entry)
-    store.meta.upsert(
-        ids=["assign:v1:3"], documents=['["x1","x2","x3","x4","x5","x6","x7"]'], embeddings=[[1.0]],
-        metadatas=[{"kind": "assign", "version": 1, "part": 3, "digest": "another"}],
+    put_records(
+        store.meta, ["assign:v1:3"], ['["x1","x2","x3","x4","x5","x6","x7"]'],
+        [{"kind": "assign", "version": 1, "part": 3, "digest": "another"}],
     )
     with pytest.raises(StoreCorruptedError):
         fresh.rows(21, 23)
@@ -151,3 +152,30 @@ def test_parts_without_a_digest_are_read_whole(store: ChromaStore, monkeypatch: 
     older = {key: value for key, value in entry.items() if key != "parts_signed"}
     assert not snapshots.parts_readable_singly(store, 2, older)
     assert snapshots.load_assignment(store, 2, older) is not None
+
+
+def test_meta_records_keep_their_bodies_out_of_documents(store: ChromaStore) -> None:
+    """Bodies (payload, centroid copy, assignment parts, journal, token) are metadata strings:
+    Chroma full-text indexes documents, ~1 s per MB. Records an earlier release wrote as documents
+    are still read, and a rewrite leaves no stale document behind."""
+    centroids = np.eye(3, 8, dtype=np.float32)
+    store.save_model(1, {"info": {"k": 3}, "topics": [{}, {}, {}]}, centroids)
+    snapshots.save_assignment(store, 1, ["a", "b", "c"], np.array([0, 1, 2, 3]))
+    store.set_active(1)
+    key = store.put_journal({"op": "add", "ids": ["a"]})
+    got = store.meta.get(include=["metadatas", "documents"])
+    assert set(got["ids"]) >= {"model:v1", "centroids:v1", "assign:v1:0", "active", key, "changes"}
+    for rid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
+        assert not doc and BODY_KEY in (meta or {}), rid
+    np.testing.assert_array_equal(store.load_centroids(1, 3), centroids)
+    assert store.journal()[key]["ids"] == ["a"] and store.active_version() == 1
+
+    # an earlier release's records: bodies as documents
+    store.meta.upsert(ids=["model:v2"], documents=['{"info": {"k": 1}, "topics": [{}]}'], embeddings=[[1.0]])
+    store.meta.upsert(ids=["old"], documents=["old body"], embeddings=[[1.0]])
+    assert store.load_model(2) == {"info": {"k": 1}, "topics": [{}]} and read_records(store.meta, ["old"]) == {
+        "old": "old body"
+    }
+    put_records(store.meta, ["old"], ["new body"])
+    again = store.meta.get(ids=["old"], include=["metadatas", "documents"])
+    assert again["documents"] == [""] and read_records(store.meta, ["old", "missing"]) == {"old": "new body"}

@@ -27,6 +27,8 @@ active version's snapshot and only the chunks added since from Chroma. Measured 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +45,7 @@ from .config import IndexConfig
 from .drift import compute_baseline
 from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
-from .labeling import ctfidf_keywords, keyword_label, representative_indices
+from .labeling import ctfidf_keywords, keyword_label, preload_vectorizer, representative_indices
 from .model import AddedLog, ClusterModel, default_loader, positions_of, record_from_payload
 from .routing import Calibration, calibrate
 from .store import ChromaStore, added_key, snapshots, version_key
@@ -319,6 +321,8 @@ def fit_version(
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
+    # the keywords' vectorizer is imported while the k-means runs (outside the GIL), not after it
+    threading.Thread(target=preload_vectorizer, name="cluster-rag-preload", daemon=True).start()
     centroids, labels, engine, inertia = _cluster(vectors, request, config)
     previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(
@@ -416,31 +420,35 @@ def _payload(
     ``n_fit`` fitted rows."""
     centroids, _, engine, fit_inertia = clustered
     k = len(centroids)
-    topics = describe_topics(
-        store, ids, vectors, centroids, labels, progress=config.progress, seed=config.seed
-    )
-    topics, refit, next_id = _matched(topics, centroids, labels[:n_fit], previous, matching)
-    # topic tree over the leaves, parent ids carried over (see hierarchy.py); parents draw ids
-    # from the topic counter, so the stored counter moves past them
-    tree = version_tree(
-        centroids,
-        np.bincount(labels, minlength=k),
-        [t.id for t in topics],
-        next_id,
-        previous.tree if previous is not None else None,
-        random_state=config.seed,
-    )
-    next_id = tree.next_id
-    # default route: per-query centroid score gap calibrated on chunks as pseudo-queries
-    # (a fixed n_probe calibrated that way under-probes real questions; see routing.py)
-    cal = calibrate(
-        vectors,
-        labels,
-        centroids,
-        target=config.target_recall,
-        n_queries=config.calibration_queries,
-        seed=config.seed,
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-calibrate") as pool:
+        # default route: per-query centroid score gap calibrated on chunks as pseudo-queries (a
+        # fixed n_probe calibrated that way under-probes real questions; see routing.py). Its
+        # matrix products run outside the GIL, beside the topic descriptions' Chroma reads.
+        calibration = pool.submit(
+            calibrate,
+            vectors,
+            labels,
+            centroids,
+            target=config.target_recall,
+            n_queries=config.calibration_queries,
+            seed=config.seed,
+        )
+        topics = describe_topics(
+            store, ids, vectors, centroids, labels, progress=config.progress, seed=config.seed
+        )
+        topics, refit, next_id = _matched(topics, centroids, labels[:n_fit], previous, matching)
+        # topic tree over the leaves, parent ids carried over (see hierarchy.py); parents draw ids
+        # from the topic counter, so the stored counter moves past them
+        tree = version_tree(
+            centroids,
+            np.bincount(labels, minlength=k),
+            [t.id for t in topics],
+            next_id,
+            previous.tree if previous is not None else None,
+            random_state=config.seed,
+        )
+        next_id = tree.next_id
+        cal = calibration.result()
     if fit_inertia is None:
         inertia = _inertia(vectors, centroids, labels)
     else:  # the k-means measured it on the rows it fitted: only late arrivals are added
@@ -534,8 +542,8 @@ def _save_assignment(
     store: ChromaStore, version: int, ids: list[str], vectors: np.ndarray, labels: np.ndarray, k: int
 ) -> _Saved:
     """Store the fitted chunks' assignment once and start the vector snapshot of an embedded store
-    (see :mod:`cluster_rag.store.snapshots`): its rows are written here, its ``fsync`` runs while the
-    fit describes the topics (:meth:`_Saved.finish` waits for it)."""
+    (see :mod:`cluster_rag.store.snapshots`): a background thread writes and flushes its rows while
+    the fit describes the topics (:meth:`_Saved.finish` waits for it)."""
     order, offsets = snapshots.sort_by_cluster(labels, k)
     sorted_ids = [ids[i] for i in order]
     entry = snapshots.save_assignment(store, version, sorted_ids, offsets)

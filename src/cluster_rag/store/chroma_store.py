@@ -470,7 +470,7 @@ class ChromaStore:
             VersionError: no such version.
             ConcurrentWriteError: another process switched the active version since ``expect``.
         """
-        if self.load_model(version) is None:
+        if not self.meta.get(ids=[f"model:v{int(version)}"], include=[])["ids"]:  # no payload read
             raise VersionError(f"model version {version} does not exist; see `cluster-rag versions`")
         if expect != "any":
             now = self.active_version()

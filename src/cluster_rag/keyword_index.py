@@ -20,7 +20,7 @@ happens on the next search once the delta exceeds ``max(rebuild_min, rebuild_fra
 (SciFact, 5,183 abstracts: tokenizing 0.9 s, indexing 0.5 s on one core).
 
 Persistence (:meth:`KeywordIndex.save` / :meth:`KeywordIndex.load`): the tokens are
-written as JSON record bodies into a Chroma collection (cluster-rag uses the store's
+written as JSON documents into a Chroma collection (cluster-rag uses the store's
 ``NAME__meta`` collection), so an embedded folder and a Chroma server (no shared disk)
 work the same; :meth:`KeywordIndex.from_collection` rebuilds from the stored chunk
 texts instead when nothing was saved.
@@ -40,13 +40,13 @@ from typing import Any
 import numpy as np
 
 from .errors import DuplicateIdError, InvalidInputError, LengthMismatchError, MissingDependencyError
-from .store.chroma_store import put_records, read_records
 
 __all__ = ["KeywordHits", "KeywordIndex", "ids_fingerprint", "tokenize"]
 
 _PIP = 'pip install "bm25s>=0.3" "PyStemmer>=2.2"'
 _FORMAT = 1
 _PART_CHARS = 2_000_000
+_META_VECTOR = [1.0]
 
 _stemmer_lock = threading.Lock()
 _stemmer: Any = None
@@ -338,8 +338,7 @@ class KeywordIndex:
         )
 
     def save(self, collection: Any, key: str = "keyword", *, notes: Sequence[str] = ()) -> None:
-        """Write the index into a Chroma collection as JSON record bodies (embedded or server; see
-        :func:`~cluster_rag.store.chroma_store.put_records`).
+        """Write the index into a Chroma collection as JSON documents (embedded or server).
 
         Parts go under ids ``kw:<key>:<generation>:<i>``; the manifest ``kw:<key>`` is
         upserted last (atomically), then older generations are deleted, so a reader
@@ -354,12 +353,12 @@ class KeywordIndex:
         """
         text = json.dumps(self.to_payload())
         parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)] or [""]
-        found = read_records(collection, [f"kw:{key}"]).get(f"kw:{key}")
-        old = json.loads(found) if found is not None else None
+        got = collection.get(ids=[f"kw:{key}"], include=["documents"])
+        old = json.loads(got["documents"][0]) if got["ids"] else None
         gen = int(old["generation"]) + 1 if old else 0
         ids = [f"kw:{key}:{gen}:{i}" for i in range(len(parts))]
         for pid, part in zip(ids, parts, strict=True):
-            put_records(collection, [pid], [part])
+            collection.upsert(ids=[pid], documents=[part], embeddings=[_META_VECTOR])
         manifest = {
             "generation": gen,
             "parts": len(parts),
@@ -367,19 +366,20 @@ class KeywordIndex:
             "fingerprint": self.fingerprint(),
             "notes": list(notes),
         }
-        put_records(collection, [f"kw:{key}"], [json.dumps(manifest)])
+        collection.upsert(ids=[f"kw:{key}"], documents=[json.dumps(manifest)], embeddings=[_META_VECTOR])
         if old:
             collection.delete(ids=[f"kw:{key}:{old['generation']}:{i}" for i in range(int(old["parts"]))])
 
     @classmethod
     def load(cls, collection: Any, key: str = "keyword", **kwargs: Any) -> KeywordIndex | None:
         """Read an index written by :meth:`save`; ``None`` when there is none."""
-        found = read_records(collection, [f"kw:{key}"]).get(f"kw:{key}")
-        if found is None:
+        got = collection.get(ids=[f"kw:{key}"], include=["documents"])
+        if not got["ids"]:
             return None
-        manifest = json.loads(found)
+        manifest = json.loads(got["documents"][0])
         ids = [f"kw:{key}:{manifest['generation']}:{i}" for i in range(int(manifest["parts"]))]
-        by_id = read_records(collection, ids)
+        parts = collection.get(ids=ids, include=["documents"])
+        by_id = dict(zip(parts["ids"], parts["documents"], strict=True))
         if set(by_id) != set(ids):
             return None
         index = cls.from_payload(json.loads("".join(by_id[i] for i in ids)), **kwargs)
@@ -389,8 +389,8 @@ class KeywordIndex:
     @classmethod
     def saved_fingerprint(cls, collection: Any, key: str = "keyword") -> str | None:
         """The fingerprint recorded by the last :meth:`save`, without loading the index."""
-        found = read_records(collection, [f"kw:{key}"]).get(f"kw:{key}")
-        return str(json.loads(found)["fingerprint"]) if found is not None else None
+        got = collection.get(ids=[f"kw:{key}"], include=["documents"])
+        return str(json.loads(got["documents"][0])["fingerprint"]) if got["ids"] else None
 
     @classmethod
     def from_collection(cls, collection: Any, *, page: int = 5000, **kwargs: Any) -> KeywordIndex:

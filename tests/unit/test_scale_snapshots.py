@@ -12,7 +12,6 @@ import pytest
 
 from cluster_rag.routing import RoutingIndex
 from cluster_rag.store import ChromaStore, snapshots
-from cluster_rag.store.chroma_store import BODY_KEY, put_records, read_records
 
 
 @pytest.fixture
@@ -129,9 +128,9 @@ def test_stored_ids_read_only_the_parts_a_search_needs(store: ChromaStore, monke
 
     # another attempt at version 1 swaps a part's ids: a fresh reader refuses it
     fresh = StoredIds(store, 1, entry)
-    put_records(
-        store.meta, ["assign:v1:3"], ['["x1","x2","x3","x4","x5","x6","x7"]'],
-        [{"kind": "assign", "version": 1, "part": 3, "digest": "another"}],
+    store.meta.upsert(
+        ids=["assign:v1:3"], documents=['["x1","x2","x3","x4","x5","x6","x7"]'], embeddings=[[1.0]],
+        metadatas=[{"kind": "assign", "version": 1, "part": 3, "digest": "another"}],
     )
     with pytest.raises(StoreCorruptedError):
         fresh.rows(21, 23)
@@ -154,28 +153,27 @@ def test_parts_without_a_digest_are_read_whole(store: ChromaStore, monkeypatch: 
     assert snapshots.load_assignment(store, 2, older) is not None
 
 
-def test_meta_records_keep_their_bodies_out_of_documents(store: ChromaStore) -> None:
-    """Bodies (payload, centroid copy, assignment parts, journal, token) are metadata strings:
-    Chroma full-text indexes documents, ~1 s per MB. Records an earlier release wrote as documents
-    are still read, and a rewrite leaves no stale document behind."""
-    centroids = np.eye(3, 8, dtype=np.float32)
-    store.save_model(1, {"info": {"k": 3}, "topics": [{}, {}, {}]}, centroids)
-    snapshots.save_assignment(store, 1, ["a", "b", "c"], np.array([0, 1, 2, 3]))
-    store.set_active(1)
+def test_journal_and_token_bodies_are_metadata_and_lasting_records_documents(store: ChromaStore) -> None:
+    """A write's journal record and the change token keep their bodies out of the full-text index
+    (metadata); the payload and centroid copy stay documents (every write to a collection costs in
+    proportion to the metadata it holds). A journal record an earlier release wrote is still read."""
+    from cluster_rag.store.chroma_store import BODY_KEY, put_records
+
+    store.save_model(1, {"info": {"k": 3}, "topics": [{}, {}, {}]}, np.eye(3, 8, dtype=np.float32))
     key = store.put_journal({"op": "add", "ids": ["a"]})
     got = store.meta.get(include=["metadatas", "documents"])
-    assert set(got["ids"]) >= {"model:v1", "centroids:v1", "assign:v1:0", "active", key, "changes"}
-    for rid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
-        assert not doc and BODY_KEY in (meta or {}), rid
-    np.testing.assert_array_equal(store.load_centroids(1, 3), centroids)
-    assert store.journal()[key]["ids"] == ["a"] and store.active_version() == 1
-
-    # an earlier release's records: bodies as documents
-    store.meta.upsert(ids=["model:v2"], documents=['{"info": {"k": 1}, "topics": [{}]}'], embeddings=[[1.0]])
-    store.meta.upsert(ids=["old"], documents=["old body"], embeddings=[[1.0]])
-    assert store.load_model(2) == {"info": {"k": 1}, "topics": [{}]} and read_records(store.meta, ["old"]) == {
-        "old": "old body"
-    }
-    put_records(store.meta, ["old"], ["new body"])
-    again = store.meta.get(ids=["old"], include=["metadatas", "documents"])
-    assert again["documents"] == [""] and read_records(store.meta, ["old", "missing"]) == {"old": "new body"}
+    rows = zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+    kinds = {rid: BODY_KEY in (meta or {}) and not doc for rid, meta, doc in rows}
+    assert kinds == {"model:v1": False, "centroids:v1": False, key: True, "changes": True}
+    token = store.change_token()
+    assert token is None  # a journaled write is in flight
+    store.drop_journal(key)
+    token = store.change_token()
+    assert token and not store.changes_since(token)
+    store.meta.upsert(ids=["journal:old"], documents=['{"op": "delete", "ids": ["b"]}'], embeddings=[[1.0]])
+    assert store.journal() == {"journal:old": {"op": "delete", "ids": ["b"]}}
+    put_records(store.meta, ["journal:old"], ['{"op": "delete", "ids": ["c"]}'])
+    assert store.journal()["journal:old"]["ids"] == ["c"]
+    assert store.meta.get(ids=["journal:old"], include=["documents"])["documents"] == [""]
+    store.note_change()
+    assert store.changes_since(token)

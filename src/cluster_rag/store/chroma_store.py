@@ -14,8 +14,6 @@ second process or machine can open it without any sidecar file):
 ``NAME__centroids``
     one record per (version, cluster), id ``v<N>:<cluster>``, vector = centroid.
 ``NAME__meta``
-    records with a 1-d placeholder vector whose body (JSON or a base64 text) is the metadata string
-    ``cr_body`` (:data:`BODY_KEY`; records an earlier release wrote hold it as their document).
     ``model:v<N>`` (JSON: :class:`~cluster_rag.types.ModelInfo` + topics) and
     ``active`` (JSON ``{"version": N}``). Switching versions is one upsert of the
     ``active`` record, which Chroma writes atomically: readers see the old or the
@@ -62,7 +60,6 @@ __all__ = [
     "added_key",
     "put_records",
     "read_records",
-    "record_body",
     "server_hnsw",
     "version_key",
 ]
@@ -70,12 +67,13 @@ __all__ = [
 RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
 _META_VECTOR = [1.0]
-#: Metadata key holding the body (JSON or base64 text) of a record in ``NAME__meta``. Bodies are
-#: metadata strings, not documents: Chroma indexes every document for full-text search (trigrams),
-#: measured at 1.0-1.5 s to upsert a 0.9 MB document against 25-50 ms for the same string as
-#: metadata (2 cores). A fit writes megabytes of them (the centroid copy, the assignment's ids, the
-#: payload), an add a journal record of its ids and hashes, hybrid search its BM25 copy.
-#: Records written as documents by earlier releases are still read (:func:`read_records`).
+#: Metadata key holding the body of the short-lived and tiny records of ``NAME__meta``: each
+#: write's journal record and the change token (:func:`put_records`). Chroma full-text indexes
+#: every document: an add's journal record (its ids and content hashes, ~80 bytes a row) cost
+#: ~0.4 s per 5,000 rows as a document and ~10 ms as metadata (add_embeddings 0.73x -> 0.87x raw
+#: ``collection.add``). The lasting, large records (payload, centroid copy, assignment parts, BM25
+#: copy) stay documents: every write to a collection costs time in proportion to the metadata it
+#: holds (with them as metadata, 10.7 MB at 200k chunks: 0.3 s per write of a tiny record).
 BODY_KEY = "cr_body"
 #: Kind (and key prefix) of the meta records :meth:`ChromaStore.note_changed_texts` writes.
 _TEXT_NOTE = "textnote"
@@ -118,46 +116,28 @@ def added_key(version: int) -> str:
     return f"{RESERVED_PREFIX}added_v{version}"
 
 
-def put_records(
-    collection: Any,
-    ids: Sequence[str],
-    bodies: Sequence[str],
-    metadatas: Sequence[dict[str, Any]] | None = None,
-) -> None:
-    """Upsert meta records (one request, atomic): each ``bodies[i]`` is stored under
-    :data:`BODY_KEY` in its metadata, beside the scalar ``metadatas[i]`` (for ``where`` filters).
-    The document is emptied: a record an earlier release wrote keeps no stale copy of its body."""
-    extra = metadatas if metadatas is not None else [{} for _ in ids]
+def put_records(collection: Any, ids: Sequence[str], bodies: Sequence[str]) -> None:
+    """Upsert meta records (one request, atomic) whose bodies are the :data:`BODY_KEY` metadata
+    string; the document is emptied, so a record once written as a document keeps no stale copy."""
     collection.upsert(
         ids=list(ids),
         documents=["" for _ in ids],
-        metadatas=[{**m, BODY_KEY: b} for m, b in zip(extra, bodies, strict=True)],
+        metadatas=[{BODY_KEY: body} for body in bodies],
         embeddings=[_META_VECTOR for _ in ids],
     )
 
 
-def _add_record(collection: Any, rid: str, body: str) -> None:
-    """Add one meta record unless ``rid`` exists (Chroma's ``add`` ignores an existing id: reading
-    the record back makes it a compare-and-swap)."""
-    collection.add(ids=[rid], documents=[""], metadatas=[{BODY_KEY: body}], embeddings=[_META_VECTOR])
-
-
 def read_records(collection: Any, ids: Sequence[str]) -> dict[str, str]:
     """Bodies of the meta records ``ids`` that exist, by id (one request): the :data:`BODY_KEY`
-    metadata string, else the document (a record an earlier release wrote)."""
+    metadata string, else the document (records kept as documents, or written by earlier releases)."""
     if not ids:
         return {}
     got = collection.get(ids=list(ids), include=["metadatas", "documents"])
-    return {
-        rid: record_body(meta, doc)
-        for rid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
-    }
-
-
-def record_body(meta: dict[str, Any] | None, document: str | None) -> str:
-    """The body of one meta record from its metadata and document (see :func:`read_records`)."""
-    body = (meta or {}).get(BODY_KEY)
-    return str(body) if body is not None else str(document or "")
+    out: dict[str, str] = {}
+    for rid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
+        body = (meta or {}).get(BODY_KEY)
+        out[rid] = str(body) if body is not None else str(doc or "")
+    return out
 
 
 def _decode_centroids(document: str) -> np.ndarray:
@@ -457,8 +437,10 @@ class ChromaStore:
 
     # model versions ------------------------------------------------------------------
     def active_version(self) -> int | None:
-        body = read_records(self.meta, ["active"]).get("active")
-        return None if body is None else int(json.loads(body)["version"])
+        got = self.meta.get(ids=["active"], include=["documents"])
+        if not got["ids"]:
+            return None
+        return int(json.loads(got["documents"][0])["version"])
 
     def set_active(self, version: int, *, expect: int | None | str = "any") -> None:
         """Make ``version`` active (one atomic upsert).
@@ -480,7 +462,9 @@ class ChromaStore:
                     f"version {expect}); version {version} is stored but not active: run "
                     f"`cluster-rag rollback {version}` to use it, or fit again"
                 )
-        put_records(self.meta, ["active"], [json.dumps({"version": int(version)})])
+        self.meta.upsert(
+            ids=["active"], documents=[json.dumps({"version": int(version)})], embeddings=[_META_VECTOR]
+        )
         self._active_seen = (time.monotonic(), int(version))
 
     def active_moved(self, version: int | None, *, every: float = ACTIVE_CHECK_SECONDS) -> bool:
@@ -507,10 +491,9 @@ class ChromaStore:
         version = max(taken, default=0) + 1
         for _ in range(1000):
             doc = json.dumps({"token": token, "active": active, **owner_stamp()})
-            claim = f"claim:v{version}"
-            _add_record(self.meta, claim, doc)
-            back = read_records(self.meta, [claim]).get(claim)
-            if back is not None and json.loads(back).get("token") == token:
+            self.meta.add(ids=[f"claim:v{version}"], documents=[doc], embeddings=[_META_VECTOR])
+            back = self.meta.get(ids=[f"claim:v{version}"], include=["documents"])
+            if back["ids"] and json.loads(back["documents"][0]).get("token") == token:
                 return version, active
             version += 1
         raise ConcurrentWriteError("could not claim a version number after 1000 tries; retry the fit")
@@ -520,8 +503,9 @@ class ChromaStore:
         out: dict[int, dict[str, Any]] = {}
         ids = [i for i in self.meta.get(include=[])["ids"] if i.startswith("claim:v")]
         if ids:
-            for cid, body in read_records(self.meta, ids).items():
-                out[int(cid.rsplit(":v", 1)[1])] = dict(json.loads(body))
+            back = self.meta.get(ids=ids, include=["documents"])
+            for cid, doc in zip(back["ids"], back["documents"], strict=True):
+                out[int(cid.rsplit(":v", 1)[1])] = dict(json.loads(doc))
         return out
 
     def drop_claims(self, versions: Sequence[int]) -> None:
@@ -537,7 +521,12 @@ class ChromaStore:
         if not ids:
             return None
         key = f"{_TEXT_NOTE}:{uuid.uuid4().hex}"
-        put_records(self.meta, [key], [json.dumps(list(ids))], [{"kind": _TEXT_NOTE}])
+        self.meta.upsert(
+            ids=[key],
+            documents=[json.dumps(list(ids))],
+            embeddings=[_META_VECTOR],
+            metadatas=[{"kind": _TEXT_NOTE}],
+        )
         return key
 
     def text_change_notes(self, skip: Collection[str] = ()) -> dict[str, list[str]]:
@@ -545,7 +534,8 @@ class ChromaStore:
         keys = [k for k in self.meta.get(where={"kind": _TEXT_NOTE}, include=[])["ids"] if k not in skip]
         if not keys:
             return {}
-        return {k: list(json.loads(body)) for k, body in read_records(self.meta, keys).items()}
+        got = self.meta.get(ids=keys, include=["documents"])
+        return {k: list(json.loads(d)) for k, d in zip(got["ids"], got["documents"], strict=True)}
 
     def put_journal(self, entry: dict[str, Any]) -> str:
         """Record a write about to happen; returns its key (see :mod:`cluster_rag.journal`)."""
@@ -566,7 +556,9 @@ class ChromaStore:
         token = read_records(self.meta, [_CHANGES]).get(_CHANGES)
         if token is None:  # add, not upsert: a token another process wrote meanwhile stays
             body = uuid.uuid4().hex
-            _add_record(self.meta, _CHANGES, body)
+            self.meta.add(
+                ids=[_CHANGES], documents=[""], metadatas=[{BODY_KEY: body}], embeddings=[_META_VECTOR]
+            )
             token = read_records(self.meta, [_CHANGES]).get(_CHANGES, body)
         # read after the token: a write that began before it is either listed here or complete
         return None if self._journal_keys() else token
@@ -583,10 +575,9 @@ class ChromaStore:
 
     def journal(self) -> dict[str, dict[str, Any]]:
         """Writes in flight (or left by killed processes), by key."""
-        ids = self._journal_keys()
-        if not ids:
-            return {}
-        return {k: dict(json.loads(body)) for k, body in read_records(self.meta, ids).items()}
+        return {
+            k: dict(json.loads(body)) for k, body in read_records(self.meta, self._journal_keys()).items()
+        }
 
     def drop_journal(self, key: str) -> None:
         self.meta.delete(ids=[key])
@@ -596,7 +587,7 @@ class ChromaStore:
         store fails here, on open, rather than in the middle of a later call."""
         self.chunks.count()
         self.chunks.get(limit=1, include=["embeddings"])
-        read_records(self.meta, ["active"])
+        self.meta.get(ids=["active"], include=["documents"])
         self.centroids.count()
 
     def versions(self) -> list[int]:
@@ -652,11 +643,11 @@ class ChromaStore:
                 "data": base64.b64encode(np.ascontiguousarray(centroids, dtype="<f4").tobytes()).decode(),
             }
         )
-        put_records(self.meta, [f"centroids:v{version}"], [doc])
+        self.meta.upsert(ids=[f"centroids:v{version}"], documents=[doc], embeddings=[_META_VECTOR])
 
     def _centroid_copy(self, version: int) -> np.ndarray | None:
-        body = read_records(self.meta, [f"centroids:v{version}"]).get(f"centroids:v{version}")
-        return None if body is None else _decode_centroids(body)
+        got = self.meta.get(ids=[f"centroids:v{version}"], include=["documents"])
+        return _decode_centroids(got["documents"][0]) if got["ids"] else None
 
     def save_centroids(self, version: int, clusters: Sequence[int], centroids: np.ndarray) -> None:
         """Overwrite some centroids of a stored version in place (online updates).
@@ -681,17 +672,22 @@ class ChromaStore:
 
     def update_model(self, version: int, payload: dict[str, Any]) -> None:
         """Replace the JSON payload of a version (labels, topics)."""
-        put_records(self.meta, [f"model:v{version}"], [json.dumps(payload)])
+        self.meta.upsert(
+            ids=[f"model:v{version}"], documents=[json.dumps(payload)], embeddings=[_META_VECTOR]
+        )
 
     def load_model(self, version: int) -> dict[str, Any] | None:
-        body = read_records(self.meta, [f"model:v{version}"]).get(f"model:v{version}")
-        return None if body is None else dict(json.loads(body))
+        got = self.meta.get(ids=[f"model:v{version}"], include=["documents"])
+        if not got["ids"]:
+            return None
+        return dict(json.loads(got["documents"][0]))
 
     def load_model_with_centroids(self, version: int) -> tuple[dict[str, Any] | None, np.ndarray | None]:
         """:meth:`load_model` and the record copy of the centroids (``(k, d)`` float32, ``None`` when
         there is none) in one request: opening a version reads its record in one round trip."""
         model_id, copy_id = f"model:v{version}", f"centroids:v{version}"
-        docs = read_records(self.meta, [model_id, copy_id])
+        got = self.meta.get(ids=[model_id, copy_id], include=["documents"])
+        docs = dict(zip(got["ids"], got["documents"], strict=True))
         payload = dict(json.loads(docs[model_id])) if model_id in docs else None
         return payload, (_decode_centroids(docs[copy_id]) if copy_id in docs else None)
 

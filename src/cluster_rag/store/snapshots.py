@@ -4,7 +4,7 @@ Assignment (every version since this module; works embedded and against a server
     The chunks a version was fitted on, as one array sorted by cluster position:
     ids in that order plus ``offsets`` ``(k+1,)`` (cluster ``c`` holds rows
     ``offsets[c]:offsets[c+1]``). The ids are written to the ``NAME__meta``
-    collection as JSON record bodies ``assign:v<N>:<part>`` of :data:`PART_ROWS` ids
+    collection as JSON documents ``assign:v<N>:<part>`` of :data:`PART_ROWS` ids
     each; the offsets, part count, row count and a digest go into the version's
     payload (``payload["assignment"]``). A refit therefore costs one write of about
     ``n × len(id)`` bytes instead of ``n`` chunk-metadata updates (measured in
@@ -39,8 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from .chroma_store import put_records, read_records, record_body
-
 __all__ = [
     "PARTS_PER_WRITE",
     "PART_ROWS",
@@ -68,6 +66,7 @@ __all__ = [
 PART_ROWS = 20_000
 #: Parts written per Chroma upsert: at 1M ids, 10 parts in one call took 0.54 s, one by one 1.85 s.
 PARTS_PER_WRITE = 10
+_META_VECTOR = [1.0]
 #: Rows gathered per block when writing a snapshot (8,192 x 384 float32 = 12 MB).
 WRITE_ROWS = 8_192
 
@@ -144,13 +143,15 @@ def save_assignment(store: Any, version: int, ids: list[str], offsets: np.ndarra
     digest = _digest(ids, offsets)
     for first in range(0, parts, PARTS_PER_WRITE):
         group = range(first, min(parts, first + PARTS_PER_WRITE))
-        put_records(
-            store.meta,
-            [_part_id(version, part) for part in group],
-            [json.dumps(ids[part * PART_ROWS : (part + 1) * PART_ROWS]) for part in group],
+        store.meta.upsert(
+            ids=[_part_id(version, part) for part in group],
+            documents=[json.dumps(ids[part * PART_ROWS : (part + 1) * PART_ROWS]) for part in group],
+            embeddings=[_META_VECTOR for _ in group],
             # the digest on each part lets a reader take single parts (read_parts) and still know
             # they belong to the entry that names them
-            [{"kind": "assign", "version": int(version), "part": part, "digest": digest} for part in group],
+            metadatas=[
+                {"kind": "assign", "version": int(version), "part": part, "digest": digest} for part in group
+            ],
         )
     return {
         "parts": parts,
@@ -189,7 +190,7 @@ def read_parts(store: Any, version: int, entry: dict[str, Any], parts: Sequence[
     n = int(entry["n"])
     for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
         part = wanted[pid]
-        ids = json.loads(record_body(meta, doc))
+        ids = json.loads(doc)
         if (meta or {}).get("digest") == entry["digest"] and len(ids) == min(PART_ROWS, n - part * PART_ROWS):
             out[part] = ids
     lost = sorted(set(parts) - out.keys())
@@ -218,7 +219,8 @@ def load_assignment(store: Any, version: int, entry: dict[str, Any]) -> Assignme
     """The assignment a payload entry names; ``None`` when its parts are missing or do not match."""
     parts = int(entry["parts"])
     wanted = [_part_id(version, p) for p in range(parts)]
-    docs = read_records(store.meta, wanted)
+    got = store.meta.get(ids=wanted, include=["documents"])
+    docs = dict(zip(got["ids"], got["documents"], strict=True))
     if any(pid not in docs for pid in wanted):
         return None
     ids: list[str] = []

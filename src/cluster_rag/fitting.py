@@ -27,7 +27,6 @@ active version's snapshot and only the chunks added since from Chroma. Measured 
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,7 +44,7 @@ from .config import IndexConfig
 from .drift import compute_baseline
 from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
-from .labeling import ctfidf_keywords, keyword_label, preload_vectorizer, representative_indices
+from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .model import AddedLog, ClusterModel, default_loader, positions_of, record_from_payload
 from .routing import Calibration, calibrate
 from .store import ChromaStore, added_key, snapshots, version_key
@@ -321,8 +320,6 @@ def fit_version(
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
-    # the keywords' vectorizer is imported while the k-means runs (outside the GIL), not after it
-    threading.Thread(target=preload_vectorizer, name="cluster-rag-preload", daemon=True).start()
     centroids, labels, engine, inertia = _cluster(vectors, request, config)
     previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(

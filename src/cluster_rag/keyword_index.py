@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DuplicateIdError, InvalidInputError, LengthMismatchError, MissingDependencyError
+from .store.chroma_store import pack_text, unpack_text
 
 __all__ = ["KeywordHits", "KeywordIndex", "ids_fingerprint", "tokenize"]
 
@@ -358,7 +359,7 @@ class KeywordIndex:
         gen = int(old["generation"]) + 1 if old else 0
         ids = [f"kw:{key}:{gen}:{i}" for i in range(len(parts))]
         for pid, part in zip(ids, parts, strict=True):
-            collection.upsert(ids=[pid], documents=[part], embeddings=[_META_VECTOR])
+            collection.upsert(ids=[pid], documents=[pack_text(part)], embeddings=[_META_VECTOR])
         manifest = {
             "generation": gen,
             "parts": len(parts),
@@ -382,7 +383,7 @@ class KeywordIndex:
         by_id = dict(zip(parts["ids"], parts["documents"], strict=True))
         if set(by_id) != set(ids):
             return None
-        index = cls.from_payload(json.loads("".join(by_id[i] for i in ids)), **kwargs)
+        index = cls.from_payload(json.loads("".join(unpack_text(by_id[i]) for i in ids)), **kwargs)
         index.saved_notes = [str(n) for n in manifest.get("notes", [])]
         return index
 

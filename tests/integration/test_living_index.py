@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import selectors
 import shutil
 import subprocess
 import sys
@@ -211,12 +211,15 @@ def fitted_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wait_for(proc: subprocess.Popen[str], timeout: float = 180) -> str:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            return proc.stdout.readline().strip()
-        if proc.poll() is not None:
-            break
+    # a selector, not select.select: a test process holding Chroma clients of many earlier tests has
+    # file descriptors past select()'s limit of 1024 ("filedescriptor out of range")
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=1.0):
+                return proc.stdout.readline().strip()
+            if proc.poll() is not None:
+                break
     return ""
 
 

@@ -3,6 +3,7 @@ and the numpy backend built over cluster-sorted (memory-mapped) rows without a c
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -177,3 +178,27 @@ def test_journal_and_token_bodies_are_metadata_and_lasting_records_documents(sto
     assert store.meta.get(ids=["journal:old"], include=["documents"])["documents"] == [""]
     store.note_change()
     assert store.changes_since(token)
+
+
+def test_large_meta_documents_are_packed_and_earlier_ones_still_read(store: ChromaStore) -> None:
+    """The payload and the assignment's id parts are deflated before Chroma full-text indexes them;
+    documents an earlier release wrote as plain JSON read the same; a damaged one is a ValueError."""
+    from cluster_rag.errors import VersionError
+    from cluster_rag.store.chroma_store import pack_text, unpack_text
+
+    payload = {"info": {"k": 3}, "topics": [{"keywords": ["alpha beta"] * 50}] * 3}
+    store.save_model(1, payload, np.eye(3, 8, dtype=np.float32))
+    ids = [f"chunk-{i:06d}" for i in range(500)]
+    entry = snapshots.save_assignment(store, 1, ids, np.array([0, 200, 400, 500]))
+    got = store.meta.get(ids=["model:v1", "assign:v1:0"], include=["documents"])
+    for rid, doc in zip(got["ids"], got["documents"], strict=True):
+        assert doc.startswith("z1:") and len(doc) < len(unpack_text(doc)) / 2, rid
+    assert store.load_model(1) == payload and list(snapshots.load_assignment(store, 1, entry).ids) == ids
+    store.meta.upsert(ids=["model:v1"], documents=[json.dumps(payload)], embeddings=[[1.0]])  # earlier release
+    assert store.load_model(1) == payload
+    assert unpack_text(pack_text("ünïcode ✓")) == "ünïcode ✓"
+    store.meta.upsert(ids=["model:v1"], documents=["z1:bm90IHpsaWI="], embeddings=[[1.0]])  # damaged
+    with pytest.raises(ValueError):
+        store.load_model(1)
+    with pytest.raises(VersionError, match="unreadable record"):
+        store.check_version(1)

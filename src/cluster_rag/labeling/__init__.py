@@ -2,7 +2,7 @@
 
 from .base import Labeler, LabelReport, LabelRequest, LabelResult, TopicLabelStatus
 from .keyword_labeler import KeywordLabeler
-from .keywords import ctfidf_keywords, keyword_label, preload_vectorizer, representative_indices
+from .keywords import ctfidf_keywords, keyword_label, representative_indices
 from .mmr import mmr_indices
 from .names import NEAR_DUPLICATE, keyword_list_problem, similarity
 from .openai_labeler import OpenAILabeler
@@ -23,7 +23,6 @@ __all__ = [
     "keyword_list_problem",
     "mmr_indices",
     "parent_requests",
-    "preload_vectorizer",
     "representative_indices",
     "similarity",
 ]

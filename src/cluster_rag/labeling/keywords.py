@@ -23,15 +23,6 @@ _CONTRACTIONS = {
 }
 
 
-def preload_vectorizer() -> None:
-    """Import scikit-learn's text vectorizer ahead of :func:`ctfidf_keywords`: about 1.4 s in a fresh
-    process (2 cores). A fit runs this in a thread while its k-means runs outside the GIL."""
-    try:
-        import sklearn.feature_extraction.text  # noqa: F401
-    except ImportError:  # ctfidf_keywords raises it where it is needed
-        pass
-
-
 def _stop_words() -> list[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 

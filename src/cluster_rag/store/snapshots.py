@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from .chroma_store import pack_text, unpack_text
+
 __all__ = [
     "PARTS_PER_WRITE",
     "PART_ROWS",
@@ -123,6 +125,11 @@ def _part_id(version: int, part: int) -> str:
     return f"assign:v{version}:{part}"
 
 
+def _packed_part(ids: list[str], part: int) -> str:
+    """Part ``part`` of the cluster-sorted ``ids`` as a packed JSON list (:func:`pack_text`)."""
+    return pack_text(json.dumps(ids[part * PART_ROWS : (part + 1) * PART_ROWS]))
+
+
 def delete_assignment(store: Any, version: int) -> None:
     """Delete every stored part of ``version``'s assignment (none: nothing happens)."""
     got = store.meta.get(where={"$and": [{"kind": "assign"}, {"version": int(version)}]}, include=[])
@@ -145,7 +152,7 @@ def save_assignment(store: Any, version: int, ids: list[str], offsets: np.ndarra
         group = range(first, min(parts, first + PARTS_PER_WRITE))
         store.meta.upsert(
             ids=[_part_id(version, part) for part in group],
-            documents=[json.dumps(ids[part * PART_ROWS : (part + 1) * PART_ROWS]) for part in group],
+            documents=[_packed_part(ids, part) for part in group],
             embeddings=[_META_VECTOR for _ in group],
             # the digest on each part lets a reader take single parts (read_parts) and still know
             # they belong to the entry that names them
@@ -190,7 +197,7 @@ def read_parts(store: Any, version: int, entry: dict[str, Any], parts: Sequence[
     n = int(entry["n"])
     for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
         part = wanted[pid]
-        ids = json.loads(doc)
+        ids = json.loads(unpack_text(doc))
         if (meta or {}).get("digest") == entry["digest"] and len(ids) == min(PART_ROWS, n - part * PART_ROWS):
             out[part] = ids
     lost = sorted(set(parts) - out.keys())
@@ -225,7 +232,7 @@ def load_assignment(store: Any, version: int, entry: dict[str, Any]) -> Assignme
         return None
     ids: list[str] = []
     for pid in wanted:
-        ids.extend(json.loads(docs[pid]))
+        ids.extend(json.loads(unpack_text(docs[pid])))
     offsets = np.asarray(entry["offsets"], dtype=np.int64)
     if len(ids) != int(entry["n"]) or _digest(ids, offsets) != entry["digest"]:
         return None

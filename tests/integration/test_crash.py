@@ -405,6 +405,18 @@ def test_unreadable_store_is_detected_on_open_and_repaired(tmp_path: Path, damag
     )
     fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                            cwd=Path(__file__).resolve().parents[2])
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    if damage == "truncated vectors" and not fresh.stdout.startswith("CORRUPT"):
+        # once in ~30 CI runs the open read fine: Chroma loaded the index from what it still held
+        # of its own write log rather than from the truncated file. Then the store must be whole.
+        healed = subprocess.run([sys.executable, "-c", probe.split("try:")[0] + (
+            f"index = ClusterIndex.open({str(path)!r}, embedder=FakeEmbedder(),"
+            " config=IndexConfig(progress=False), create=False)\n"
+            "ids, vectors, _ = index.store.load_all()\n"
+            "print(len(ids), len(vectors), index.model.version, len(index.search('dog cat', k=3)))\n"
+        )], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+        assert healed.stdout.split() == [str(count), str(count), str(version), "3"], healed.stderr[-2000:]
+        return
     assert fresh.stdout.startswith("CORRUPT") and "cluster-rag repair" in fresh.stdout, fresh.stderr[-2000:]
     # repair, then reopen, each in a fresh process too: what this process's Chroma read earlier (and
     # still caches) must not decide whether the damaged segment is seen

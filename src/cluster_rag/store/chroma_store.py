@@ -30,6 +30,10 @@ second process or machine can open it without any sidecar file):
     record, so it changes before any chunk is added, replaced or deleted. A fit records the token
     it started from (:meth:`ChromaStore.changes_since`); a reader finding it unchanged knows the
     chunks are exactly the fitted ones and skips the two full passes (count, added-mark scan).
+    Where the bodies live: a journal record's and the token's in the ``cr_body`` metadata string
+    (:data:`BODY_KEY`, :func:`put_records`); every other record's in its document, the payload and
+    the assignment parts (``assign:v<N>:<part>``) deflated (:func:`pack_text`). Readers accept the
+    plain documents earlier releases wrote.
 """
 
 from __future__ import annotations

@@ -208,15 +208,16 @@ OLD_WAY_MAX_ROWS = 500_000
 def build_store(n: int, folder: Path, *, server_index: bool = False) -> float:
     """Write ``n`` synthetic rows (``synthetic_blobs(n, default_k(n), n_queries=100)``) into
     ``folder/kb`` (collection ``bench``) with ``data.npy`` and ``queries.npy`` beside it; returns
-    the seconds the writes took. Rows go straight to the store: the size tables measure open,
-    fit and search (the add throughput row measures ``add_embeddings`` on its own).
+    the seconds the writes took. Rows are written with ``add_embeddings`` in batches of 20,000, as
+    a user's ingest writes them (content hash and write token per row, each batch's vectors kept in
+    its add log until the first fit: :mod:`cluster_rag.store.vector_log`); the add throughput
+    table measures that call against raw Chroma on its own.
     ``server_index``: the collection gets the HNSW settings cluster-rag gives a collection it
     creates on a server (:func:`~cluster_rag.store.chroma_store.server_hnsw`), for a folder a
     ``chroma run`` server will serve."""
     from cluster_rag import ClusterIndex, IndexConfig
     from cluster_rag.clustering import default_k
     from cluster_rag.connection import persistent_client
-    from cluster_rag.embedding import content_hash
     from cluster_rag.store import ChromaStore
 
     data, queries = synthetic_blobs(n, default_k(n), n_queries=100)
@@ -234,10 +235,8 @@ def build_store(n: int, folder: Path, *, server_index: bool = False) -> float:
     t0 = time.perf_counter()
     step = 20_000
     for s in range(0, n, step):
-        part = range(s, min(n, s + step))
-        texts = [f"chunk {i} topic {i % 97}" for i in part]
-        metas = [{"cr_hash": content_hash(t)} for t in texts]
-        index.store.add(ids[s : s + step], texts, data[s : s + step], metas)
+        texts = [f"chunk {i} topic {i % 97}" for i in range(s, min(n, s + step))]
+        index.add_embeddings(texts, data[s : s + step], ids=ids[s : s + step])
     t_add = time.perf_counter() - t0
     del index
     _forget_clients()

@@ -16,10 +16,12 @@ after them; never chunks).
 Memory: a fit holds the vectors once, ``(n, d)`` float32. Everything derived from
 them is computed in blocks (cluster sums and leave-one-out distances in float64
 blocks, the inertia, the snapshot written with plain file writes); the keywords of
-a fit over more than :data:`KEYWORD_TEXTS` chunks come from a sample of each topic's
-texts; the new version's search backend maps the snapshot just written instead of
-copying the vectors. A refit of an embedded store reads the fitted vectors from the
-active version's snapshot and only the chunks added since from Chroma. Measured at
+a large fit come from a sample of each topic's texts, read while the k-means runs
+when it leaves a core idle (:mod:`cluster_rag.topic_texts`); the new version's
+search backend maps the snapshot just written instead of copying the vectors. A
+refit of an embedded store reads the fitted vectors from the active version's
+snapshot, and any fit reads the vectors of recent adds from their add logs
+(:mod:`cluster_rag.store.vector_log`); only the rest come from Chroma. Measured at
 200k synthetic chunks (``python -m bench scale``): peak RSS above the opened process
 2.6x the raw vector bytes (was 9.9x).
 """
@@ -27,18 +29,18 @@ active version's snapshot and only the chunks added since from Chroma. Measured 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .backends import build_numpy_backend, build_sorted_backend
 from .backends_chroma import is_server_store
-from .clustering import SphericalKMeans, assign, default_k, fit_any, validate_k
+from .clustering import SphericalKMeans, assign, default_k, fit_any, resolve_engine, validate_k
 from .clustering.online import BLOCK_ROWS, cluster_sums, initial_state
 from .config import IndexConfig
 from .drift import compute_baseline
@@ -46,9 +48,10 @@ from .errors import InvalidKError, NotFittedError, VersionError
 from .hierarchy import version_tree
 from .labeling import ctfidf_keywords, keyword_label, representative_indices
 from .model import AddedLog, ClusterModel, default_loader, positions_of, record_from_payload
-from .routing import Calibration, calibrate
-from .store import ChromaStore, added_key, snapshots, version_key
+from .routing import Calibration, PseudoQueries, calibrate, pseudo_queries
+from .store import ChromaStore, added_key, snapshots, vector_log, version_key
 from .store.chroma_store import owner_alive
+from .topic_texts import TextPrefetch, core_free_during_kmeans, keyword_rows, read_texts
 from .types import ModelInfo, Topic
 from .versioning import RefitReport, TopicMatching, match_topics
 
@@ -63,6 +66,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("cluster_rag")
+
+#: Neighbours per pseudo-query in the route's calibration (recall@10 is what it targets).
+CALIBRATION_TOP_K = 10
 
 
 @dataclass(frozen=True)
@@ -169,23 +175,30 @@ def _active_assignment(store: ChromaStore, active: ClusterModel | None) -> snaps
 
 
 def _load_vectors(
-    store: ChromaStore, active: ClusterModel | None = None, fitted: snapshots.Assignment | None = None
+    store: ChromaStore,
+    active: ClusterModel | None = None,
+    fitted: snapshots.Assignment | None = None,
+    logs: Sequence[str] = (),
 ) -> tuple[list[str], np.ndarray]:
     """Every stored chunk id and its vector ``(n, d)`` float32 (no metadata), in Chroma's order.
 
     A refit of an embedded store whose active version has a snapshot (``fitted``: that version's
     :func:`_active_assignment`) reads the vectors the version was fitted on from it
-    (:func:`_from_snapshot`); otherwise every vector is read from Chroma.
+    (:func:`_from_snapshot`); otherwise every vector is read from Chroma. Either way the vectors
+    the add logs ``logs`` hold (:mod:`cluster_rag.store.vector_log`) are read from them instead.
     """
     if active is not None and not is_server_store(store):
-        found = _from_snapshot(store, active, fitted)
+        found = _from_snapshot(store, active, fitted, logs)
         if found is not None:
             return found
-    return _read_all_vectors(store)
+    return _read_all_vectors(store, logs)
 
 
 def _from_snapshot(
-    store: ChromaStore, active: ClusterModel, fitted: snapshots.Assignment | None = None
+    store: ChromaStore,
+    active: ClusterModel,
+    fitted: snapshots.Assignment | None = None,
+    logs: Sequence[str] = (),
 ) -> tuple[list[str], np.ndarray] | None:
     """:func:`_load_vectors` from the active version's memory-mapped snapshot: the stored ids are
     listed (no vectors), chunks marked as added since the fit (``cr_added_v<N>``, which also marks
@@ -195,6 +208,7 @@ def _from_snapshot(
 
     Args:
         fitted: ``active``'s stored assignment when already read (:func:`_active_assignment`).
+        logs: add logs to read vectors from before Chroma (:func:`_vectors_of`).
     """
     record = active.record
     fitted = fitted if fitted is not None else _active_assignment(store, active)
@@ -205,16 +219,12 @@ def _from_snapshot(
     if snapshots.read_snapshot(path, len(fitted), dim) is None:
         return None
     ids = _stored_ids(store)
-    fresh: dict[str, np.ndarray] = {}
     mark = added_key(record.info.version)
-    for got in store.iter_all(include=["embeddings"], where={mark: {"$gte": 1}}):
-        fresh.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    pages = store.iter_all(include=[], page=ID_PAGE, where={mark: {"$gte": 1}})
+    marked = {cid for got in pages for cid in got["ids"]}
     row_of = {cid: i for i, cid in enumerate(fitted.ids.tolist())}
-    rows = np.fromiter((-1 if cid in fresh else row_of.get(cid, -1) for cid in ids), np.int64, len(ids))
-    missing = [ids[i] for i in np.nonzero(rows < 0)[0] if ids[i] not in fresh]
-    for start in range(0, len(missing), store.batch_size):
-        got = store.get(missing[start : start + store.batch_size], include=["embeddings"])
-        fresh.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    rows = np.fromiter((-1 if cid in marked else row_of.get(cid, -1) for cid in ids), np.int64, len(ids))
+    fresh = _vectors_of(store, [ids[i] for i in np.nonzero(rows < 0)[0]], logs)
     vectors = np.empty((len(ids), dim), np.float32)
     dest = np.full(len(fitted), -1, dtype=np.int64)
     known = np.nonzero(rows >= 0)[0]
@@ -256,23 +266,44 @@ def _stored_ids(store: ChromaStore) -> list[str]:
     return ids
 
 
-def _read_all_vectors(store: ChromaStore) -> tuple[list[str], np.ndarray]:
-    """Every stored chunk id and its vector ``(n, d)`` float32, read from Chroma: the ids listed
-    first (:func:`_stored_ids`), then the vectors by id, :data:`VECTOR_BATCH` at a time. Paging the
-    vectors with ``offset`` re-scans the rows before each page: at 1M chunks 119 s against 64 s by
-    id (6 s of it the listing), measured in one process on the same store. A chunk deleted
-    meanwhile is left out; one added after the listing joins after the fit (late arrivals)."""
+def _read_all_vectors(store: ChromaStore, logs: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
+    """Every stored chunk id and its vector ``(n, d)`` float32: the ids listed first
+    (:func:`_stored_ids`), then the vectors the add logs ``logs`` hold for them, then the rest from
+    Chroma by id, :data:`VECTOR_BATCH` at a time. Paging the vectors with ``offset`` re-scans the
+    rows before each page: at 1M chunks 119 s against 64 s by id (6 s of it the listing), measured
+    in one process on the same store. A chunk deleted meanwhile is left out; one added after the
+    listing joins after the fit (late arrivals)."""
     listed = _stored_ids(store)
-    ids: list[str] = []
-    vectors = np.zeros((len(listed), store.dimension), np.float32)
-    n = 0
-    for start in range(0, len(listed), VECTOR_BATCH):
-        got = store.get(listed[start : start + VECTOR_BATCH], include=["embeddings"])
-        block = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, store.dimension)
-        vectors[n : n + len(block)] = block
-        ids.extend(got["ids"])
-        n += len(block)
-    return ids, vectors[:n]
+    vectors, found = vector_log.read_logged(store, listed, logs) if logs else (None, None)
+    if vectors is None or found is None:
+        vectors, found = np.zeros((len(listed), store.dimension), np.float32), np.zeros(len(listed), bool)
+    keep = found.copy()
+    todo = np.nonzero(~found)[0]
+    for start in range(0, len(todo), VECTOR_BATCH):
+        rows = todo[start : start + VECTOR_BATCH]
+        got = store.get([listed[i] for i in rows.tolist()], include=["embeddings"])
+        where = {cid: i for i, cid in zip(rows.tolist(), [listed[i] for i in rows.tolist()], strict=True)}
+        dest = np.fromiter((where[cid] for cid in got["ids"]), np.int64, len(got["ids"]))
+        if len(dest):
+            vectors[dest] = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, store.dimension)
+            keep[dest] = True
+    if bool(keep.all()):
+        return listed, vectors
+    return [cid for cid, k in zip(listed, keep.tolist(), strict=True) if k], vectors[keep]
+
+
+def _vectors_of(store: ChromaStore, ids: Sequence[str], logs: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Vectors ``(d,)`` float32 of those of ``ids`` still stored, by id: from the add logs
+    ``logs`` where they hold the stored row, else from Chroma."""
+    out: dict[str, np.ndarray] = {}
+    if logs and ids:
+        logged, found = vector_log.read_logged(store, ids, logs)
+        out.update((ids[i], logged[i]) for i in np.nonzero(found)[0].tolist())
+    missing = [cid for cid in ids if cid not in out]
+    for start in range(0, len(missing), store.batch_size):
+        got = store.get(missing[start : start + store.batch_size], include=["embeddings"])
+        out.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    return out
 
 
 def _cluster(
@@ -313,19 +344,81 @@ def fit_version(
         NotFittedError: fewer than 2 chunks stored.
         InvalidKError: ``k`` out of range.
     """
+    logs = vector_log.log_tokens(store)  # before the chunks are listed: their rows are listed too
     seen = store.change_token()  # before the chunks are read: a later write moves it
     fitted = _active_assignment(store, active)
-    ids, vectors = _load_vectors(store, active, fitted)
+    ids, vectors = _load_vectors(store, active, fitted, logs)
     if len(ids) < 2:
         raise NotFittedError(
             f"the collection {store.name!r} holds {len(ids)} chunk(s); add at least 2 before fit"
         )
-    centroids, labels, engine, inertia = _cluster(vectors, request, config)
+    ahead = _start_ahead(store, ids, vectors, request, config)
+    try:
+        centroids, labels, engine, inertia = _cluster(vectors, request, config)
+    except BaseException:
+        if ahead is not None:
+            ahead.cancel()
+        raise
     previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(
-        store, config, ids, vectors, (centroids, labels, engine, inertia), previous, request.matching, seen
+        store,
+        config,
+        ids,
+        vectors,
+        (centroids, labels, engine, inertia),
+        previous,
+        request.matching,
+        seen,
+        ahead,
+        logs,
     )
 
+
+@dataclass
+class _Ahead:
+    """What a fit computes on an idle core while its k-means runs; none of it depends on the
+    clusters: the keyword texts (:class:`~cluster_rag.topic_texts.TextPrefetch`, Chroma reads)
+    and the route calibration's pseudo-queries with their exact neighbours
+    (:func:`~cluster_rag.routing.pseudo_queries`, an exact scan outside the GIL; at 200k chunks
+    the two took ~3 s each after the k-means)."""
+
+    texts: TextPrefetch
+    pool: ThreadPoolExecutor
+    pseudo: Future[PseudoQueries | None]
+    n_rows: int
+
+    def cancel(self) -> None:
+        """Stop and wait for both (the fit failed)."""
+        self.texts.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if not self.pseudo.cancelled():
+            self.pseudo.exception()  # consumed: the fit's own error is the one raised
+
+    def pseudo_for(self, n_rows: int) -> PseudoQueries | None:
+        """The pseudo-queries, when computed over the same ``n_rows`` rows (late arrivals: not)."""
+        pseudo = self.pseudo.result()
+        self.pool.shutdown(wait=False)
+        return pseudo if n_rows == self.n_rows else None
+
+
+def _start_ahead(
+    store: ChromaStore, ids: list[str], vectors: np.ndarray, request: FitRequest, config: IndexConfig
+) -> _Ahead | None:
+    """Start :class:`_Ahead` when the k-means leaves a core idle (FAISS with fewer OpenMP
+    threads than cores: :func:`~cluster_rag.topic_texts.core_free_during_kmeans`); ``None``: all
+    of it runs after the k-means, as it always did."""
+    if request.clusterer is not None or not core_free_during_kmeans(resolve_engine(request.engine, len(ids))):
+        return None
+    texts = TextPrefetch(store, ids, config.seed)
+
+    def work() -> PseudoQueries | None:  # one thread, one spare core: the texts, then the scan
+        texts.read()
+        if texts.cancelled:
+            return None
+        return pseudo_queries(vectors, config.calibration_queries, CALIBRATION_TOP_K, config.seed)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-ahead")
+    return _Ahead(texts, pool, pool.submit(work), len(ids))
 
 def _join_late_arrivals(
     store: ChromaStore,
@@ -363,6 +456,8 @@ def _commit(
     previous: Previous | None,
     matching: TopicMatching | None,
     seen: str | None = None,
+    ahead: _Ahead | None = None,
+    logs: Sequence[str] = (),
 ) -> ClusterModel:
     centroids, labels = clustered[0], clustered[1]  # as _cluster returns them
     k = len(centroids)
@@ -373,15 +468,20 @@ def _commit(
         ids, vectors, labels = _join_late_arrivals(store, version, ids, vectors, labels, centroids)
         if len(ids) > n_fit:  # chunks the read missed (an older version's writer): readers must scan
             seen = None
-        payload = _payload(store, config, version, ids, vectors, labels, n_fit, clustered, previous, matching)
+        payload = _payload(
+            store, config, version, ids, vectors, labels, n_fit, clustered, previous, matching, ahead
+        )
         # the change token read before the chunks were: a reader finding it unchanged skips the scans
         payload["assignment"] = {**saved.entry, "changes_seen": seen}
     except BaseException:
         saved.abandon()
+        if ahead is not None:
+            ahead.cancel()
         raise
     saved.finish()
     store.save_model(version, payload, centroids)
     store.set_active(version, expect=started_from)  # the atomic switch (ConcurrentWriteError if raced)
+    vector_log.drop_logs(store, logs)  # their rows are in this version's snapshot now
     prune_versions(store, config.keep_versions)
     record = record_from_payload(payload, centroids)
     loader = default_loader(store)
@@ -410,11 +510,12 @@ def _payload(
     clustered: tuple[np.ndarray, np.ndarray, str, float | None],
     previous: Previous | None,
     matching: TopicMatching | None,
+    ahead: _Ahead | None = None,
 ) -> dict[str, Any]:
     """The version's payload but its ``"assignment"`` entry: topics described and matched to the
     previous version's, the topic tree, the calibrated route, drift baseline and online state.
     ``ids``/``vectors``/``labels`` ``(n,)``/``(n, d)``/``(n,)`` include late arrivals after the
-    ``n_fit`` fitted rows."""
+    ``n_fit`` fitted rows; ``ahead``: what was computed while the k-means ran."""
     centroids, _, engine, fit_inertia = clustered
     k = len(centroids)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-calibrate") as pool:
@@ -428,10 +529,19 @@ def _payload(
             centroids,
             target=config.target_recall,
             n_queries=config.calibration_queries,
+            top_k=CALIBRATION_TOP_K,
             seed=config.seed,
+            pseudo=ahead.pseudo_for(len(ids)) if ahead is not None else None,
         )
         topics = describe_topics(
-            store, ids, vectors, centroids, labels, progress=config.progress, seed=config.seed
+            store,
+            ids,
+            vectors,
+            centroids,
+            labels,
+            progress=config.progress,
+            seed=config.seed,
+            texts=ahead.texts if ahead is not None else None,
         )
         topics, refit, next_id = _matched(topics, centroids, labels[:n_fit], previous, matching)
         # topic tree over the leaves, parent ids carried over (see hierarchy.py); parents draw ids
@@ -559,12 +669,6 @@ def _inertia(vectors: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> 
     return total
 
 
-#: Above this many chunks a fit reads the texts of a sample of each topic (at most about this
-#: many texts in all; at least :data:`KEYWORD_MIN_PER_TOPIC` per topic) for its c-TF-IDF keywords.
-KEYWORD_TEXTS = 100_000
-KEYWORD_MIN_PER_TOPIC = 64
-
-
 def describe_topics(
     store: ChromaStore,
     ids: list[str],
@@ -574,11 +678,14 @@ def describe_topics(
     *,
     progress: bool = False,
     seed: int = 0,
+    texts: TextPrefetch | None = None,
 ) -> list[Topic]:
     """Keyword-labelled topics by position: c-TF-IDF keywords and the chunks nearest each centroid.
 
-    Up to :data:`KEYWORD_TEXTS` chunks every text is read; above, an even random sample of each
-    topic (``seed``), so a fit never holds every text.
+    The keywords come from every text, or from an even random sample of each topic above
+    :data:`~cluster_rag.topic_texts.KEYWORD_TEXTS` chunks (``seed``;
+    :func:`~cluster_rag.topic_texts.keyword_rows`), so a fit never holds every text. Texts
+    ``texts`` read ahead are used first; the rest are read from ``store``.
 
     Args:
         ids: ``(n,)`` chunk ids; their texts are read from ``store`` by id.
@@ -588,9 +695,16 @@ def describe_topics(
     """
     k = len(centroids)
     order, offsets = snapshots.sort_by_cluster(labels, k)
-    rows = _keyword_rows(order, offsets, len(ids), seed)
-    texts = _texts(store, [ids[i] for i in rows], every=len(rows) == len(ids), progress=progress)
-    keywords = ctfidf_keywords(texts, labels[rows], k)
+    ahead: Mapping[str, str] = texts.result() if texts is not None else {}
+    known = None
+    if ahead and texts is not None:
+        known = np.zeros(len(ids), dtype=bool)
+        known[texts.rows[texts.rows < len(ids)]] = True
+    rows = keyword_rows(order, offsets, len(ids), seed, known)
+    wanted = [ids[i] for i in rows]
+    missing = [cid for cid in wanted if cid not in ahead]
+    found = read_texts(store, missing, every=len(missing) == len(ids), progress=progress) if missing else {}
+    keywords = ctfidf_keywords([ahead.get(cid) or found.get(cid) or "" for cid in wanted], labels[rows], k)
     topics: list[Topic] = []
     for c in range(k):
         members = order[offsets[c] : offsets[c + 1]]
@@ -605,40 +719,6 @@ def describe_topics(
             )
         )
     return topics
-
-
-def _keyword_rows(order: np.ndarray, offsets: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Rows whose texts feed the keywords ``(m,)`` int64, grouped by cluster, each group in row order."""
-    if n <= KEYWORD_TEXTS:
-        return order
-    k = len(offsets) - 1
-    cap = max(KEYWORD_MIN_PER_TOPIC, KEYWORD_TEXTS // k)
-    rng = np.random.default_rng(seed)
-    parts: list[np.ndarray] = []
-    for c in range(k):
-        members = order[offsets[c] : offsets[c + 1]]
-        if len(members) > cap:
-            members = np.sort(rng.choice(members, cap, replace=False))
-        parts.append(members)
-    return np.concatenate(parts) if parts else order[:0]
-
-
-def _texts(store: ChromaStore, ids: list[str], *, every: bool, progress: bool = False) -> list[str]:
-    """Texts of ``ids`` in that order (``""`` for one deleted meanwhile): read page by page when
-    ``every`` stored chunk is wanted, else by id in batches (a sample)."""
-    found: dict[str, str] = {}
-    if every:
-        pages = store.iter_all(include=["documents"])
-        total = -(-len(ids) // 5000)
-        for got in tqdm(pages, desc="topics", disable=not progress, leave=False, total=total):
-            found.update(zip(got["ids"], got["documents"], strict=True))
-        return [found.get(cid) or "" for cid in ids]
-    step = store.batch_size
-    starts = range(0, len(ids), step)
-    for start in tqdm(starts, desc="topics", disable=not progress, leave=False, total=len(starts)):
-        got = store.get(ids[start : start + step], include=["documents"])
-        found.update(zip(got["ids"], got["documents"], strict=True))
-    return [found.get(cid) or "" for cid in ids]
 
 
 def prune_versions(store: ChromaStore, keep: int) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import DuplicateIdError
 from .store import ChromaStore
+from .store.chroma_store import WRITE_KEY
 
 __all__ = [
     "WRITE_KEY",
@@ -42,9 +43,6 @@ __all__ = [
     "stamped",
     "undo_rows",
 ]
-
-#: chunk-metadata key holding the token of the write that stored the chunk
-WRITE_KEY = "cr_w"
 
 
 def new_token() -> str:

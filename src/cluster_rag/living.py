@@ -29,7 +29,7 @@ from .drift import DriftReport, DriftThresholds, compare
 from .embedding import content_hash
 from .errors import DuplicateIdError, UnknownDocumentError, VersionError
 from .model import ClusterModel
-from .store import ChromaStore, added_key, snapshots, version_key
+from .store import ChromaStore, added_key, snapshots, vector_log, version_key
 from .store.chroma_store import HASH_KEY
 from .validation import check_ids, check_metadatas, check_texts
 
@@ -148,6 +148,7 @@ def _add_journaled(
     if model is None:
         store.add(ids, texts, vectors, rows)
         journal.claim_rows(store, token, ids)
+        vector_log.write_log(store, token, ids, vectors)
         return None
     version = model.version
     labels, _ = assign(vectors, model.centroids)
@@ -155,6 +156,7 @@ def _add_journaled(
     rows = [{**r, key: int(c), mark: 2 if fold else 1} for r, c in zip(rows, labels, strict=True)]
     store.add(ids, texts, vectors, rows)
     journal.claim_rows(store, token, ids)
+    vector_log.write_log(store, token, ids, vectors)
     sizes = _bump_sizes(store, model, labels, +1, token)
     if not model.loaded:  # the next snapshot loads from the store, which holds the new rows
         nxt = model.evolve(sizes=sizes)
@@ -341,6 +343,7 @@ def replace_rows(
             pass
         raise
     journal.finish(store, entry)
+    vector_log.write_log(store, token, ids, vectors)
     if model is None:
         return None
     if not model.loaded:

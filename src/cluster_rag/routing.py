@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from .errors import DimensionMismatchError, InvalidInputError
 __all__ = [
     "Calibration",
     "Candidates",
+    "PseudoQueries",
     "RoutingIndex",
     "calibrate",
     "check_query",
@@ -45,6 +47,7 @@ __all__ = [
     "choose_n_probe",
     "needed_gaps",
     "probe_count",
+    "pseudo_queries",
     "route",
 ]
 
@@ -390,7 +393,8 @@ def needed_gaps(
     Returns:
         ``(q, top)`` float64, ``>= 0``; empty when ``n < 2``.
     """
-    csims, neighbour_labels = _query_centroid_scores(vectors, labels, centroids, n_queries, top_k, seed)
+    pseudo = pseudo_queries(vectors, n_queries, top_k, seed)
+    csims, neighbour_labels = _query_centroid_scores(pseudo, labels, centroids)
     if len(csims) == 0:
         return np.zeros((0, 0))
     return _needed(csims, neighbour_labels)
@@ -431,6 +435,7 @@ def calibrate(
     n_queries: int = 300,
     top_k: int = 10,
     seed: int = 0,
+    pseudo: PseudoQueries | None = None,
 ) -> Calibration:
     """Choose the default gap so that pseudo-queries reach ``target`` recall@``top_k``.
 
@@ -439,9 +444,14 @@ def calibrate(
         labels: ``(n,)`` int cluster of each row.
         centroids: ``(k, d)`` float32, L2-normalized.
         target: recall in ``(0, 1]``.
+        pseudo: :func:`pseudo_queries` of ``vectors`` with these ``n_queries``/``top_k``/``seed``,
+            when already computed (they do not depend on the clusters: a fit computes them while
+            its k-means runs).
     """
     k = len(centroids)
-    csims, neighbour_labels = _query_centroid_scores(vectors, labels, centroids, n_queries, top_k, seed)
+    if pseudo is None:
+        pseudo = pseudo_queries(vectors, n_queries, top_k, seed)
+    csims, neighbour_labels = _query_centroid_scores(pseudo, labels, centroids)
     if len(csims) == 0:
         return Calibration(gap=0.0, recall=1.0, n_probe=1, curve=np.ones(k))
     needed = _needed(csims, neighbour_labels)
@@ -456,13 +466,12 @@ def calibrate(
 
 
 def _query_centroid_scores(
-    vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray, n_queries: int, top_k: int, seed: int
+    pseudo: PseudoQueries, labels: np.ndarray, centroids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-query to centroid scores ``(q, k)`` float64 and each true neighbour's cluster ``(q, top)``."""
-    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
-    if len(picks) == 0:
+    if len(pseudo.picks) == 0:
         return np.zeros((0, len(centroids))), np.zeros((0, 0), np.int64)
-    return (queries @ centroids.T).astype(np.float64), np.asarray(labels)[neighbours]
+    return (pseudo.queries @ centroids.T).astype(np.float64), np.asarray(labels)[pseudo.neighbours]
 
 
 def _needed(csims: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarray:
@@ -472,14 +481,31 @@ def _needed(csims: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarray:
     return needed
 
 
+@dataclass(frozen=True)
+class PseudoQueries:
+    """Random chunks as queries and their exact nearest chunks (:func:`pseudo_queries`).
+
+    Attributes:
+        queries: ``(q, d)`` float32 vectors of the picked chunks.
+        picks: ``(q,)`` int64 row of each query.
+        neighbours: ``(q, top)`` int64 rows of each query's exact top ``top`` among the other rows.
+    """
+
+    queries: np.ndarray
+    picks: np.ndarray
+    neighbours: np.ndarray
+
+
+def pseudo_queries(vectors: np.ndarray, n_queries: int, top_k: int, seed: int) -> PseudoQueries:
+    """``n_queries`` random rows of ``vectors`` ``(n, d)`` (``seed``) and their exact top-``top_k``
+    among the other rows: an exact scan, ``O(q · n · d)``, in score blocks of bounded memory."""
+    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
+    return PseudoQueries(queries, picks, neighbours)
+
+
 def _pseudo_queries(
     vectors: np.ndarray, n_queries: int, top_k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random chunks as queries and their exact top-``top_k`` among the other chunks.
-
-    Returns:
-        queries ``(q, d)``, picks ``(q,)`` row of each query, neighbours ``(q, top)`` rows.
-    """
     n = len(vectors)
     if n < 2:
         return vectors[:0], np.zeros(0, np.int64), np.zeros((0, 0), np.int64)

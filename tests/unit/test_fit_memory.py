@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster_rag import ClusterIndex, IndexConfig, fitting
+from cluster_rag import ClusterIndex, IndexConfig, fitting, topic_texts
 from cluster_rag.clustering import online
 from cluster_rag.drift import compute_baseline
 from tests.fixtures import FakeEmbedder
@@ -57,21 +57,21 @@ def test_keyword_rows_sample_each_topic_evenly(monkeypatch: pytest.MonkeyPatch) 
 
     labels = np.repeat(np.arange(4), [300, 20, 150, 30])
     order, offsets = snapshots.sort_by_cluster(labels, 4)
-    assert np.array_equal(fitting._keyword_rows(order, offsets, 500, seed=0), order)  # small: every row
-    monkeypatch.setattr(fitting, "KEYWORD_TEXTS", 200)
-    monkeypatch.setattr(fitting, "KEYWORD_MIN_PER_TOPIC", 10)
-    rows = fitting._keyword_rows(order, offsets, 500, seed=0)
+    assert np.array_equal(topic_texts.keyword_rows(order, offsets, 500, seed=0), order)  # small: every row
+    monkeypatch.setattr(topic_texts, "KEYWORD_TEXTS", 200)
+    monkeypatch.setattr(topic_texts, "KEYWORD_MIN_PER_TOPIC", 10)
+    rows = topic_texts.keyword_rows(order, offsets, 500, seed=0)
     per_topic = np.bincount(labels[rows], minlength=4)
     assert per_topic.tolist() == [50, 20, 50, 30]  # capped at 200 // 4, small topics whole
     assert len(set(rows.tolist())) == len(rows)
-    assert np.array_equal(rows, fitting._keyword_rows(order, offsets, 500, seed=0))  # seeded
+    assert np.array_equal(rows, topic_texts.keyword_rows(order, offsets, 500, seed=0))  # seeded
 
 
 def test_large_fit_samples_texts_and_searches_the_mapped_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fitting, "KEYWORD_TEXTS", 40)
-    monkeypatch.setattr(fitting, "KEYWORD_MIN_PER_TOPIC", 8)
+    monkeypatch.setattr(topic_texts, "KEYWORD_TEXTS", 40)
+    monkeypatch.setattr(topic_texts, "KEYWORD_MIN_PER_TOPIC", 8)
     index = ClusterIndex.open(tmp_path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
     words = ["dog cat puppy", "rocket moon orbit", "pasta pizza basil"]
     index.add_texts([f"{words[i % 3]} note {i}" for i in range(150)])
@@ -107,10 +107,98 @@ def test_refit_reads_the_snapshot_and_sees_what_reading_everything_sees(tmp_path
     ids, vectors = fitting._load_vectors(index.store, active)
     want_ids, want_vectors = fitting._read_all_vectors(index.store)
     assert ids == want_ids and len(ids) == 90 - 2 + 2 + 1
-    assert np.array_equal(vectors, want_vectors)
+    # the snapshot holds the vectors as they were added (the add logs), Chroma its own copy, which
+    # its cosine space renormalizes: equal up to float32 rounding
+    assert np.allclose(vectors, want_vectors, rtol=0, atol=1e-6)
     # without a readable snapshot the refit reads everything from Chroma
     for snap in (tmp_path / "kb" / "cluster_rag").rglob("*.npy"):
         snap.unlink()
     assert fitting._from_snapshot(index.store, active) is None
     info = index.fit(k=3)
     assert info.n_chunks == len(want_ids)
+
+
+def test_keyword_rows_draw_rows_read_ahead_first_and_stay_even(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each topic's sample takes rows whose texts were read ahead first, tops up from the rest, and
+    is still an even random sample: every member is drawn about equally often over seeds."""
+    from cluster_rag.store import snapshots
+
+    monkeypatch.setattr(topic_texts, "KEYWORD_TEXTS", 100)
+    monkeypatch.setattr(topic_texts, "KEYWORD_MIN_PER_TOPIC", 10)
+    labels = np.repeat(np.arange(4), [300, 20, 150, 30])  # cap 100 // 4 = 25
+    order, offsets = snapshots.sort_by_cluster(labels, 4)
+    hits = np.zeros(500)
+    for trial in range(1500):
+        known = np.random.default_rng(10_000 + trial).random(500) < 0.1
+        rows = topic_texts.keyword_rows(order, offsets, 500, seed=trial, known=known)
+        assert np.bincount(labels[rows], minlength=4).tolist() == [25, 20, 25, 25]
+        for c in (0, 2):  # known rows first: a topic's sample holds all of them up to the cap
+            members = order[offsets[c] : offsets[c + 1]]
+            assert np.isin(rows, members).sum() == 25
+            assert np.isin(members[known[members]], rows).sum() == min(25, known[members].sum())
+        hits[rows] += 1
+    freq = hits / 1500
+    assert np.allclose(freq[labels == 1], 1.0)
+    for c, size in ((0, 300), (2, 150), (3, 30)):  # each member near cap / size, read ahead or not
+        assert np.abs(freq[labels == c] - 25 / size).max() < 0.06, (c, freq[labels == c])
+
+
+def test_fit_reads_keyword_texts_beside_the_kmeans_when_a_core_is_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a core left idle the texts and the calibration's pseudo-queries are computed while the
+    k-means runs: the same topics and route as after it, the sample (above KEYWORD_TEXTS) even per
+    topic, and a failed k-means stops both."""
+    import threading
+
+    words = ["dog cat puppy", "rocket moon orbit", "pasta pizza basil"]
+    texts = [f"{words[i % 3]} note {i}" for i in range(150)]
+
+    def fitted(folder: str, idle: bool) -> list[tuple[object, ...]]:
+        monkeypatch.setattr(fitting, "core_free_during_kmeans", lambda engine: idle)
+        index = ClusterIndex.open(tmp_path / folder, embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+        index.add_texts(texts, ids=[f"c{i}" for i in range(150)])
+        info = index.fit(k=3, engine="faiss")
+        route = (info.n_probe, info.calibrated_recall, info.probe_gap, index.model.record.extras["recall_curve"])
+        return [route] + [(t.size, t.keywords, t.representative_ids) for t in index.topics()]
+
+    started: list[int] = []
+    real = topic_texts.TextPrefetch.__init__
+
+    def spy(self: topic_texts.TextPrefetch, store: object, ids: list[str], seed: int) -> None:
+        started.append(len(ids))
+        real(self, store, ids, seed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(topic_texts.TextPrefetch, "__init__", spy)
+    assert fitted("after", idle=False) == fitted("ahead", idle=True)  # every text: same topics
+    assert started == [150]
+    monkeypatch.setattr(topic_texts, "KEYWORD_TEXTS", 40)
+    monkeypatch.setattr(topic_texts, "KEYWORD_MIN_PER_TOPIC", 8)
+    monkeypatch.setattr(topic_texts, "PREFETCH_ROWS", 60)
+    for topic in fitted("sampled", idle=True)[1:]:
+        assert any(set(topic[1][:3]) & set(w.split()) for w in words), topic  # type: ignore[arg-type]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("k-means failed")
+
+    monkeypatch.setattr(fitting, "_cluster", broken)
+    index = ClusterIndex.open(tmp_path / "after", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
+    with pytest.raises(RuntimeError, match="k-means failed"):
+        index.fit(k=3, engine="faiss")
+    assert not [t for t in threading.enumerate() if t.name.startswith("cluster-rag-ahead")]
+
+
+def test_core_free_during_kmeans_follows_faiss_threads() -> None:
+    faiss = pytest.importorskip("faiss")
+    import os
+
+    before = faiss.omp_get_max_threads()
+    cores = len(os.sched_getaffinity(0))
+    try:
+        faiss.omp_set_num_threads(max(1, cores - 1))
+        assert topic_texts.core_free_during_kmeans("faiss") is (cores > 1)
+        faiss.omp_set_num_threads(cores)
+        assert topic_texts.core_free_during_kmeans("faiss") is False
+        assert topic_texts.core_free_during_kmeans("sklearn") is False
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -1,5 +1,5 @@
 """Vectors → clusters."""
 
-from .kmeans import SphericalKMeans, assign, default_k, fit_any, validate_k
+from .kmeans import SphericalKMeans, assign, default_k, fit_any, resolve_engine, validate_k
 
-__all__ = ["SphericalKMeans", "assign", "default_k", "fit_any", "validate_k"]
+__all__ = ["SphericalKMeans", "assign", "default_k", "fit_any", "resolve_engine", "validate_k"]

@@ -52,6 +52,7 @@ __all__ = [
     "assign",
     "fit_any",
     "neighbour_smooth",
+    "resolve_engine",
     "validate_k",
 ]
 
@@ -227,15 +228,7 @@ class SphericalKMeans:
 
     # engines -------------------------------------------------------------------
     def _resolve_engine(self, n_rows: int) -> str:
-        if self.engine != "auto":
-            return self.engine
-        if n_rows < AUTO_MINIBATCH_ROWS:
-            return "sklearn"
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            return "minibatch"
-        return "faiss"
+        return resolve_engine(self.engine, n_rows)
 
     def _fit_sklearn(self, data: np.ndarray) -> np.ndarray:
         from sklearn.cluster import KMeans
@@ -319,6 +312,19 @@ class SphericalKMeans:
                 best = (inertia, centers, found)
         assert best is not None
         return best[1], best[2]
+
+
+def resolve_engine(engine: str, n_rows: int) -> str:
+    """The engine ``engine`` (one of :data:`ENGINES`) runs as on ``n_rows`` rows ("auto" resolved)."""
+    if engine != "auto":
+        return engine
+    if n_rows < AUTO_MINIBATCH_ROWS:
+        return "sklearn"
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return "minibatch"
+    return "faiss"
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:

@@ -60,7 +60,9 @@ from ..errors import (
 
 __all__ = [
     "BODY_KEY",
+    "HASH_KEY",
     "RESERVED_PREFIX",
+    "WRITE_KEY",
     "ChromaStore",
     "added_key",
     "pack_text",
@@ -73,6 +75,8 @@ __all__ = [
 
 RESERVED_PREFIX = "cr_"
 HASH_KEY = "cr_hash"
+#: Chunk-metadata key holding the token of the write that stored the chunk (:mod:`cluster_rag.journal`).
+WRITE_KEY = "cr_w"
 _META_VECTOR = [1.0]
 #: Metadata key holding the body of the short-lived and tiny records of ``NAME__meta``: each
 #: write's journal record and the change token (:func:`put_records`). Chroma full-text indexes

@@ -359,6 +359,8 @@ def fit_version(
         if ahead is not None:
             ahead.cancel()
         raise
+    if ahead is not None:
+        ahead.wait()
     previous = previous_of(store, active, ids, vectors, assignment=fitted)
     return _commit(
         store,
@@ -394,6 +396,11 @@ class _Ahead:
         if not self.pseudo.cancelled():
             self.pseudo.exception()  # consumed: the fit's own error is the one raised
 
+    def wait(self) -> None:
+        """Wait for the work (it is normally done before the k-means is): nothing runs beside the
+        fit's own imports after this."""
+        self.pool.shutdown(wait=True)
+
     def pseudo_for(self, n_rows: int) -> PseudoQueries | None:
         """The pseudo-queries, when computed over the same ``n_rows`` rows (late arrivals: not)."""
         pseudo = self.pseudo.result()
@@ -415,7 +422,13 @@ def _start_ahead(
         texts.read()
         if texts.cancelled:
             return None
-        return pseudo_queries(vectors, config.calibration_queries, CALIBRATION_TOP_K, config.seed)
+        pseudo = pseudo_queries(vectors, config.calibration_queries, CALIBRATION_TOP_K, config.seed)
+        # what the keywords import (scikit-learn's text module, ~0.9 s in a fresh process); the fit
+        # waits for this thread before it imports anything itself (two threads importing at once
+        # can fail with a circular-import error)
+        import sklearn.feature_extraction.text  # noqa: F401
+
+        return pseudo
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-ahead")
     return _Ahead(texts, pool, pool.submit(work), len(ids))
@@ -518,6 +531,8 @@ def _payload(
     ``n_fit`` fitted rows; ``ahead``: what was computed while the k-means ran."""
     centroids, _, engine, fit_inertia = clustered
     k = len(centroids)
+    import scipy.sparse  # noqa: F401 (here, not first in the worker: two threads importing at once can fail)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-calibrate") as pool:
         # default route: per-query centroid score gap calibrated on chunks as pseudo-queries (a
         # fixed n_probe calibrated that way under-probes real questions; see routing.py). Its
@@ -533,6 +548,8 @@ def _payload(
             seed=config.seed,
             pseudo=ahead.pseudo_for(len(ids)) if ahead is not None else None,
         )
+        # then, on the same worker, the drift baseline and online state (blockwise products)
+        stats = pool.submit(_fitted_stats, vectors[:n_fit], labels[:n_fit], k)
         topics = describe_topics(
             store,
             ids,
@@ -561,18 +578,26 @@ def _payload(
     else:  # the k-means measured it on the rows it fitted: only late arrivals are added
         inertia = fit_inertia + _inertia(vectors[n_fit:], centroids, labels[n_fit:])
     info = _info(version, k, len(ids), engine, config.seed, inertia, cal, store.model_name)
-    sums = cluster_sums(vectors[:n_fit], labels[:n_fit], k)
+    baseline, online = stats.result()
     return {
         "info": info.to_dict(),
         "topics": [t.to_dict() for t in topics],
         "sizes": np.bincount(labels, minlength=k).astype(int).tolist(),
         "recall_curve": cal.curve.tolist(),
-        "baseline": compute_baseline(vectors[:n_fit], labels[:n_fit], k, sums).to_dict(),
-        "online": initial_state(vectors[:n_fit], labels[:n_fit], k, sums=sums).to_dict(),
+        "baseline": baseline,
+        "online": online,
         "next_topic_id": next_id,
         "refit": refit.to_dict() if refit is not None else None,
         "tree": tree.to_dict(),
     }
+
+
+def _fitted_stats(vectors: np.ndarray, labels: np.ndarray, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The drift baseline and the online-update state of the fitted rows ``(n, d)`` / ``(n,)``, as
+    stored in the payload (one pass of cluster sums feeds both)."""
+    sums = cluster_sums(vectors, labels, k)
+    baseline = compute_baseline(vectors, labels, k, sums).to_dict()
+    return baseline, initial_state(vectors, labels, k, sums=sums).to_dict()
 
 
 def _matched(

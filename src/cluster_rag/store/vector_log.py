@@ -97,20 +97,47 @@ def _writer_gone(path: Path) -> bool:
     return pid.isdigit() and not owner_alive({"host": socket.gethostname(), "pid": int(pid)})
 
 
-def _load(folder: Path, token: str) -> tuple[list[str], np.ndarray] | None:
-    """A log's ids and vectors (memory-mapped), or ``None`` when it is missing or damaged."""
+def _head(folder: Path, token: str) -> dict[str, Any] | None:
+    """A log's ids file (ids, n, d, crc32), or ``None`` when missing or unreadable."""
     try:
         head = json.loads((folder / f"{token}.json").read_text())
-        vectors = np.load(folder / f"{token}.npy", mmap_mode="r")
-        ids = [str(i) for i in head["ids"]]
-        shape = (int(head["n"]), int(head["d"]))
-        if vectors.dtype != np.float32 or vectors.shape != shape or len(ids) != len(vectors):
-            return None
-        if zlib.crc32(np.ascontiguousarray(vectors).data) != int(head["crc32"]):
-            return None
+        head["ids"] = [str(i) for i in head["ids"]]
+        head["n"], head["d"], head["crc32"] = int(head["n"]), int(head["d"]), int(head["crc32"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ids, vectors
+    return head if len(head["ids"]) == head["n"] else None
+
+
+def _scatter(path: Path, head: dict[str, Any], dest: np.ndarray, out: np.ndarray) -> bool:
+    """Copy log row ``r`` into ``out[dest[r]]`` for every ``dest[r] >= 0``, reading the file in
+    blocks of :data:`~cluster_rag.store.snapshots.WRITE_ROWS` rows with plain reads (a memory map
+    would count every page read in the process's resident memory) and checking its CRC on the
+    way. ``False``: the file is damaged (then the rows written are not to be used)."""
+    n, d = head["n"], head["d"]
+    crc = 0
+    try:
+        with open(path, "rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(fh)
+            if shape != (n, d) or fortran or dtype != np.float32:
+                return False
+            for start in range(0, n, snapshots.WRITE_ROWS):
+                count = min(snapshots.WRITE_ROWS, n - start)
+                block = np.fromfile(fh, dtype=np.float32, count=count * d)
+                if len(block) != count * d:
+                    return False
+                crc = zlib.crc32(block.data, crc)
+                targets = dest[start : start + count]
+                wanted = targets >= 0
+                out[targets[wanted]] = block.reshape(count, d)[wanted]
+            if fh.read(1):
+                return False
+    except (OSError, ValueError):
+        return False
+    return bool(crc == head["crc32"])
 
 
 def read_logged(
@@ -132,23 +159,23 @@ def read_logged(
         return out, found
     row_of = {cid: i for i, cid in enumerate(ids)}
     for token in log_tokens(store) if tokens is None else tokens:
-        loaded = _load(folder, token)
-        if loaded is None:
-            continue
-        logged_ids, vectors = loaded
-        if vectors.shape[1] != store.dimension:
+        head = _head(folder, token)
+        if head is None or head["d"] != store.dimension:
             continue
         stamped = {
             cid
-            for got in store.iter_all(include=[], page=len(logged_ids) + 1, where={WRITE_KEY: token})
+            for got in store.iter_all(include=[], page=head["n"] + 1, where={WRITE_KEY: token})
             for cid in got["ids"]
         }
-        pairs = [(r, row_of[cid]) for r, cid in enumerate(logged_ids) if cid in stamped and cid in row_of]
-        if not pairs:
+        dest = np.fromiter(
+            (row_of.get(cid, -1) if cid in stamped else -1 for cid in head["ids"]), np.int64, head["n"]
+        )
+        if not bool((dest >= 0).any()):
             continue
-        src, dst = (np.asarray(x, dtype=np.int64) for x in zip(*pairs, strict=True))
-        out[dst] = vectors[src]
-        found[dst] = True
+        if _scatter(folder / f"{token}.npy", head, dest, out):
+            found[dest[dest >= 0]] = True
+        else:  # damaged: those rows are read from Chroma (and overwritten there)
+            out[dest[dest >= 0]] = 0.0
     return out, found
 
 

@@ -637,6 +637,69 @@ def run_add(n: int = 20_000, *, rounds: int = 2) -> str:
     return f"### add throughput\n\n{table}\n\n{note}\n"
 
 
+#: Per-row metadata variants :func:`run_metadata_cost` adds to raw ``collection.add`` (row ``i``'s
+#: content hash ``h``): what cluster-rag stores now, and the smaller forms it could store.
+METADATA_VARIANTS: dict[str, Any] = {
+    "`cr_hash` (64 hex) + `cr_w` (12 hex), as stored now": lambda h: {"cr_hash": h, "cr_w": "0a1b2c3d4e5f"},
+    "`cr_hash` (64 hex) + `cr_w` as an int": lambda h: {"cr_hash": h, "cr_w": 81985529216486895},
+    "`cr_hash` (16 hex) + `cr_w` as an int": lambda h: {"cr_hash": h[:16], "cr_w": 81985529216486895},
+    "both as ints": lambda h: {"cr_hash": int(h[:15], 16), "cr_w": 81985529216486895},
+    "`cr_w` as an int alone": lambda h: {"cr_w": 81985529216486895},
+}
+
+
+def run_metadata_cost(n: int = 20_000, *, rounds: int = 8) -> str:
+    """What per-row metadata costs Chroma's add: raw ``collection.add`` of the same ``n`` rows
+    (batches of 5,000, a fresh folder each time) with each :data:`METADATA_VARIANTS` entry against
+    the same add without metadata, in rounds that rotate the order; each variant's figure is the
+    median of its per-round ratios to the no-metadata add of the same round (the machine's speed
+    moves between rounds more than the ratio does)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from cluster_rag.clustering import default_k
+    from cluster_rag.embedding import content_hash
+
+    data, _ = synthetic_blobs(n, default_k(n), n_queries=1)
+    ids = [f"a{i:07d}" for i in range(n)]
+    texts = [f"chunk {i} topic {i % 97}" for i in range(n)]
+    hashes = [content_hash(t) for t in texts]
+    modes = ["none", *METADATA_VARIANTS]
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
+            tmp = Path(tempfile.mkdtemp(prefix="bench-scale-meta-"))
+            try:
+                client = chromadb.PersistentClient(
+                    path=str(tmp / "kb"), settings=Settings(anonymized_telemetry=False)
+                )
+                col = client.create_collection("bench", metadata={"hnsw:space": "cosine"})
+                make = METADATA_VARIANTS.get(mode)
+                t0 = time.perf_counter()
+                for s in range(0, n, 5000):
+                    col.add(
+                        ids=ids[s : s + 5000],
+                        documents=texts[s : s + 5000],
+                        embeddings=data[s : s + 5000],
+                        metadatas=None if make is None else [make(h) for h in hashes[s : s + 5000]],
+                    )
+                rates[mode].append(n / (time.perf_counter() - t0))
+                del col, client
+            finally:
+                _forget_clients()
+                shutil.rmtree(tmp, ignore_errors=True)
+    rows = [["none (ids, texts, vectors)", f"{statistics.median(rates['none']):.0f}", "1.00x"]]
+    for mode in METADATA_VARIANTS:
+        paired = statistics.median(v / b for v, b in zip(rates[mode], rates["none"], strict=True))
+        rows.append([mode, f"{statistics.median(rates[mode]):.0f}", f"{paired:.2f}x"])
+    table = md_table([f"raw add of {n} rows, per-row metadata", "rows/s (median)", "paired ratio"], rows)
+    note = (
+        f"{rounds} rounds, order rotated, every add a fresh folder. Load average (1/5/15 min): {_load()} "
+        "on 2 shared cores."
+    )
+    return f"### Per-row metadata cost in Chroma's add\n\n{table}\n\n{note}\n"
+
+
 def scifact_ndcg(index: Any, D: np.ndarray, Q: np.ndarray, ds: Any) -> tuple[float, float, float]:
     """Routed nDCG@10 (``search_by_vector``, default route), exact nDCG@10 (numpy over every
     abstract) and the routed recall@10 against exact, over the SciFact test questions."""

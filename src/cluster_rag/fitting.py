@@ -282,8 +282,8 @@ def _read_all_vectors(store: ChromaStore, logs: Sequence[str] = ()) -> tuple[lis
     for start in range(0, len(todo), VECTOR_BATCH):
         rows = todo[start : start + VECTOR_BATCH]
         got = store.get([listed[i] for i in rows.tolist()], include=["embeddings"])
-        where = {cid: i for i, cid in zip(rows.tolist(), [listed[i] for i in rows.tolist()], strict=True)}
-        dest = np.fromiter((where[cid] for cid in got["ids"]), np.int64, len(got["ids"]))
+        row_of = {listed[i]: i for i in rows.tolist()}
+        dest = np.fromiter((row_of[cid] for cid in got["ids"]), np.int64, len(got["ids"]))
         if len(dest):
             vectors[dest] = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, store.dimension)
             keep[dest] = True
@@ -404,7 +404,6 @@ class _Ahead:
     def pseudo_for(self, n_rows: int) -> PseudoQueries | None:
         """The pseudo-queries, when computed over the same ``n_rows`` rows (late arrivals: not)."""
         pseudo = self.pseudo.result()
-        self.pool.shutdown(wait=False)
         return pseudo if n_rows == self.n_rows else None
 
 
@@ -432,6 +431,7 @@ def _start_ahead(
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-rag-ahead")
     return _Ahead(texts, pool, pool.submit(work), len(ids))
+
 
 def _join_late_arrivals(
     store: ChromaStore,

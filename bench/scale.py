@@ -578,9 +578,6 @@ def run_add(n: int = 20_000, *, rounds: int = 2) -> str:
     (ids, texts, vectors; batches of 5,000) into a fresh collection, and against the same raw add
     with the two per-row keys cluster-rag stores (content hash, write token); rounds rotate the
     order."""
-    import chromadb
-    from chromadb.config import Settings
-
     from cluster_rag import ClusterIndex, IndexConfig
     from cluster_rag.clustering import default_k
     from cluster_rag.embedding import content_hash
@@ -603,20 +600,8 @@ def run_add(n: int = 20_000, *, rounds: int = 2) -> str:
                     rates[mode].append(n / (time.perf_counter() - t0))
                     del index
                 else:
-                    client = chromadb.PersistentClient(
-                        path=str(tmp / "kb"), settings=Settings(anonymized_telemetry=False)
-                    )
-                    col = client.create_collection("bench", metadata={"hnsw:space": "cosine"})
-                    t0 = time.perf_counter()
-                    for s in range(0, n, 5000):
-                        col.add(
-                            ids=ids[s : s + 5000],
-                            documents=texts[s : s + 5000],
-                            embeddings=data[s : s + 5000],
-                            metadatas=keys[s : s + 5000] if mode == "rawmeta" else None,  # type: ignore[arg-type]
-                        )
-                    rates[mode].append(n / (time.perf_counter() - t0))
-                    del col, client
+                    metas = keys if mode == "rawmeta" else None
+                    rates[mode].append(n / _raw_add_seconds(tmp, ids, texts, data, metas))
             finally:
                 _forget_clients()
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -648,14 +633,35 @@ METADATA_VARIANTS: dict[str, Any] = {
 }
 
 
+def _raw_add_seconds(
+    tmp: Path, ids: list[str], texts: list[str], data: np.ndarray, metas: list[dict[str, Any]] | None
+) -> float:
+    """Seconds a raw ``collection.add`` of the rows takes (batches of 5,000) into a fresh folder
+    ``tmp/kb`` (collection ``bench``, cosine space)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(tmp / "kb"), settings=Settings(anonymized_telemetry=False))
+    col = client.create_collection("bench", metadata={"hnsw:space": "cosine"})
+    t0 = time.perf_counter()
+    for s in range(0, len(ids), 5000):
+        col.add(
+            ids=ids[s : s + 5000],
+            documents=texts[s : s + 5000],
+            embeddings=data[s : s + 5000],
+            metadatas=None if metas is None else metas[s : s + 5000],  # type: ignore[arg-type]
+        )
+    took = time.perf_counter() - t0
+    del col, client
+    return took
+
+
 def run_metadata_cost(n: int = 20_000, *, rounds: int = 8) -> str:
     """What per-row metadata costs Chroma's add: raw ``collection.add`` of the same ``n`` rows
     (batches of 5,000, a fresh folder each time) with each :data:`METADATA_VARIANTS` entry against
     the same add without metadata, in rounds that rotate the order; each variant's figure is the
     median of its per-round ratios to the no-metadata add of the same round (the machine's speed
     moves between rounds more than the ratio does)."""
-    import chromadb
-    from chromadb.config import Settings
 
     from cluster_rag.clustering import default_k
     from cluster_rag.embedding import content_hash
@@ -670,21 +676,9 @@ def run_metadata_cost(n: int = 20_000, *, rounds: int = 8) -> str:
         for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
             tmp = Path(tempfile.mkdtemp(prefix="bench-scale-meta-"))
             try:
-                client = chromadb.PersistentClient(
-                    path=str(tmp / "kb"), settings=Settings(anonymized_telemetry=False)
-                )
-                col = client.create_collection("bench", metadata={"hnsw:space": "cosine"})
                 make = METADATA_VARIANTS.get(mode)
-                t0 = time.perf_counter()
-                for s in range(0, n, 5000):
-                    col.add(
-                        ids=ids[s : s + 5000],
-                        documents=texts[s : s + 5000],
-                        embeddings=data[s : s + 5000],
-                        metadatas=None if make is None else [make(h) for h in hashes[s : s + 5000]],
-                    )
-                rates[mode].append(n / (time.perf_counter() - t0))
-                del col, client
+                metas = None if make is None else [make(h) for h in hashes]
+                rates[mode].append(n / _raw_add_seconds(tmp, ids, texts, data, metas))
             finally:
                 _forget_clients()
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "fitted_positions",
     "load_assignment",
     "parts_readable_singly",
+    "read_blocks",
     "read_parts",
     "read_snapshot",
     "save_assignment",
@@ -374,11 +375,37 @@ def read_snapshot(path: Path | None, n: int, dimension: int) -> np.ndarray | Non
     return vectors
 
 
+def read_blocks(path: Path, n: int, dimension: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The rows of the ``(n, dimension)`` float32 ``.npy`` file ``path`` as ``(first row, block)``
+    pairs of at most :data:`WRITE_ROWS` rows, read sequentially with plain reads (a memory map would
+    add every page read to the process's resident memory).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not ``(n, dimension)`` float32, or shorter or longer than that.
+    """
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(fh)
+        if shape != (n, dimension) or fortran or dtype != np.float32:
+            raise ValueError(f"{path} holds {shape} {dtype}, not ({n}, {dimension}) float32")
+        for start in range(0, n, WRITE_ROWS):
+            count = min(WRITE_ROWS, n - start)
+            block = np.fromfile(fh, dtype=np.float32, count=count * dimension)
+            if len(block) != count * dimension:
+                raise ValueError(f"{path} ends at row {start + len(block) // max(dimension, 1)} of {n}")
+            yield start, block.reshape(count, dimension)
+        if fh.read(1):
+            raise ValueError(f"{path} holds more than {n} rows")
+
+
 def scatter_snapshot(path: Path | None, n: int, dimension: int, dest: np.ndarray, out: np.ndarray) -> bool:
     """Copy snapshot row ``r`` into ``out[dest[r]]`` for every ``dest[r] >= 0``, reading the file
-    sequentially in blocks of :data:`WRITE_ROWS` rows with plain reads (a memory map would add every
-    page read to the process's resident memory). ``False`` (``out`` untouched): the file is missing
-    or not ``(n, dimension)`` float32.
+    sequentially (:func:`read_blocks`). ``False`` (``out`` untouched): the file is missing or not
+    ``(n, dimension)`` float32.
 
     Args:
         dest: ``(n,)`` int64 target row of each snapshot row, ``-1``: not wanted.
@@ -387,20 +414,10 @@ def scatter_snapshot(path: Path | None, n: int, dimension: int, dest: np.ndarray
     if path is None or not path.is_file():
         return False
     try:
-        with open(path, "rb") as fh:
-            major, _ = np.lib.format.read_magic(fh)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(fh)
-            if shape != (n, dimension) or fortran or dtype != np.float32:
-                return False
-            for start in range(0, n, WRITE_ROWS):
-                count = min(WRITE_ROWS, n - start)
-                block = np.fromfile(fh, dtype=np.float32, count=count * dimension).reshape(count, dimension)
-                targets = dest[start : start + count]
-                wanted = targets >= 0
-                out[targets[wanted]] = block[wanted]
+        for start, block in read_blocks(path, n, dimension):
+            targets = dest[start : start + len(block)]
+            wanted = targets >= 0
+            out[targets[wanted]] = block[wanted]
     except (OSError, ValueError):
         return False
     return True

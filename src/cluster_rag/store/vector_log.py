@@ -109,32 +109,16 @@ def _head(folder: Path, token: str) -> dict[str, Any] | None:
 
 
 def _scatter(path: Path, head: dict[str, Any], dest: np.ndarray, out: np.ndarray) -> bool:
-    """Copy log row ``r`` into ``out[dest[r]]`` for every ``dest[r] >= 0``, reading the file in
-    blocks of :data:`~cluster_rag.store.snapshots.WRITE_ROWS` rows with plain reads (a memory map
-    would count every page read in the process's resident memory) and checking its CRC on the
+    """Copy log row ``r`` into ``out[dest[r]]`` for every ``dest[r] >= 0``, reading the file
+    sequentially (:func:`~cluster_rag.store.snapshots.read_blocks`) and checking its CRC on the
     way. ``False``: the file is damaged (then the rows written are not to be used)."""
-    n, d = head["n"], head["d"]
     crc = 0
     try:
-        with open(path, "rb") as fh:
-            major, _ = np.lib.format.read_magic(fh)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(fh)
-            if shape != (n, d) or fortran or dtype != np.float32:
-                return False
-            for start in range(0, n, snapshots.WRITE_ROWS):
-                count = min(snapshots.WRITE_ROWS, n - start)
-                block = np.fromfile(fh, dtype=np.float32, count=count * d)
-                if len(block) != count * d:
-                    return False
-                crc = zlib.crc32(block.data, crc)
-                targets = dest[start : start + count]
-                wanted = targets >= 0
-                out[targets[wanted]] = block.reshape(count, d)[wanted]
-            if fh.read(1):
-                return False
+        for start, block in snapshots.read_blocks(path, head["n"], head["d"]):
+            crc = zlib.crc32(np.ascontiguousarray(block).data, crc)
+            targets = dest[start : start + len(block)]
+            wanted = targets >= 0
+            out[targets[wanted]] = block[wanted]
     except (OSError, ValueError):
         return False
     return bool(crc == head["crc32"])

@@ -151,6 +151,8 @@ def test_a_failed_log_write_leaves_the_add_whole(
     assert index.store.count() == 5 and len(ids) == 5
     assert "No space left" in caplog.text
     assert vector_log.log_tokens(index.store) == []
+    folder = tmp_path / "kb" / "cluster_rag" / index.store.name / vector_log.LOG_FOLDER
+    assert list(folder.glob("*")) == []  # no temp file left behind
 
 
 def test_drop_logs_removes_what_killed_writers_left(tmp_path: Path) -> None:

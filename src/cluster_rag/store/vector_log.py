@@ -62,10 +62,10 @@ def write_log(store: Any, token: str, ids: Sequence[str], vectors: np.ndarray) -
         return
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     vec_path, ids_path = folder / f"{token}.npy", folder / f"{token}.json"
+    tmp = vec_path.with_suffix(f".tmp{os.getpid()}")
+    tmp_ids = ids_path.with_suffix(f".tmp{os.getpid()}j")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = vec_path.with_suffix(f".tmp{os.getpid()}")
-        tmp_ids = ids_path.with_suffix(f".tmp{os.getpid()}j")
         with open(tmp, "wb") as fh:
             np.save(fh, data)
         head = {"ids": list(ids), "n": len(data), "d": int(data.shape[1]), "crc32": zlib.crc32(data.data)}
@@ -73,6 +73,8 @@ def write_log(store: Any, token: str, ids: Sequence[str], vectors: np.ndarray) -
         os.replace(tmp_ids, ids_path)
         os.replace(tmp, vec_path)  # the vectors last: a log is whole once both files are there
     except OSError as exc:
+        for path in (tmp, tmp_ids):
+            path.unlink(missing_ok=True)
         log.warning(
             "could not keep the vectors of add %s next to the store (%s): a fit reads them from Chroma",
             token,

@@ -134,7 +134,7 @@ def core_free_during_kmeans(engine: str) -> bool:
 class TextPrefetch:
     """Texts of the rows a fit's keywords will most likely use, read ahead of the k-means.
 
-    :meth:`read` runs on a background thread the fit starts (:func:`cluster_rag.fitting`);
+    :meth:`read` runs on a background thread the fit starts (:mod:`cluster_rag.fitting`);
     :meth:`result` waits for it. A failed read is not raised here: the rows it missed are read
     again when the topics are described, where a store error surfaces as usual.
 

@@ -274,9 +274,7 @@ def _read_all_vectors(store: ChromaStore, logs: Sequence[str] = ()) -> tuple[lis
     in one process on the same store. A chunk deleted meanwhile is left out; one added after the
     listing joins after the fit (late arrivals)."""
     listed = _stored_ids(store)
-    vectors, found = vector_log.read_logged(store, listed, logs) if logs else (None, None)
-    if vectors is None or found is None:
-        vectors, found = np.zeros((len(listed), store.dimension), np.float32), np.zeros(len(listed), bool)
+    vectors, found = vector_log.read_logged(store, listed, logs)  # no logs: zeros, none found
     keep = found.copy()
     todo = np.nonzero(~found)[0]
     for start in range(0, len(todo), VECTOR_BATCH):

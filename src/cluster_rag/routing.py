@@ -499,16 +499,9 @@ class PseudoQueries:
 def pseudo_queries(vectors: np.ndarray, n_queries: int, top_k: int, seed: int) -> PseudoQueries:
     """``n_queries`` random rows of ``vectors`` ``(n, d)`` (``seed``) and their exact top-``top_k``
     among the other rows: an exact scan, ``O(q · n · d)``, in score blocks of bounded memory."""
-    queries, picks, neighbours = _pseudo_queries(vectors, n_queries, top_k, seed)
-    return PseudoQueries(queries, picks, neighbours)
-
-
-def _pseudo_queries(
-    vectors: np.ndarray, n_queries: int, top_k: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(vectors)
     if n < 2:
-        return vectors[:0], np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
+        return PseudoQueries(vectors[:0], np.zeros(0, np.int64), np.zeros((0, 0), np.int64))
     rng = np.random.default_rng(seed)
     picks = rng.choice(n, size=min(n_queries, n), replace=False)
     top = min(top_k, n - 1)
@@ -521,7 +514,7 @@ def _pseudo_queries(
         sims[np.arange(sims.shape[0]), picks[rows]] = -np.inf
         # the top largest without a -sims copy of the (step, n) block
         neighbours[rows] = np.argpartition(sims, n - top, axis=1)[:, n - top :]
-    return queries, picks, neighbours
+    return PseudoQueries(queries, picks, neighbours)
 
 
 def _fixed_curve(csims: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarray:

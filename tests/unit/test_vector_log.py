@@ -19,6 +19,15 @@ from tests.fixtures import FakeEmbedder
 WORDS = ["dog cat puppy", "rocket moon orbit", "pasta pizza basil"]
 
 
+DEFAULT_MIN_LOG_ROWS = vector_log.MIN_LOG_ROWS
+
+
+@pytest.fixture(autouse=True)
+def log_every_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small adds keep logs here (the default skips adds under MIN_LOG_ROWS rows)."""
+    monkeypatch.setattr(vector_log, "MIN_LOG_ROWS", 1)
+
+
 def open_index(path: Path) -> ClusterIndex:
     return ClusterIndex.open(path / "kb", embedder=FakeEmbedder(), config=IndexConfig(progress=False))
 
@@ -168,6 +177,23 @@ def test_drop_logs_removes_what_killed_writers_left(tmp_path: Path) -> None:
     os.utime(lone, (1_000_000, 1_000_000))  # killed between its two renames, long ago
     vector_log.drop_logs(index.store, vector_log.log_tokens(index.store))
     assert sorted(p.name for p in folder.iterdir()) == [f"cccc.tmp{os.getpid()}"]
+
+
+def test_small_adds_keep_no_log_and_the_fit_reads_them_from_chroma(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert DEFAULT_MIN_LOG_ROWS == 1_000
+    monkeypatch.setattr(vector_log, "MIN_LOG_ROWS", DEFAULT_MIN_LOG_ROWS)
+    index = open_index(tmp_path)
+    d = index.store.dimension
+    index.add_embeddings([f"text {i}" for i in range(999)], unit_rows(999, d, 0))
+    assert vector_log.log_tokens(index.store) == []
+    index.add_embeddings([f"more {i}" for i in range(1_000)], unit_rows(1_000, d, 1))
+    assert len(vector_log.log_tokens(index.store)) == 1
+    reads = CountVectorReads(monkeypatch, index)
+    index.fit(k=4)
+    assert reads.rows == 999  # the small add from Chroma, the logged one from its log
+    assert index.model.info.n_chunks == 1_999
 
 
 def test_a_store_without_a_folder_keeps_no_log() -> None:

@@ -168,7 +168,7 @@ class SphericalKMeans:
             raise InvalidInputError(f"X must be a non-empty 2-D array, got shape {data.shape}")
         validate_k(self.n_clusters, len(data))
         self._check_transforms(data.shape[1])
-        engine = self._resolve_engine(len(data))
+        engine = resolve_engine(self.engine, len(data))
         space = data
         if self.reduce_dim is not None:
             space = _pca(data, int(self.reduce_dim), self.random_state)
@@ -227,9 +227,6 @@ class SphericalKMeans:
         return min(int(self.smooth), n_rows - 1)
 
     # engines -------------------------------------------------------------------
-    def _resolve_engine(self, n_rows: int) -> str:
-        return resolve_engine(self.engine, n_rows)
-
     def _fit_sklearn(self, data: np.ndarray) -> np.ndarray:
         from sklearn.cluster import KMeans
 

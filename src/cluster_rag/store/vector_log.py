@@ -2,8 +2,9 @@
 
 A fit needs every stored vector, and reading them back through Chroma's Python client costs
 far more than writing them did: at 200k x 384 chunks 8-10 s, most of it turning lists of
-Python floats into arrays (``python -m bench scale``). So every add to an embedded store also
-writes its vectors, as given to Chroma, into ``<store folder>/cluster_rag/<NAME>/added/``:
+Python floats into arrays (``python -m bench scale``). So every add (or replace) of at least
+:data:`MIN_LOG_ROWS` rows to an embedded store also writes its vectors, as given to Chroma, into
+``<store folder>/cluster_rag/<NAME>/added/``:
 
 - ``<token>.npy``: ``(m, d)`` float32, the add's rows in its id order;
 - ``<token>.json``: the ids, the row count, the width and a CRC-32 of the vector bytes.
@@ -38,12 +39,16 @@ import numpy as np
 from . import snapshots
 from .chroma_store import WRITE_KEY, owner_alive
 
-__all__ = ["LOG_FOLDER", "drop_logs", "log_tokens", "read_logged", "write_log"]
+__all__ = ["LOG_FOLDER", "MIN_LOG_ROWS", "drop_logs", "log_tokens", "read_logged", "write_log"]
 
 log = logging.getLogger("cluster_rag")
 
 #: Sub-folder of the snapshot folder holding the logs.
 LOG_FOLDER = "added"
+#: Adds of fewer rows keep no log: a fit pays one stamp query per log (~22 ms at 200k chunks,
+#: measured) and reads 1,000 vectors from Chroma by id in ~30 ms, so a smaller log costs the fit
+#: more than it saves (and one-row adds would leave a file each).
+MIN_LOG_ROWS = 1_000
 #: Seconds after which an ids file without its vectors (a writer killed between the two
 #: renames) is deleted by :func:`drop_logs`.
 _STALE_S = 3600.0
@@ -56,9 +61,10 @@ def _folder(store: Any) -> Path | None:
 
 def write_log(store: Any, token: str, ids: Sequence[str], vectors: np.ndarray) -> None:
     """Keep the vectors ``(m, d)`` float32 the add ``token`` stored for ``ids`` (no-op for a store
-    without a folder). An ``OSError`` is logged, not raised: the rows are in Chroma."""
+    without a folder, or below :data:`MIN_LOG_ROWS` rows). An ``OSError`` is logged, not raised:
+    the rows are in Chroma."""
     folder = _folder(store)
-    if folder is None or not len(ids):
+    if folder is None or len(ids) < max(1, MIN_LOG_ROWS):
         return
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     vec_path, ids_path = folder / f"{token}.npy", folder / f"{token}.json"
